@@ -110,9 +110,15 @@ class ModelConfig:
                 act = d.get("hidden_act", "silu")
                 if act != "silu":
                     raise ModelLoadError(f"unsupported activation '{act}' for {mt} (only silu)")
+                # transformers >= 5 writes `rope_parameters` (rope_theta and the scaling inside);
+                # older configs (most Hub checkpoints) use `rope_theta` + `rope_scaling`.
+                rope_params = d.get("rope_parameters") or {}
+                rope_theta = d.get("rope_theta", rope_params.get("rope_theta", 10000.0))
                 scaling = d.get("rope_scaling")
+                if scaling is None and rope_params:
+                    scaling = {k: v for k, v in rope_params.items() if k != "rope_theta"}
                 if scaling is not None:
-                    kind = scaling.get("rope_type", scaling.get("type"))
+                    kind = scaling.get("rope_type", scaling.get("type", "default"))
                     if kind not in ("llama3", "default"):
                         raise ModelLoadError(f"unsupported rope_scaling type '{kind}' (supported: llama3)")
                     scaling = None if kind == "default" else dict(scaling, rope_type="llama3")
@@ -128,7 +134,7 @@ class ModelConfig:
                     hidden_dim=d["intermediate_size"],
                     head_dim=d.get("head_dim") or 0,
                     norm_eps=d.get("rms_norm_eps", 1e-6),
-                    rope_theta=float(d.get("rope_theta", 10000.0)),
+                    rope_theta=float(rope_theta),
                     rope_scaling=scaling,
                     qkv_bias=qkv_bias,
                     out_bias=mt != "qwen2" and bool(d.get("attention_bias", False)),

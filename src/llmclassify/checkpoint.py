@@ -1,0 +1,191 @@
+"""One self-contained run directory, written so that no file is ever half-written.
+
+Layout::
+
+    config.json            base model identity + checksum, model config, labels, pooling,
+                           padding, max length, pad id, trainable part, weights checksum
+    classifier.safetensors the trained tensors (only what training changed, unless --full-weights)
+    tokenizer.json, tokenizer_meta.json
+    metrics.json           train / val / test metrics, timings, data report
+    metrics.jsonl          one line per epoch
+    curves.png             loss and accuracy per epoch
+    split.json             which source rows went to which split
+
+Every file goes to a temporary name in the same directory and is renamed into place;
+config.json is written last, so a directory without it is an unfinished run. Only JSON and
+safetensors are ever read back (no pickle).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .errors import UserError
+
+CONFIG = "config.json"
+WEIGHTS = "classifier.safetensors"
+FORMAT_VERSION = 1
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
+
+
+def _json_default(o):
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    """Append one line; a crash leaves at most a last line that readers skip."""
+    with open(path, "a") as f:
+        f.write(json.dumps(record, default=_json_default) + "\n")
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while b := f.read(chunk):
+            h.update(b)
+    return h.hexdigest()
+
+
+def prepare_run_dir(path: Path, overwrite: bool = False) -> None:
+    """Create `path`; refuse a non-empty one unless `overwrite` (then empty it)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path}: exists and is not a directory")
+    if path.exists() and any(path.iterdir()):
+        if not overwrite:
+            raise UserError(f"{path}: output directory exists and is not empty (use --overwrite to replace it)")
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+
+
+def save_weights(path: Path, tensors: dict) -> str:
+    """Write tensors as safetensors atomically; return the file's sha256."""
+    from safetensors.torch import save
+
+    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
+    atomic_write_bytes(path, data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def save_run(
+    out_dir: Path,
+    clf,
+    *,
+    run_config: dict,
+    tokenizer,
+    metrics: dict,
+    history: list[dict],
+    split: dict | None,
+    full_weights: bool,
+    trainable: list[str],
+) -> None:
+    out_dir = Path(out_dir)
+    state = clf.state_dict()
+    names = list(state) if full_weights else trainable
+    sha = save_weights(out_dir / WEIGHTS, {n: state[n] for n in names})
+    tmp_tok = Path(tempfile.mkdtemp(prefix=".tokenizer.", dir=out_dir))
+    try:
+        tokenizer.save(tmp_tok)
+        for f in tmp_tok.iterdir():
+            os.replace(f, out_dir / f.name)
+    finally:
+        shutil.rmtree(tmp_tok, ignore_errors=True)
+    atomic_write_json(out_dir / "metrics.json", metrics)
+    if split is not None:
+        atomic_write_json(out_dir / "split.json", split)
+    write_curves(out_dir / "curves.png", history)
+    config = dict(run_config)
+    config.update(
+        format_version=FORMAT_VERSION,
+        weights={"file": WEIGHTS, "sha256": sha, "full": full_weights, "tensors": len(names)},
+        pad_id=tokenizer.pad_id,
+        tokenizer={"file": "tokenizer.json", "pad_source": tokenizer.pad_source},
+    )
+    atomic_write_json(out_dir / CONFIG, config)
+
+
+def load_run_config(run_dir: Path) -> dict:
+    run_dir = Path(run_dir)
+    path = run_dir / CONFIG
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: no such run directory")
+    if not path.exists():
+        raise UserError(f"{path}: missing (not a run directory, or the run did not finish)")
+    try:
+        cfg = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not valid JSON ({e})") from None
+    for key in ("base_model", "model_config", "labels", "weights"):
+        if key not in cfg:
+            raise UserError(f"{path}: field '{key}' is missing")
+    return cfg
+
+
+def load_weights(run_dir: Path, cfg: dict) -> dict:
+    """The run's trained tensors, after checking the file's checksum against config.json."""
+    from safetensors.torch import load
+
+    path = Path(run_dir) / cfg["weights"]["file"]
+    if not path.exists():
+        raise UserError(f"{path}: weights file is missing")
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != cfg["weights"]["sha256"]:
+        raise UserError(f"{path}: checksum does not match config.json (file truncated or altered)")
+    try:
+        return load(data)
+    except Exception as e:  # safetensors raises its own error types
+        raise UserError(f"{path}: not a valid safetensors file ({e})") from None
+
+
+def write_curves(path: Path, history: list[dict]) -> None:
+    """Loss and validation accuracy per epoch as a PNG (matplotlib, headless)."""
+    if not history:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
+    a.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
+    a.plot(ep, [h["val_loss"] for h in history], "o-", label="validation")
+    a.set_xlabel("epoch")
+    a.set_ylabel("loss")
+    a.legend()
+    b.plot(ep, [h["val_accuracy"] for h in history], "o-", color="C1", label="validation")
+    b.set_xlabel("epoch")
+    b.set_ylabel("accuracy")
+    b.legend()
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(prefix=".curves.", suffix=".png", dir=Path(path).parent)
+    os.close(fd)
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)

@@ -1,0 +1,256 @@
+"""`llmclassify` command line: a table of subcommands over plain functions.
+
+Exit status: 0 success, 1 a failed run (a bug or a crash), 2 bad input (UserError: one line,
+no traceback unless --debug).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import UserError
+
+
+def _floats(s: str) -> tuple[float, ...]:
+    try:
+        parts = tuple(float(x) for x in s.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got '{s}'") from None
+    if len(parts) != 3 or abs(sum(parts) - 1) > 1e-6 or min(parts) < 0:
+        raise argparse.ArgumentTypeError(f"--split needs three non-negative fractions summing to 1, got '{s}'")
+    return parts
+
+
+# --- train ----------------------------------------------------------------------------------
+def add_train(sub) -> None:
+    p = sub.add_parser("train", help="fine-tune a classifier and save a run directory",
+                       description="Fine-tune a pretrained decoder as a text classifier.")
+    p.add_argument("--model", help="preset name, HF model directory, Hub id or GGUF file (default: %(default)s)")
+    p.add_argument("--data", help="built-in data set (sms-spam) or a CSV/TSV/JSONL file (default: sms-spam)")
+    p.add_argument("--output", "-o", dest="output_dir", help="run directory (default: runs/<model>-<data>-<time>)")
+    p.add_argument("--text-column")
+    p.add_argument("--label-column")
+    p.add_argument("--format", dest="data_format", choices=["csv", "tsv", "jsonl", "parquet"])
+    p.add_argument("--split", type=_floats, help="train,validation,test fractions (default 0.7,0.1,0.2)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--no-dedupe", dest="dedupe", action="store_const", const=False,
+                   help="keep exact duplicate texts (they leak test texts into training)")
+    p.add_argument("--balance", choices=["none", "undersample"])
+    p.add_argument("--preset", choices=["reference"], help="'reference': the book's chapter-6 recipe exactly")
+    p.add_argument("--pooling", choices=["last", "first", "mean"])
+    p.add_argument("--trainable", help="head | last-block | last-N-blocks | all (default last-block)")
+    p.add_argument("--padding", help="batch (default, masked) | longest-train | fixed:N (visible pad tokens)")
+    p.add_argument("--max-length", type=int, help="truncate texts to this many tokens")
+    p.add_argument("--no-causal-mask", dest="causal", action="store_const", const=False)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--grad-accum", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--class-weights", choices=["auto", "none"])
+    p.add_argument("--early-stopping", type=int, metavar="PATIENCE")
+    p.add_argument("--trunk-cache", choices=["auto", "off"], help="compute the frozen trunk once (default auto)")
+    p.add_argument("--cache-dtype", choices=["float32", "bfloat16"])
+    p.add_argument("--cache-memory-gb", type=float, help="spill the trunk cache to disk above this")
+    p.add_argument("--full-weights", action="store_const", const=True, help="save every weight, not only trained ones")
+    p.add_argument("--overwrite", action="store_const", const=True)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(a) -> int:
+    from .train import config_from_args, train
+
+    values = {k: v for k, v in vars(a).items() if k not in ("func", "debug", "quiet", "command")}
+    values["progress"] = not a.quiet
+    cfg = config_from_args(values, a.preset)
+    summary = train(cfg)
+    test = summary["splits"]["test"]
+    print(f"test accuracy {test['accuracy']:.4f}  macro-F1 {test['macro_f1']:.4f}  "
+          f"balanced accuracy {test['balanced_accuracy']:.4f}")
+    print(f"run saved to {summary['run_dir']}")
+    return 0
+
+
+# --- evaluate -------------------------------------------------------------------------------
+def add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="metrics of a saved run on its test split or any labelled file")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--data", help="labelled file (default: the run's own test split)")
+    p.add_argument("--text-column")
+    p.add_argument("--label-column")
+    p.add_argument("--format", dest="data_format", choices=["csv", "tsv", "jsonl", "parquet"])
+    p.add_argument("--json", dest="json_out", help="also write the metrics to this JSON file")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def cmd_evaluate(a) -> int:
+    from .evaluate import format_table
+    from .predict import evaluate_run
+
+    name, metrics = evaluate_run(a.run, data=a.data, text_column=a.text_column, label_column=a.label_column,
+                                 fmt=a.data_format)
+    print(format_table({name: metrics}))
+    if a.json_out:
+        from .checkpoint import atomic_write_json
+
+        atomic_write_json(Path(a.json_out), metrics)
+    return 0
+
+
+# --- predict --------------------------------------------------------------------------------
+def add_predict(sub) -> None:
+    p = sub.add_parser("predict", help="classify texts with a saved run")
+    p.add_argument("run", help="run directory")
+    p.add_argument("texts", nargs="*", help="texts to classify")
+    p.add_argument("--input", "-i", help="file of texts (.txt one per line, CSV/TSV/JSONL), or - for stdin")
+    p.add_argument("--text-column")
+    p.add_argument("--output", "-o", help="write JSONL predictions here (default: print)")
+    p.add_argument("--threshold", type=float, help="two classes: probability of the second label needed to pick it")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    p.add_argument("--quantize", choices=["int8"])
+    p.set_defaults(func=cmd_predict)
+
+
+def cmd_predict(a) -> int:
+    from .predict import Classifier
+
+    if not a.texts and not a.input:
+        raise UserError("predict: give texts as arguments or --input FILE")
+    clf = Classifier.load(a.run, dtype=a.dtype, quantize=a.quantize)
+    if a.input:
+        from itertools import chain
+
+        from .data import iter_texts
+
+        if a.input == "-":
+            texts = (line.rstrip("\r\n") for line in sys.stdin if line.strip())
+        else:
+            texts = chain.from_iterable(iter_texts(a.input, text_column=a.text_column))
+    else:
+        texts = iter(a.texts)
+    preds = clf.predict_stream(texts, threshold=a.threshold, batch_size=a.batch_size)
+    if a.output:
+        from .predict import write_predictions
+
+        n = write_predictions(Path(a.output), preds)
+        print(f"wrote {n} predictions to {a.output}")
+    else:
+        for pr in preds:
+            probs = "  ".join(f"{k}={v:.4f}" for k, v in pr.probabilities.items())
+            print(f"{pr.label}\t{probs}" + ("\t(truncated)" if pr.truncated else ""))
+    return 0
+
+
+# --- models, data ---------------------------------------------------------------------------
+def add_models(sub) -> None:
+    p = sub.add_parser("models", help="list the named model presets and whether they are cached")
+    p.set_defaults(func=cmd_models)
+
+
+def cmd_models(a) -> int:
+    from .presets import list_models
+
+    rows = list_models()
+    print(f"{'name':28} {'cached':7} source")
+    for r in rows:
+        name = r["name"] + (" (default)" if r.get("default") else "")
+        print(f"{name:28} {'yes' if r['cached'] else 'no':7} {r['source']}")
+    return 0
+
+
+def add_data(sub) -> None:
+    p = sub.add_parser("data", help="built-in data sets")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    d = dsub.add_parser("download", help="download a data set from its public source and verify it")
+    d.add_argument("name", choices=["sms-spam"])
+    d.add_argument("--dest", default=".", help="directory to write it to (default: .)")
+    d.set_defaults(func=cmd_data_download)
+    i = dsub.add_parser("info", help="rows and classes of a data set or file")
+    i.add_argument("name")
+    i.set_defaults(func=cmd_data_info)
+
+
+def cmd_data_download(a) -> int:
+    from .data import download_sms_spam
+
+    path = download_sms_spam(Path(a.dest))
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_data_info(a) -> int:
+    from collections import Counter
+
+    from .data import load_dataset
+
+    t = load_dataset(a.name)
+    counts = Counter(map(str, t.labels))
+    print(f"{a.name}: {len(t.texts)} rows; " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    return 0
+
+
+# --- serve ----------------------------------------------------------------------------------
+def add_serve(sub) -> None:
+    p = sub.add_parser("serve", help="serve a run over HTTP (API + web page)")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-texts", type=int, default=64, help="texts per request")
+    p.add_argument("--max-chars", type=int, default=10_000, help="characters per text")
+    p.add_argument("--batch-max", type=int, default=32, help="micro-batch: most texts per model call")
+    p.add_argument("--batch-wait-ms", type=float, default=5.0, help="micro-batch: longest wait to fill a batch")
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(a) -> int:
+    from .serve import run
+
+    run(a.run, host=a.host, port=a.port, max_texts=a.max_texts, max_chars=a.max_chars,
+        batch_max=a.batch_max, batch_wait_ms=a.batch_wait_ms)
+    return 0
+
+
+COMMANDS = [add_train, add_evaluate, add_predict, add_models, add_data, add_serve]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .presets import DEFAULT_MODEL
+
+    p = argparse.ArgumentParser(prog="llmclassify", description="Turn a pretrained decoder LLM into a text classifier.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(sub)
+    sub.choices["train"].set_defaults(model=None)
+    sub.choices["train"].description += f" Default model: {DEFAULT_MODEL}; default data: sms-spam."
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    try:
+        return a.func(a) or 0
+    except UserError as e:
+        if debug:
+            raise
+        print(f"llmclassify: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("llmclassify: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a failed run: one line unless --debug
+        if debug:
+            raise
+        print(f"llmclassify: failed: {type(e).__name__}: {e} (run with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

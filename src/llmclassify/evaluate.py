@@ -1,0 +1,173 @@
+"""Metrics: from true labels, predicted labels and probabilities to numbers and a table.
+
+This module owns the scoring of a classifier's predictions; it knows nothing of models or
+torch (numpy only), so train.py, the CLI and the tests all score the same way.
+
+Conventions (the same as scikit-learn's with `labels=range(C)` and `zero_division=0`):
+a precision, recall or F1 whose denominator is zero is 0.0; macro-F1 averages over every
+class in `label_names`; balanced accuracy averages recall over the classes present in
+`y_true`; the confusion matrix has true classes as rows and predicted classes as columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+
+def roc_auc(y_true_binary, scores) -> float | None:
+    """Area under the ROC curve from ranks (Mann-Whitney U); tied scores get average ranks.
+
+    `y_true_binary` holds 1 for the positive class, 0 otherwise. None when either class is
+    absent, since the AUC is undefined then.
+    """
+    y = np.asarray(y_true_binary).astype(bool).ravel()
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    n_pos = int(y.sum())
+    n_neg = int(y.size - n_pos)
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = np.argsort(s, kind="mergesort")
+    sorted_s = s[order]
+    ranks = np.empty(s.size, dtype=np.float64)
+    # Average 1-based ranks over runs of equal scores.
+    boundaries = np.flatnonzero(np.diff(sorted_s)) + 1
+    starts = np.concatenate([[0], boundaries])
+    ends = np.concatenate([boundaries, [s.size]])
+    avg = (starts + ends + 1) / 2.0  # mean of ranks start+1 .. end
+    ranks[order] = np.repeat(avg, ends - starts)
+    u = ranks[y].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def _div(a, b):
+    return float(a) / float(b) if b else 0.0
+
+
+def compute_metrics(
+    y_true: Sequence[int],
+    y_pred: Sequence[int],
+    probs=None,
+    label_names: Sequence[str] | None = None,
+    loss: float | None = None,
+) -> dict:
+    """Accuracy, per-class precision/recall/F1/support, macro-F1, balanced accuracy, confusion
+    matrix and (two classes) ROC-AUC.
+
+    `y_true`, `y_pred`: class ids in `[0, C)`. `probs`: `(N, C)` class probabilities (or scores),
+    or `(N,)` scores of class 1; only used for ROC-AUC, which is None for more than two classes,
+    when `probs` is None, or when a class is missing from `y_true`. `label_names` defaults to
+    "0".."C-1" with C from the data. Returns plain Python types (JSON-serialisable).
+    """
+    yt = np.asarray(y_true, dtype=np.int64).ravel()
+    yp = np.asarray(y_pred, dtype=np.int64).ravel()
+    if yt.shape != yp.shape:
+        raise ValueError(f"y_true has {yt.size} items, y_pred {yp.size}")
+    if label_names is None:
+        c = int(max(yt.max(initial=-1), yp.max(initial=-1))) + 1
+        label_names = [str(i) for i in range(max(c, 2))]
+    names = [str(n) for n in label_names]
+    c = len(names)
+    for arr, what in ((yt, "y_true"), (yp, "y_pred")):
+        if arr.size and (arr.min() < 0 or arr.max() >= c):
+            raise ValueError(f"{what} has a class id outside [0, {c})")
+
+    cm = np.zeros((c, c), dtype=np.int64)
+    np.add.at(cm, (yt, yp), 1)
+    tp = np.diag(cm)
+    support = cm.sum(axis=1)
+    predicted = cm.sum(axis=0)
+    per_class = {}
+    f1s = []
+    recalls_present = []
+    for i, name in enumerate(names):
+        p = _div(tp[i], predicted[i])
+        r = _div(tp[i], support[i])
+        f = _div(2 * p * r, p + r)
+        f1s.append(f)
+        if support[i] > 0:
+            recalls_present.append(r)
+        per_class[name] = {
+            "precision": p,
+            "recall": r,
+            "f1": f,
+            "support": int(support[i]),
+        }
+
+    auc = None
+    if probs is not None and c == 2 and yt.size:
+        pr = np.asarray(probs, dtype=np.float64)
+        if pr.ndim == 2:
+            if pr.shape != (yt.size, c):
+                raise ValueError(f"probs has shape {pr.shape}, expected ({yt.size}, {c})")
+            scores = pr[:, 1]
+        else:
+            if pr.size != yt.size:
+                raise ValueError(f"probs has {pr.size} items, expected {yt.size}")
+            scores = pr.ravel()
+        auc = roc_auc(yt == 1, scores)
+
+    return {
+        "n": int(yt.size),
+        "accuracy": _div(tp.sum(), yt.size),
+        "macro_f1": float(np.mean(f1s)) if f1s else 0.0,
+        "balanced_accuracy": float(np.mean(recalls_present)) if recalls_present else 0.0,
+        "per_class": per_class,
+        "confusion_matrix": cm.tolist(),
+        "labels": names,
+        "roc_auc": auc,
+        "loss": None if loss is None else float(loss),
+    }
+
+
+def _fmt(v, pct=True) -> str:
+    if v is None:
+        return "-"
+    return f"{100 * v:.2f}%" if pct else f"{v:.4f}"
+
+
+def format_table(metrics_by_split: Mapping[str, Mapping]) -> str:
+    """A fixed-width table of splits (columns) by metrics (rows), then each confusion matrix.
+
+    `metrics_by_split`: e.g. `{"train": compute_metrics(...), "val": ..., "test": ...}`.
+    """
+    splits = [s for s, m in metrics_by_split.items() if m is not None]
+    if not splits:
+        return "(no metrics)"
+    ms = [metrics_by_split[s] for s in splits]
+    names = list(ms[0].get("labels", []))
+    rows: list[tuple[str, list[str]]] = [
+        ("examples", [str(m.get("n", "-")) for m in ms]),
+        ("accuracy", [_fmt(m.get("accuracy")) for m in ms]),
+        ("macro F1", [_fmt(m.get("macro_f1")) for m in ms]),
+        ("balanced accuracy", [_fmt(m.get("balanced_accuracy")) for m in ms]),
+    ]
+    for name in names:
+        rows.append(
+            (f"F1 {name}", [_fmt(m.get("per_class", {}).get(name, {}).get("f1")) for m in ms])
+        )
+    if any(m.get("roc_auc") is not None for m in ms):
+        rows.append(("ROC-AUC", [_fmt(m.get("roc_auc"), pct=False) for m in ms]))
+    if any(m.get("loss") is not None for m in ms):
+        rows.append(("loss", [_fmt(m.get("loss"), pct=False) for m in ms]))
+
+    w0 = max(len(r[0]) for r in rows)
+    widths = [max(len(s), *(len(r[1][j]) for r in rows)) for j, s in enumerate(splits)]
+    out = ["  ".join([" " * w0] + [s.rjust(w) for s, w in zip(splits, widths)])]
+    for label, vals in rows:
+        out.append("  ".join([label.ljust(w0)] + [v.rjust(w) for v, w in zip(vals, widths)]))
+
+    for s, m in zip(splits, ms):
+        cm = m.get("confusion_matrix")
+        labels = list(m.get("labels", names))
+        if not cm:
+            continue
+        out.append("")
+        out.append(f"confusion matrix ({s}; rows true, columns predicted)")
+        cw = max([len(x) for x in labels] + [len(str(v)) for row in cm for v in row])
+        lw = max(len(x) for x in labels)
+        out.append("  ".join([" " * lw] + [x.rjust(cw) for x in labels]))
+        for x, row in zip(labels, cm):
+            out.append("  ".join([x.ljust(lw)] + [str(v).rjust(cw) for v in row]))
+    return "\n".join(out)

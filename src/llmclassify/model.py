@@ -1,0 +1,313 @@
+"""Decoder: the one transformer trunk, switched by `ModelConfig`, from token ids to hidden states.
+
+Two families share every line that they can:
+
+- ``gpt2``: LayerNorm, tanh-GELU MLP (``up_proj`` -> ``down_proj``), learned positions.
+- ``llama`` (SmolLM2, Llama 3.x, Qwen2, Mistral): RMSNorm computed in float32, SwiGLU MLP,
+  rotary positions in Hugging Face's ``rotate_half`` layout (with optional Llama-3 frequency
+  scaling), grouped key/value heads, optional q/k/v bias.
+
+Positions come from the attention mask (``cumsum - 1``), and attention uses ONE boolean mask
+(causal AND key padding), so a text gets the same hidden states alone or inside a left- or
+right-padded batch. The model never reads files: loaders hand it a state dict in our names
+(docs/architecture.md) for ``load_state_dict(strict=True)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig
+
+# --------------------------------------------------------------------------------------------
+# Normalisation, rotary positions, masks
+# --------------------------------------------------------------------------------------------
+
+
+class RMSNorm(nn.Module):
+    """Llama's RMSNorm: normalise in float32 (as Hugging Face does), cast back, then scale."""
+
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x32.to(dtype)
+
+
+def rope_inv_freq(cfg: ModelConfig) -> torch.Tensor:
+    """Rotary inverse frequencies (head_dim // 2,) in float32, Llama-3 scaled if configured.
+
+    Same arithmetic as transformers' `_compute_default_rope_parameters` and
+    `_compute_llama3_parameters`, so logits match Hugging Face exactly.
+    """
+    dim, base = cfg.head_dim, cfg.rope_theta
+    inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+    sc = cfg.rope_scaling
+    if not sc or sc.get("rope_type", "llama3") != "llama3":
+        return inv_freq
+    factor = sc["factor"]
+    low, high = sc["low_freq_factor"], sc["high_freq_factor"]
+    old_ctx = sc["original_max_position_embeddings"]
+    low_wavelen, high_wavelen = old_ctx / low, old_ctx / high
+    wavelen = 2 * math.pi / inv_freq
+    # Long wavelengths (low frequencies) are slowed down by `factor`, short ones kept, and the
+    # band in between interpolated smoothly.
+    scaled = torch.where(wavelen > low_wavelen, inv_freq / factor, inv_freq)
+    smooth = (old_ctx / wavelen - low) / (high - low)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = ~(wavelen < high_wavelen) * ~(wavelen > low_wavelen)
+    return torch.where(medium, smoothed, scaled)
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    """(x1, x2) -> (-x2, x1) over the two halves of the last dim (Hugging Face layout)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def attention_mask_bool(
+    mask: torch.Tensor, causal: bool = True, query_index: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The one boolean attention mask for SDPA: True = may attend.
+
+    mask: (B, T) key padding mask (1 = real token). Returns (B, 1, Tq, T) with Tq = T, or
+    Tq = 1 when `query_index` (B,) picks one query position per row. Each query may always
+    attend to itself, so padded query rows are never fully masked (that would give NaN);
+    real rows are unaffected because a real token is never masked from itself anyway.
+    """
+    B, T = mask.shape
+    keys = mask.bool()[:, None, None, :]  # (B, 1, 1, T)
+    k_idx = torch.arange(T, device=mask.device)
+    if query_index is None:
+        q_idx = k_idx[None, :, None]  # (1, T, 1)
+    else:
+        q_idx = query_index.to(mask.device)[:, None, None]  # (B, 1, 1)
+    allowed = keys
+    if causal:
+        allowed = allowed & (k_idx[None, None, :] <= q_idx)[:, None]  # (B|1, 1, Tq, T)
+    allowed = allowed | (k_idx[None, None, :] == q_idx)[:, None]
+    return allowed.expand(B, 1, allowed.shape[2], T)
+
+
+# --------------------------------------------------------------------------------------------
+# Blocks
+# --------------------------------------------------------------------------------------------
+
+
+class Attention(nn.Module):
+    """Multi-head attention with grouped K/V heads and (llama) rotary positions."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+        self.rotary = not cfg.is_gpt2
+        d, q, kv = cfg.emb_dim, cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim
+        self.q_proj = nn.Linear(d, q, bias=cfg.qkv_bias)
+        self.k_proj = nn.Linear(d, kv, bias=cfg.qkv_bias)
+        self.v_proj = nn.Linear(d, kv, bias=cfg.qkv_bias)
+        self.o_proj = nn.Linear(q, d, bias=cfg.out_bias)
+        # Not a buffer: `.to(bfloat16)` would round the frequencies. Kept float32, moved to
+        # the input's device on use.
+        self._inv_freq = rope_inv_freq(cfg) if self.rotary else None
+
+    def _rope(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """Rotate x (B, H, T, hd) by positions pos (B, T); angles in float32 like HF."""
+        inv = self._inv_freq.to(pos.device)
+        freqs = pos.float()[..., None] * inv  # (B, T, hd/2)
+        emb = torch.cat((freqs, freqs), dim=-1)[:, None]  # (B, 1, T, hd)
+        cos, sin = emb.cos().to(x.dtype), emb.sin().to(x.dtype)
+        return x * cos + rotate_half(x) * sin
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        pos: torch.Tensor,
+        causal: bool = True,
+        query_index: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """x (B, T, D) -> (B, T, D), or (B, 1, D) at `query_index` (B,) when given."""
+        B, T, _ = x.shape
+        hd = self.head_dim
+        k = self.k_proj(x).view(B, T, self.n_kv_heads, hd).transpose(1, 2)  # (B, Hkv, T, hd)
+        v = self.v_proj(x).view(B, T, self.n_kv_heads, hd).transpose(1, 2)  # (B, Hkv, T, hd)
+        rows = torch.arange(B, device=x.device)
+        if query_index is None:
+            xq, qpos = x, pos
+        else:
+            xq = x[rows, query_index][:, None]  # (B, 1, D)
+            qpos = pos[rows, query_index][:, None]  # (B, 1)
+        Tq = xq.shape[1]
+        q = self.q_proj(xq).view(B, Tq, self.n_heads, hd).transpose(1, 2)  # (B, H, Tq, hd)
+        if self.rotary:
+            q, k = self._rope(q, qpos), self._rope(k, pos)
+        if self.n_kv_heads != self.n_heads:
+            # Query head h uses K/V head h // groups (Hugging Face's repeat_kv layout).
+            groups = self.n_heads // self.n_kv_heads
+            k = k.repeat_interleave(groups, dim=1)  # (B, H, T, hd)
+            v = v.repeat_interleave(groups, dim=1)  # (B, H, T, hd)
+        attn_mask = attention_mask_bool(mask, causal, query_index)  # (B, 1, Tq, T)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (B, H, Tq, hd)
+        out = out.transpose(1, 2).reshape(B, Tq, self.n_heads * hd)  # (B, Tq, H*hd)
+        return self.o_proj(out)
+
+
+class MLP(nn.Module):
+    """gpt2: down(gelu_tanh(up(x))); llama: down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.gated = not cfg.is_gpt2
+        if self.gated:
+            self.gate_proj = nn.Linear(cfg.emb_dim, cfg.hidden_dim, bias=cfg.mlp_bias)
+        self.up_proj = nn.Linear(cfg.emb_dim, cfg.hidden_dim, bias=cfg.mlp_bias)
+        self.down_proj = nn.Linear(cfg.hidden_dim, cfg.emb_dim, bias=cfg.mlp_bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gated:
+            return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        return self.down_proj(F.gelu(self.up_proj(x), approximate="tanh"))
+
+
+def make_norm(cfg: ModelConfig) -> nn.Module:
+    if cfg.is_gpt2:
+        return nn.LayerNorm(cfg.emb_dim, eps=cfg.norm_eps)
+    return RMSNorm(cfg.emb_dim, eps=cfg.norm_eps)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(norm1(x)), then + mlp(norm2(.))."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.norm1 = make_norm(cfg)
+        self.attn = Attention(cfg)
+        self.norm2 = make_norm(cfg)
+        self.mlp = MLP(cfg)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        pos: torch.Tensor,
+        causal: bool = True,
+        query_index: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """x (B, T, D), mask (B, T), pos (B, T) -> (B, T, D).
+
+        With `query_index` (B,) long: keys and values still come from every position, but the
+        query, residual and MLP are computed only at that one position per row -> (B, 1, D).
+        Equal to the full output gathered at those positions, for less work.
+        """
+        h = self.norm1(x)
+        if query_index is not None:
+            rows = torch.arange(x.shape[0], device=x.device)
+            x = x[rows, query_index][:, None]  # (B, 1, D): the residual stream we keep
+        x = x + self.attn(h, mask, pos, causal=causal, query_index=query_index)
+        return x + self.mlp(self.norm2(x))
+
+
+# --------------------------------------------------------------------------------------------
+# Decoder
+# --------------------------------------------------------------------------------------------
+
+
+class Decoder(nn.Module):
+    """Token ids + attention mask -> hidden states (B, T, D) with the final norm applied.
+
+    Parameter names are the state-dict contract in docs/architecture.md.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
+        if cfg.is_gpt2:
+            self.pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.final_norm = make_norm(cfg)
+        if not cfg.tie_embeddings:
+            self.lm_head = nn.Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        # GPT-2 style init: only matters for random models (tests); real weights are loaded.
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+    @staticmethod
+    def positions(mask: torch.Tensor) -> torch.Tensor:
+        """(B, T) mask -> (B, T) long positions: cumsum - 1, clamped at 0.
+
+        Left padding then does not shift the real tokens' positions.
+        """
+        return (mask.long().cumsum(-1) - 1).clamp(min=0)
+
+    def embed(self, ids: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """ids (B, T), pos (B, T) -> (B, T, D): token (+ learned position for gpt2) embeddings."""
+        x = self.tok_emb(ids)
+        if self.cfg.is_gpt2:
+            x = x + self.pos_emb(pos)
+        return x
+
+    def run_blocks(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        pos: torch.Tensor,
+        start: int = 0,
+        end: int | None = None,
+        causal: bool = True,
+    ) -> torch.Tensor:
+        """Run blocks [start, end) on x (B, T, D); no final norm."""
+        for block in self.blocks[start:end]:
+            x = block(x, mask, pos, causal=causal)
+        return x
+
+    def run_last_block_at(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        pos: torch.Tensor,
+        query_index: torch.Tensor,
+        causal: bool = True,
+    ) -> torch.Tensor:
+        """Input of the last block x (B, T, D) -> final-normed hidden state (B, 1, D) at
+        `query_index` (B,): the same as ``forward(...)[rows, query_index]`` for a pooled token,
+        computing the last block's query/MLP at one position only.
+        """
+        h = self.blocks[-1](x, mask, pos, causal=causal, query_index=query_index)
+        return self.final_norm(h)
+
+    def lm_logits(self, h: torch.Tensor) -> torch.Tensor:
+        """Hidden states (B, T, D) -> vocabulary logits (B, T, V); tied to tok_emb unless lm_head."""
+        if hasattr(self, "lm_head"):
+            return self.lm_head(h)
+        return F.linear(h, self.tok_emb.weight)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        *,
+        causal: bool = True,
+    ) -> torch.Tensor:
+        """input_ids (B, T), attention_mask (B, T) or None (all real) -> (B, T, D)."""
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        pos = self.positions(attention_mask)
+        x = self.embed(input_ids, pos)
+        x = self.run_blocks(x, attention_mask, pos, causal=causal)
+        return self.final_norm(x)

@@ -1,0 +1,424 @@
+"""The fit loop: `train(TrainConfig) -> metrics`, everything from data file to run directory.
+
+Order of work: read and split the data (data.py), load the base model (loaders/), build the
+classifier (heads.py), choose what trains (freeze.py), tokenize once, and — when the trunk
+below the first trainable block is frozen — compute that trunk once for every text
+(trunk_cache.py). Each epoch then runs only the top blocks, evaluates the FULL validation
+split, and keeps the trainable weights of the epoch with the lowest validation loss.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import checkpoint
+from .errors import UserError
+from .evaluate import compute_metrics, format_table
+from .freeze import apply_strategy, count_parameters, trainable_names
+from .heads import POOLINGS, SequenceClassifier
+from .model import Decoder
+from .presets import DEFAULT_MODEL
+from .tokenizer import pad_batch
+from .trunk_cache import TrunkCache, length_batches
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; the CLI fills it from flags, tests build it directly."""
+
+    model: str = DEFAULT_MODEL
+    data: str = "sms-spam"
+    output_dir: str | None = None
+    text_column: str | None = None
+    label_column: str | None = None
+    data_format: str | None = None
+    split: tuple[float, float, float] = (0.7, 0.1, 0.2)
+    seed: int = 123
+    dedupe: bool = True
+    balance: str = "none"  # none | undersample
+    split_method: str = "stratified"  # stratified | reference (the book's exact split)
+    pooling: str = "last"
+    trainable: str = "last-block"
+    padding: str = "batch"  # batch | longest-train | fixed:N
+    max_length: int | None = None  # tokens; None -> the model's context length
+    causal: bool = True
+    epochs: int = 5
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 5e-5
+    weight_decay: float = 0.1
+    class_weights: str = "auto"  # auto | none
+    early_stopping: int = 0  # patience in epochs; 0 = off
+    trunk_cache: str = "auto"  # auto | off
+    cache_dtype: str = "float32"  # float32 | bfloat16
+    cache_memory_gb: float = 4.0
+    bucket: bool = True  # length-bucketed training batches
+    full_weights: bool = False
+    overwrite: bool = False
+    progress: bool = True
+    preset: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.pooling not in POOLINGS:
+            raise UserError(f"unknown --pooling '{self.pooling}' (choose from {', '.join(POOLINGS)})")
+        if self.balance not in ("none", "undersample"):
+            raise UserError(f"unknown --balance '{self.balance}' (choose from none, undersample)")
+        if self.class_weights not in ("auto", "none"):
+            raise UserError(f"unknown --class-weights '{self.class_weights}' (choose from auto, none)")
+        if self.cache_dtype not in ("float32", "bfloat16"):
+            raise UserError(f"unknown --cache-dtype '{self.cache_dtype}' (choose from float32, bfloat16)")
+        parse_padding(self.padding)
+        for name in ("epochs", "batch_size", "grad_accum"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+        self.split = tuple(float(x) for x in self.split)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# `--preset reference`: chapter 6 of the book, exactly (see docs/reference.md).
+PRESETS = {
+    "reference": dict(
+        split_method="reference",
+        dedupe=False,
+        balance="undersample",
+        seed=123,
+        padding="longest-train",
+        pooling="last",
+        trainable="last-block",
+        lr=5e-5,
+        weight_decay=0.1,
+        batch_size=8,
+        epochs=5,
+        class_weights="none",
+    ),
+}
+
+
+def with_preset(cfg: TrainConfig, preset: str | None, overrides: set[str] = frozenset()) -> TrainConfig:
+    """Apply a named preset to `cfg`; fields named in `overrides` (set by the user) win."""
+    if not preset:
+        return cfg
+    if preset not in PRESETS:
+        raise UserError(f"unknown --preset '{preset}' (choose from {', '.join(PRESETS)})")
+    values = {k: v for k, v in PRESETS[preset].items() if k not in overrides}
+    d = cfg.to_dict() | values | {"preset": preset}
+    return TrainConfig(**d)
+
+
+def parse_padding(padding: str) -> tuple[str, int | None]:
+    """'batch' -> ('batch', None); 'longest-train'; 'fixed:N' -> ('fixed', N)."""
+    if padding in ("batch", "longest-train"):
+        return padding, None
+    if padding.startswith("fixed:"):
+        try:
+            n = int(padding.split(":", 1)[1])
+        except ValueError:
+            n = 0
+        if n >= 1:
+            return "fixed", n
+    raise UserError(f"unknown --padding '{padding}' (choose from batch, longest-train, fixed:N)")
+
+
+def apply_padding(ids: list[list[int]], length: int | None, pad_id: int) -> list[list[int]]:
+    """The reference's visible padding: every text is cut or padded with `pad_id` to `length`
+    and the pad tokens are ordinary input (attended to, and the last one pooled). `None`
+    (padding 'batch') leaves texts alone: per-batch padding is masked and changes nothing."""
+    if length is None:
+        return ids
+    return [x[:length] + [pad_id] * (length - len(x[:length])) for x in ids]
+
+
+def train_batches(lengths: list[int], batch_size: int, gen: torch.Generator, bucket: bool) -> list[list[int]]:
+    """Shuffled training batches. With `bucket`, texts of similar length share a batch (less
+    padding) while the batch order stays random: shuffle, sort within windows of 50
+    batches, cut, shuffle the batches."""
+    perm = torch.randperm(len(lengths), generator=gen).tolist()
+    if not bucket:
+        return [perm[i : i + batch_size] for i in range(0, len(perm), batch_size)]
+    window = batch_size * 50
+    batches = []
+    for w in range(0, len(perm), window):
+        chunk = sorted(perm[w : w + window], key=lambda i: lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    order = torch.randperm(len(batches), generator=gen).tolist()
+    return [batches[i] for i in order]
+
+
+class Features:
+    """Inputs of one split for the top of the model: cached trunk states, or token ids."""
+
+    def __init__(self, ids: list[list[int]], labels: list[int], pad_id: int, cache: TrunkCache | None):
+        self.ids, self.labels, self.pad_id, self.cache = ids, torch.tensor(labels, dtype=torch.long), pad_id, cache
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def lengths(self) -> list[int]:
+        return [len(x) for x in self.ids]
+
+    def logits(self, clf: SequenceClassifier, idx: list[int], boundary: int) -> torch.Tensor:
+        if self.cache is not None:
+            x, mask = self.cache.batch(idx)
+        else:
+            input_ids, mask = pad_batch([self.ids[i] for i in idx], self.pad_id, side="right")
+            # Frozen blocks need no graph; with boundary 0 the embeddings train, so keep it.
+            with torch.set_grad_enabled(torch.is_grad_enabled() and boundary == 0):
+                x = clf.trunk(input_ids, mask, end=boundary)
+        return clf.top(x, mask, start=boundary)
+
+
+@torch.inference_mode()
+def predict_features(clf, feats: Features, boundary: int, batch_size: int = 64) -> torch.Tensor:
+    """Logits (N, C) for every text of a split, in order."""
+    out = torch.empty(len(feats), clf.head.out_features)
+    for b in length_batches(feats.lengths(), batch_size, 8192):
+        out[b] = feats.logits(clf, b, boundary).float()
+    return out
+
+
+def describe_report(r: dict) -> str:
+    """One line on what the data step did: rows, duplicates, conflicts, split sizes."""
+    parts = [f"data: {r.get('rows_read', '?')} rows read"]
+    if r.get("duplicates_removed"):
+        parts.append(f"{r['duplicates_removed']} exact duplicates removed")
+    if r.get("conflicting_texts"):
+        parts.append(f"{r['conflicting_texts']} texts with conflicting labels dropped "
+                     f"({r.get('conflicting_rows_removed', '?')} rows)")
+    if r.get("undersampled"):
+        parts.append(f"undersampled {r['undersampled']}")
+    splits = r.get("splits") or {}
+    if splits:
+        parts.append("split " + " / ".join(
+            f"{k} {sum(v.values()) if isinstance(v, dict) else v}" for k, v in splits.items()))
+    return "; ".join(parts)
+
+
+def split_metrics(logits: torch.Tensor, labels: torch.Tensor, names: list[str], weight=None) -> dict:
+    probs = torch.softmax(logits, -1).numpy()
+    m = compute_metrics(labels.numpy(), probs.argmax(-1), probs, names)
+    m["loss"] = float(F.cross_entropy(logits, labels, weight=weight))
+    return m
+
+
+def class_weight_tensor(labels: list[int], n_classes: int, mode: str) -> torch.Tensor | None:
+    """'auto': n / (C * count_c), so every class carries the same total weight."""
+    if mode == "none":
+        return None
+    counts = np.bincount(np.asarray(labels), minlength=n_classes).astype(np.float64)
+    w = len(labels) / (n_classes * np.maximum(counts, 1))
+    return torch.tensor(w, dtype=torch.float32)
+
+
+def _prepare_data(cfg: TrainConfig):
+    from . import data
+
+    table = data.load_dataset(
+        cfg.data, text_column=cfg.text_column, label_column=cfg.label_column, fmt=cfg.data_format
+    )
+    if cfg.split_method == "reference":
+        return data.reference_split(table, seed=cfg.seed)
+    return data.prepare(table, split=cfg.split, seed=cfg.seed, dedupe=cfg.dedupe, balance=cfg.balance)
+
+
+def default_output_dir(cfg: TrainConfig) -> str:
+    model = Path(cfg.model).name.replace(".gguf", "")
+    data = Path(cfg.data).stem
+    return str(Path("runs") / f"{model}-{data}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def log(msg: str, cfg: TrainConfig) -> None:
+    if cfg.progress:
+        tqdm.write(msg)
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Train a classifier as `cfg` says, save the run directory, return its metrics."""
+    from .loaders import load_model
+
+    t_start = time.perf_counter()
+    out_dir = Path(cfg.output_dir or default_output_dir(cfg))
+    checkpoint.prepare_run_dir(out_dir, overwrite=cfg.overwrite)
+    torch.manual_seed(cfg.seed)
+
+    # --- data -----------------------------------------------------------------------------
+    prep = _prepare_data(cfg)
+    names = list(prep.label_map.names)
+    log(describe_report(prep.report), cfg)
+
+    # --- model ----------------------------------------------------------------------------
+    lm = load_model(cfg.model)
+    tok = lm.tokenizer
+    if tok is None:
+        raise UserError(f"{cfg.model}: no tokenizer found beside the weights")
+    decoder = Decoder(lm.config)
+    decoder.load_state_dict(lm.state_dict, strict=True)
+    del lm.state_dict
+    torch.manual_seed(cfg.seed)  # the head's initial weights depend on the seed alone
+    clf = SequenceClassifier(decoder, len(names), pooling=cfg.pooling, causal=cfg.causal)
+    if cfg.extra.get("random_init"):
+        clf.decoder.apply(_reinit)
+    boundary = apply_strategy(clf, cfg.trainable)
+    n_train, n_total = count_parameters(clf)
+    log(f"model {cfg.model}: {lm.config.n_layers} blocks, {n_total:,} parameters, "
+        f"{n_train:,} trainable ({cfg.trainable}); {tok.describe()}", cfg)
+
+    # --- tokens ---------------------------------------------------------------------------
+    max_len = min(cfg.max_length or lm.config.context_length, lm.config.context_length)
+    raw = {s: tok.encode_batch(getattr(prep, s).texts) for s in ("train", "val", "test")}
+    truncated = {s: sum(len(x) > max_len for x in v) for s, v in raw.items()}
+    ids = {s: [x[:max_len] for x in v] for s, v in raw.items()}
+    if any(truncated.values()):
+        log(f"truncated to {max_len} tokens: " + ", ".join(f"{s} {n}" for s, n in truncated.items()), cfg)
+    mode, fixed = parse_padding(cfg.padding)
+    pad_to = {"batch": None, "fixed": fixed, "longest-train": max(len(x) for x in ids["train"])}[mode]
+    ids = {s: apply_padding(v, pad_to, tok.pad_id) for s, v in ids.items()}
+
+    # --- frozen-trunk cache ---------------------------------------------------------------
+    use_cache = cfg.trunk_cache == "auto" and boundary > 0
+    feats = {}
+    t_cache = time.perf_counter()
+    for s in ("train", "val", "test"):
+        cache = None
+        if use_cache:
+            cache = TrunkCache.build(
+                clf, ids[s], boundary, pad_id=tok.pad_id, dtype=getattr(torch, cfg.cache_dtype),
+                memory_budget=int(cfg.cache_memory_gb * (1 << 30)), spill_dir=str(out_dir),
+                desc=f"frozen trunk ({s})", progress=cfg.progress,
+            )
+        feats[s] = Features(ids[s], getattr(prep, s).labels, tok.pad_id, cache)
+    t_cache = time.perf_counter() - t_cache
+    if use_cache:
+        mb = sum(f.cache.nbytes for f in feats.values()) / 2**20
+        log(f"frozen trunk: blocks 0-{boundary - 1} computed once for all splits in {t_cache:.1f} s "
+            f"({mb:.0f} MiB cached)", cfg)
+
+    # --- fit ------------------------------------------------------------------------------
+    weight = class_weight_tensor(prep.train.labels, len(names), cfg.class_weights)
+    params = [p for p in clf.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history, best, best_loss, bad_epochs, best_epoch = [], {}, math.inf, 0, 0
+    log_path = out_dir / "metrics.jsonl"
+    log_path.unlink(missing_ok=True)
+    t_fit = time.perf_counter()
+    for epoch in range(1, cfg.epochs + 1):
+        clf.train()
+        batches = train_batches(feats["train"].lengths(), cfg.batch_size, gen, cfg.bucket)
+        bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", disable=not cfg.progress)
+        t_ep, seen, run_loss, run_n = time.perf_counter(), 0, 0.0, 0
+        opt.zero_grad(set_to_none=True)
+        for step, b in enumerate(bar, 1):
+            logits = feats["train"].logits(clf, b, boundary)
+            loss = F.cross_entropy(logits, feats["train"].labels[b], weight=weight)
+            (loss / cfg.grad_accum).backward()
+            if step % cfg.grad_accum == 0 or step == len(batches):
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+            seen += len(b)
+            run_loss += loss.item() * len(b)
+            run_n += len(b)
+            bar.set_postfix(loss=f"{run_loss / run_n:.4f}", ex_s=f"{seen / (time.perf_counter() - t_ep):.0f}")
+        bar.close()
+        clf.eval()
+        val = split_metrics(predict_features(clf, feats["val"], boundary), feats["val"].labels, names, weight)
+        rec = {
+            "epoch": epoch, "train_loss": run_loss / max(run_n, 1), "val_loss": val["loss"],
+            "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"],
+            "seconds": time.perf_counter() - t_ep,
+        }
+        history.append(rec)
+        checkpoint.append_jsonl(log_path, rec)
+        log(f"epoch {epoch}: train loss {rec['train_loss']:.4f}  val loss {val['loss']:.4f}  "
+            f"val acc {val['accuracy']:.4f}  ({rec['seconds']:.1f} s)", cfg)
+        if val["loss"] < best_loss:
+            best_loss, bad_epochs = val["loss"], 0
+            best = {n: p.detach().clone() for n, p in clf.named_parameters() if p.requires_grad}
+            best_epoch = epoch
+        else:
+            bad_epochs += 1
+            if cfg.early_stopping and bad_epochs >= cfg.early_stopping:
+                log(f"early stopping: validation loss has not improved for {bad_epochs} epochs", cfg)
+                break
+    t_fit = time.perf_counter() - t_fit
+    with torch.no_grad():
+        for n, p in clf.named_parameters():
+            if n in best:
+                p.copy_(best[n])
+
+    # --- evaluate and save ----------------------------------------------------------------
+    clf.eval()
+    metrics = {
+        s: split_metrics(predict_features(clf, feats[s], boundary), feats[s].labels, names)
+        for s in ("train", "val", "test")
+    }
+    for f in feats.values():
+        if f.cache is not None:
+            f.cache.close()
+    summary = {
+        "splits": metrics,
+        "best_epoch": best_epoch,
+        "epochs_run": len(history),
+        "seconds": {"total": time.perf_counter() - t_start, "trunk_cache": t_cache if use_cache else 0.0,
+                    "fit": t_fit},
+        "data": prep.report,
+        "truncated": truncated,
+        "trainable_parameters": n_train,
+        "total_parameters": n_total,
+    }
+    run_config = {
+        "base_model": lm.identity,
+        "model_config": lm.config.to_dict(),
+        "labels": names,
+        "pooling": cfg.pooling,
+        "causal": cfg.causal,
+        "padding": cfg.padding,
+        "pad_to": pad_to,
+        "max_length": max_len,
+        "truncation": cfg.max_length is not None,
+        "trainable": cfg.trainable,
+        "dtype": "float32",
+        "threshold": None,
+        "train_config": cfg.to_dict(),
+    }
+    checkpoint.save_run(
+        out_dir, clf, run_config=run_config, tokenizer=tok, metrics=summary, history=history,
+        split={s: asdict(getattr(prep, s)) for s in ("train", "val", "test")} | {"labels": names},
+        full_weights=cfg.full_weights, trainable=trainable_names(clf),
+    )
+    summary["run_dir"] = str(out_dir)
+    log(format_table(metrics), cfg)
+    log(f"saved {out_dir}  ({summary['seconds']['total']:.0f} s)", cfg)
+    return summary
+
+
+def _reinit(m: torch.nn.Module) -> None:
+    """The reference's 'random weights' row: same architecture, fresh initialisation."""
+    if isinstance(m, torch.nn.Linear):
+        torch.nn.init.normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            torch.nn.init.zeros_(m.bias)
+    elif isinstance(m, torch.nn.Embedding):
+        torch.nn.init.normal_(m.weight, std=0.02)
+
+
+def config_from_args(values: dict, preset: str | None) -> TrainConfig:
+    """TrainConfig from CLI values (None = not given), the preset filling what was not given."""
+    known = {f.name for f in fields(TrainConfig)}
+    given = {k: v for k, v in values.items() if k in known and v is not None}
+    cfg = TrainConfig(**given)
+    return with_preset(cfg, preset, overrides=set(given))
+
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")

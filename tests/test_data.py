@@ -1,0 +1,571 @@
+"""Tests for llmclassify.data: reading, label map, dedupe, splits, the book's reference split."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import zipfile
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from llmclassify import data
+from llmclassify.data import (
+    LabelMap,
+    Table,
+    builtin_path,
+    download_sms_spam,
+    iter_texts,
+    load_dataset,
+    parse_split,
+    prepare,
+    read_table,
+    reference_split,
+)
+from llmclassify.errors import DataError, UserError
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SMS_SHA256 = "7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d"
+
+
+def write(tmp_path, name, content, mode="w"):
+    p = tmp_path / name
+    if isinstance(content, bytes):
+        p.write_bytes(content)
+    else:
+        p.write_text(content, encoding="utf-8", newline="")
+    return p
+
+
+@pytest.fixture(scope="module")
+def sms():
+    return load_dataset("sms-spam")
+
+
+# ------------------------------------------------------------------------------------------
+# The packaged SMS data set
+
+
+def test_packaged_sms_file_is_the_original():
+    p = builtin_path("sms-spam")
+    assert hashlib.sha256(p.read_bytes()).hexdigest() == SMS_SHA256
+    assert (p.parent / "ATTRIBUTION.md").read_text(encoding="utf-8").count("CC BY 4.0")
+
+
+def test_sms_reader_gives_all_5574_rows(sms):
+    assert len(sms) == 5574
+    assert sms.label_counts() == {"ham": 4827, "spam": 747}
+    assert sms.header is False
+    assert sms.texts[0].startswith("Go until jurong point")
+    assert sms.labels[:3] == ["ham", "ham", "spam"]
+    assert sms.lines[:3] == [1, 2, 3] and sms.lines[-1] == 5574
+
+
+def test_sms_with_quoting_reads_like_pandas():
+    t = load_dataset("sms-spam", quoting=True)
+    assert len(t) == 5572
+    assert t.label_counts() == {"ham": 4825, "spam": 747}
+
+
+def test_sms_dedupe_figures(sms):
+    p = prepare(sms)
+    r = p.report
+    assert r["rows_read"] == 5574
+    assert r["duplicates_removed"] == 403
+    assert r["conflicting_texts"] == 0
+    assert r["rows_used"] == 5171
+    assert r["class_counts"] == {"ham": 4518, "spam": 653}
+    total = Counter()
+    for name in ("train", "val", "test"):
+        total.update(r["splits"][name])
+    assert dict(total) == r["class_counts"]
+    # No text in two splits.
+    tr, va, te = set(p.train.texts), set(p.val.texts), set(p.test.texts)
+    assert not (tr & va or tr & te or va & te)
+
+
+def test_reference_split_matches_pandas_fixture():
+    fx = json.loads((FIXTURES / "reference_split_sms.json").read_text(encoding="utf-8"))
+    for key, quoting in (("book_quoting", True), ("no_quoting", False)):
+        table = load_dataset("sms-spam", quoting=quoting)
+        assert len(table) == fx[key]["rows"]
+        ref = reference_split(table, seed=123)
+        position = {line: i for i, line in enumerate(table.lines)}
+        for name, sp in (("train", ref.train), ("val", ref.val), ("test", ref.test)):
+            want = fx[key]["splits"][name]
+            assert [position[line] for line in sp.lines] == want["index"], (key, name)
+            assert sp.texts[:3] == want["first_texts"]
+            assert ref.report["splits"][name] == dict(sorted(want["label_counts"].items()))
+        assert (len(ref.train), len(ref.val), len(ref.test)) == (1045, 149, 300)
+        assert ref.label_map.names == ["ham", "spam"]  # the book's {"ham": 0, "spam": 1}
+
+
+def test_reference_split_needs_two_classes(tmp_path):
+    p = write(tmp_path, "d.csv", "text,label\na,x\nb,y\nc,z\n")
+    with pytest.raises(DataError, match="exactly two classes"):
+        reference_split(read_table(p))
+
+
+# ------------------------------------------------------------------------------------------
+# Formats, headers, columns
+
+
+def test_csv_with_header_and_quotes(tmp_path):
+    p = write(tmp_path, "d.csv", 'id,text,label\n1,"hello, world",pos\n2,"say ""hi""\nthere",neg\n')
+    t = read_table(p)
+    assert t.texts == ["hello, world", 'say "hi"\nthere']
+    assert t.labels == ["pos", "neg"]
+    assert t.lines == [2, 3]
+    assert (t.text_column, t.label_column, t.header) == ("text", "label", True)
+
+
+def test_csv_headerless_text_label(tmp_path):
+    p = write(tmp_path, "d.csv", "a long text one,x\nanother long text,y\nthird long text,x\n")
+    t = read_table(p)
+    assert t.header is False
+    assert t.texts[0] == "a long text one" and t.labels == ["x", "y", "x"]
+
+
+def test_tsv_headerless_label_text_with_quotes_and_tabs(tmp_path):
+    p = write(tmp_path, "d.tsv", 'ham\t"unbalanced quote\nspam\tsecond\twith tab\nham\tthird"\n')
+    t = read_table(p)
+    assert t.texts == ['"unbalanced quote', "second\twith tab", 'third"']
+    assert t.labels == ["ham", "spam", "ham"]
+
+
+def test_tsv_with_header_and_named_columns(tmp_path):
+    p = write(tmp_path, "d.tsv", "Sentence\tCategory\nfoo bar\tA\nbaz\tB\n")
+    t = read_table(p)
+    assert (t.text_column, t.label_column) == ("Sentence", "Category")
+    p2 = write(tmp_path, "e.tsv", "body_x\ty_lab\nfoo bar\tA\nbaz\tB\n")
+    t2 = read_table(p2, text_column="body_x", label_column="y_lab")
+    assert t2.texts == ["foo bar", "baz"] and t2.labels == ["A", "B"]
+
+
+def test_jsonl(tmp_path):
+    lines = [
+        {"message": "hi there", "target": 1},
+        {"message": "spam!", "target": 0},
+        {"message": "", "target": 1},
+        {"message": "no label"},
+        {"message": "ten", "target": 10},
+    ]
+    p = write(tmp_path, "d.jsonl", "\n".join(json.dumps(x) for x in lines) + "\n\n")
+    t = read_table(p)
+    assert t.texts == ["hi there", "spam!", "ten"]
+    assert t.labels == ["1", "0", "10"]
+    assert t.skipped == {"empty_text": 1, "missing_label": 1}
+    assert LabelMap.from_labels(t.labels).names == ["0", "1", "10"]
+
+
+def test_jsonl_errors(tmp_path):
+    p = write(tmp_path, "d.jsonl", '{"text": "a", "label": "x"}\n[1, 2]\n')
+    with pytest.raises(DataError, match=r"d\.jsonl, line 2: expected a JSON object"):
+        read_table(p)
+    p = write(tmp_path, "e.jsonl", '{"text": "a", "label": "x"}\n{"text": \n')
+    with pytest.raises(DataError, match=r"e\.jsonl, line 2: not valid JSON"):
+        read_table(p)
+    p = write(tmp_path, "f.jsonl", '{"text": 5, "label": "x"}\n')
+    with pytest.raises(DataError, match=r"line 1, field 'text': a text must be a string"):
+        read_table(p)
+
+
+def test_bom_and_crlf(tmp_path):
+    p = write(tmp_path, "d.csv", b"\xef\xbb\xbftext,label\r\nhello,a\r\nworld,b\r\n")
+    t = read_table(p)
+    assert t.columns == ["text", "label"]
+    assert t.texts == ["hello", "world"] and t.labels == ["a", "b"]
+    p = write(tmp_path, "d.tsv", b"\xef\xbb\xbfham\thello there\r\nspam\tworld\r\n")
+    t = read_table(p)
+    assert t.texts == ["hello there", "world"] and t.labels == ["ham", "spam"]
+
+
+def test_column_suggestion(tmp_path):
+    p = write(tmp_path, "data.csv", "text,label\nhello,a\n")
+    with pytest.raises(DataError) as e:
+        read_table(p, label_column="lable")
+    assert str(e.value) == f"{p}: no column 'lable'; did you mean 'label'? (columns: text, label)"
+    p = write(tmp_path, "x.csv", "tekst,labl\nhello,a\n")
+    with pytest.raises(
+        DataError, match=r"no text column found .*did you mean 'tekst'.*--text-column"
+    ):
+        read_table(p, label_column="labl")
+
+
+def test_case_insensitive_column_and_same_column(tmp_path):
+    p = write(tmp_path, "d.csv", "Text,Label\nhello,a\n")
+    assert read_table(p, text_column="text").text_column == "Text"
+    with pytest.raises(DataError, match="same column"):
+        read_table(p, text_column="Text", label_column="Text")
+
+
+def test_non_utf8_names_file_and_line(tmp_path):
+    p = write(tmp_path, "d.csv", b"text,label\nhello,a\ncaf\xe9,b\n")
+    with pytest.raises(DataError) as e:
+        read_table(p)
+    assert str(e.value).startswith(f"{p}, line 3: not valid UTF-8 (byte 0xe9")
+    p = write(tmp_path, "u.csv", "text,label\nhi,a\n".encode("utf-16"))
+    with pytest.raises(DataError, match="UTF-16"):
+        read_table(p)
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n  \n", b"\xef\xbb\xbf"])
+def test_empty_file(tmp_path, content):
+    p = write(tmp_path, "d.csv", content)
+    with pytest.raises(DataError, match=r"d\.csv: is empty"):
+        read_table(p)
+
+
+def test_header_only(tmp_path):
+    p = write(tmp_path, "d.csv", "text,label\n")
+    with pytest.raises(DataError, match="header row but no data rows"):
+        read_table(p)
+
+
+def test_skips_empty_texts_and_missing_labels(tmp_path, caplog):
+    p = write(tmp_path, "d.csv", "text,label\nhello,a\n   ,b\nworld,\nfine,b\nshort\n")
+    with caplog.at_level(logging.WARNING, logger="llmclassify.data"):
+        t = read_table(p)
+    assert t.texts == ["hello", "fine"]
+    assert t.skipped == {"empty_text": 1, "missing_label": 2}
+    assert "skipped 3 rows: 1 with an empty text, 2 with no label (first at line 3)" in caplog.text
+    p = write(tmp_path, "e.csv", "text,label\n ,a\nworld,\n")
+    with pytest.raises(DataError, match="no usable rows: 1 with an empty text, 1 with no label"):
+        read_table(p)
+
+
+def test_extra_fields(tmp_path):
+    p = write(tmp_path, "d.csv", "text,label\nhello,a,\nhi,b,extra\n")
+    with pytest.raises(DataError, match=r"line 3: expected 2 fields, found 3"):
+        read_table(p)
+
+
+def test_headerless_shapes(tmp_path):
+    p = write(tmp_path, "one.csv", "just text\nmore text\n")
+    with pytest.raises(DataError, match="one column and no header"):
+        read_table(p)
+    p = write(tmp_path, "three.csv", "a,b,c\nd,e,f\n")
+    with pytest.raises(DataError, match="3 columns and no header"):
+        read_table(p)
+
+
+def test_format_detection_and_errors(tmp_path):
+    p = write(tmp_path, "SMSlike", "ham\thello\nspam\twin\n")
+    assert data.detect_format(p) == "tsv"
+    assert read_table(p).labels == ["ham", "spam"]
+    assert data.detect_format(write(tmp_path, "j", '{"a": 1}\n')) == "jsonl"
+    with pytest.raises(UserError, match="unknown data format 'xml'"):
+        read_table(p, fmt="xml")
+    with pytest.raises(DataError, match="plain text"):
+        read_table(write(tmp_path, "d.txt", "hello\n"))
+    with pytest.raises(DataError, match="no such file"):
+        read_table(tmp_path / "missing.csv")
+    with pytest.raises(DataError, match="is a directory"):
+        read_table(tmp_path, fmt="csv")
+
+
+def test_parquet_without_pyarrow(tmp_path):
+    p = write(tmp_path, "d.parquet", b"PAR1")
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        with pytest.raises(DataError, match="pip install pyarrow"):
+            read_table(p)
+    else:
+        with pytest.raises(DataError):
+            read_table(p)
+
+
+def test_unbalanced_quote_in_csv_is_an_error_or_one_row(tmp_path):
+    # An unbalanced quote in CSV swallows the rest of the file into one field; with a huge
+    # remainder csv raises, and the message points at the likely cause.
+    big = "x" * (200_000)
+    p = write(tmp_path, "d.csv", f'text,label\n"open,a\n{big},b\n')
+    with pytest.raises(DataError, match="unbalanced double quote"):
+        read_table(p)
+
+
+def test_multi_label(tmp_path):
+    p = write(tmp_path, "d.csv", "text,labels\na,x|y\nb,y\nc, y | x |\nd,z\n")
+    t = read_table(p, label_sep="|")
+    assert t.multi_label
+    assert t.labels == [["x", "y"], ["y"], ["x", "y"], ["z"]]
+    lm = LabelMap.from_labels(t.labels)
+    assert lm.multi_label and lm.encode(t.labels) == [[0, 1], [1], [0, 1], [2]]
+    p = write(
+        tmp_path, "d.jsonl", '{"text": "a", "label": ["b", "a"]}\n{"text": "c", "label": "a"}\n'
+    )
+    t = read_table(p)
+    assert t.multi_label and t.labels == [["a", "b"], ["a"]]
+
+
+def test_tiny_fixtures_read():
+    a = read_table(FIXTURES / "tiny_spam.csv")
+    b = read_table(FIXTURES / "tiny_spam.jsonl")
+    assert a.texts == b.texts and a.labels == b.labels
+    assert a.label_counts() == {"ham": 20, "spam": 20}
+
+
+# ------------------------------------------------------------------------------------------
+# iter_texts
+
+
+def test_iter_texts_chunks_and_formats(tmp_path):
+    p = write(tmp_path, "d.txt", "one\r\ntwo\n\nthree\n")
+    assert list(iter_texts(p, chunk_size=2)) == [["one", "two"], ["three"]]
+    p = write(tmp_path, "d.csv", 'id,text\n1,hello\n2,\n3,"multi\nline"\n')
+    assert list(iter_texts(p)) == [["hello", "", "multi\nline"]]
+    p = write(tmp_path, "d.jsonl", '{"sentence": "a"}\n{"sentence": null}\n')
+    assert list(iter_texts(p)) == [["a", ""]]
+    p = write(tmp_path, "d.tsv", "ham\thello there you\nspam\twin\tbig\n")
+    assert list(iter_texts(p)) == [["hello there you", "win\tbig"]]
+    p = write(tmp_path, "one.tsv", "just a text\nanother\twith a tab\n")
+    assert list(iter_texts(p)) == [["just a text", "another\twith a tab"]]
+    assert list(iter_texts(write(tmp_path, "e.csv", ""))) == []
+
+
+def test_iter_texts_sms_matches_read_table(sms):
+    got = [t for chunk in iter_texts(builtin_path("sms-spam"), chunk_size=1000) for t in chunk]
+    assert got == sms.texts
+
+
+def test_iter_texts_streams(tmp_path):
+    # A generator: the first chunk comes before the bad line far down the file is read.
+    p = write(tmp_path, "d.txt", b"ok\n" * 10 + b"\xff\n")
+    it = iter_texts(p, chunk_size=5)
+    assert next(it) == ["ok"] * 5
+    with pytest.raises(DataError, match="line 11"):
+        list(it)
+
+
+# ------------------------------------------------------------------------------------------
+# load_dataset, download
+
+
+def test_load_dataset_unknown_name(tmp_path):
+    with pytest.raises(DataError, match="did you mean the built-in data set 'sms-spam'"):
+        load_dataset("sms_spam")
+    p = write(tmp_path, "d.csv", "text,label\na,x\n")
+    assert len(load_dataset(p)) == 1
+
+
+def _zip_with(tmp_path, payload: bytes, member="SMSSpamCollection") -> str:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("readme", "x")
+        zf.writestr(member, payload)
+    p = tmp_path / "sms.zip"
+    p.write_bytes(buf.getvalue())
+    return p.as_uri()
+
+
+def test_download_verifies_checksum(tmp_path):
+    good = builtin_path("sms-spam").read_bytes()
+    (tmp_path / "out").mkdir()
+    out = download_sms_spam(tmp_path / "out", url=_zip_with(tmp_path, good))
+    assert out == tmp_path / "out" / "SMSSpamCollection"
+    assert out.read_bytes() == good
+    assert sorted(os.listdir(tmp_path / "out")) == ["SMSSpamCollection"]
+
+    dest = tmp_path / "bad" / "sms.tsv"
+    with pytest.raises(UserError, match="sha256 .* expected 7d039a24"):
+        download_sms_spam(dest, url=_zip_with(tmp_path, good + b"tampered"))
+    assert not dest.exists()
+    assert not dest.parent.exists() or not list(dest.parent.iterdir())
+
+
+def test_download_errors(tmp_path):
+    with pytest.raises(UserError, match="packaged copy"):
+        download_sms_spam(tmp_path, url=(tmp_path / "nope.zip").as_uri())
+    with pytest.raises(UserError, match="no SMSSpamCollection"):
+        download_sms_spam(tmp_path, url=_zip_with(tmp_path, b"x", member="other"))
+    (tmp_path / "junk.zip").write_bytes(b"not a zip")
+    with pytest.raises(UserError, match="not a valid zip"):
+        download_sms_spam(tmp_path, url=(tmp_path / "junk.zip").as_uri())
+
+
+# ------------------------------------------------------------------------------------------
+# LabelMap
+
+
+def test_label_map_order_and_json():
+    lm = LabelMap.from_labels(["spam", "ham", "ham"])
+    assert lm.names == ["ham", "spam"] and lm.index("spam") == 1 and lm.name(0) == "ham"
+    assert LabelMap.from_labels(["10", "2", "-1", "02"]).names == ["-1", "02", "2", "10"]
+    assert LabelMap.from_labels(["10", "2", "x"]).names == ["10", "2", "x"]
+    assert LabelMap.from_json(json.dumps(lm.to_json())) == lm
+    with pytest.raises(DataError, match="unknown label 'eggs'"):
+        lm.encode(["eggs"])
+    with pytest.raises(UserError, match="duplicate"):
+        LabelMap(["a", "a"])
+    with pytest.raises(UserError):
+        LabelMap.from_json('{"a": 1}')
+
+
+@given(st.lists(st.text(min_size=1), min_size=1, max_size=20))
+def test_label_map_round_trip(names):
+    lm = LabelMap.from_labels(names)
+    again = LabelMap.from_json(json.loads(json.dumps(lm.to_json())))
+    assert again == lm
+    assert lm.decode(lm.encode(names)) == names
+    assert sorted(set(names)) == sorted(lm.names)
+
+
+# ------------------------------------------------------------------------------------------
+# prepare / parse_split
+
+
+def make_table(texts, labels):
+    return Table(
+        texts=list(texts),
+        labels=list(labels),
+        lines=list(range(1, len(texts) + 1)),
+        source="mem",
+        text_column="text",
+        label_column="label",
+    )
+
+
+def test_parse_split():
+    assert parse_split("0.7,0.1,0.2") == (0.7, 0.1, 0.2)
+    assert parse_split("80,20,0") == (0.8, 0.2, 0.0)
+    assert parse_split([0.9, 0, 0.1]) == (0.9, 0.0, 0.1)
+    for bad in ("0.7,0.1", "0.5,0.1,0.1", "a,b,c", "0,0.5,0.5", "1.2,-0.1,-0.1"):
+        with pytest.raises(UserError, match="--split"):
+            parse_split(bad)
+
+
+def test_prepare_stratified_and_deterministic():
+    texts = [f"t{i}" for i in range(1000)]
+    labels = ["a"] * 800 + ["b"] * 150 + ["c"] * 50
+    t = make_table(texts, labels)
+    p = prepare(t, seed=7)
+    r = p.report["splits"]
+    assert r["train"] == {"a": 560, "b": 105, "c": 35}
+    assert r["val"] == {"a": 80, "b": 15, "c": 5}
+    assert r["test"] == {"a": 160, "b": 30, "c": 10}
+    q = prepare(t, seed=7)
+    assert p.train.texts == q.train.texts and p.test.labels == q.test.labels
+    assert prepare(t, seed=8).train.texts != p.train.texts
+    # Train is shuffled across classes, not sorted by class.
+    assert p.train.labels[:50] != sorted(p.train.labels[:50])
+    assert sorted(p.train.texts + p.val.texts + p.test.texts) == sorted(texts)
+
+
+def test_prepare_conflicts_and_duplicates():
+    texts = (
+        ["x", "x", "y", "y", "z", "z", "w"]
+        + [f"a{i}" for i in range(10)]
+        + [f"b{i}" for i in range(10)]
+    )
+    labels = ["a", "a", "a", "b", "b", "b", "a"] + ["a"] * 10 + ["b"] * 10
+    p = prepare(make_table(texts, labels))
+    r = p.report
+    assert r["conflicting_texts"] == 1 and r["conflicting_rows_removed"] == 2
+    assert r["duplicates_removed"] == 2
+    assert r["rows_used"] == 23
+    everything = p.train.texts + p.val.texts + p.test.texts
+    assert "y" not in everything and everything.count("x") == 1
+    # Without dedupe everything is kept, conflicts still counted.
+    r2 = prepare(make_table(texts, labels), dedupe=False).report
+    assert r2["rows_used"] == 27 and r2["conflicting_texts"] == 1 and r2["duplicates_removed"] == 0
+
+
+def test_prepare_errors():
+    with pytest.raises(DataError, match=r"only one class \('a'\)"):
+        prepare(make_table(["1", "2", "3"], ["a"] * 3))
+    t = make_table([f"t{i}" for i in range(12)], ["a"] * 10 + ["b"] * 2)
+    with pytest.raises(DataError, match="class 'b' has only 2 examples.*need at least 3"):
+        prepare(t)
+    p = prepare(t, split="0.5,0.5,0")
+    assert p.report["splits"]["test"] == {"a": 0, "b": 0}
+    with pytest.raises(DataError, match="class 'b' has only 2"):
+        prepare(t, split="0.5,0.5,0", min_per_class=5)
+    with pytest.raises(UserError, match="balance"):
+        prepare(t, split="0.5,0.5,0", balance="oversample")
+
+
+def test_prepare_small_class_gets_one_per_split():
+    t = make_table([f"t{i}" for i in range(103)], ["a"] * 100 + ["b"] * 3)
+    p = prepare(t)
+    for name in ("train", "val", "test"):
+        assert p.report["splits"][name]["b"] == 1
+
+
+def test_prepare_undersample_train_only():
+    t = make_table([f"t{i}" for i in range(500)], ["a"] * 400 + ["b"] * 100)
+    p = prepare(t, balance="undersample")
+    assert p.report["splits"]["train"] == {"a": 70, "b": 70}
+    assert p.report["undersampled"] == {"before": {"a": 280, "b": 70}, "after": {"a": 70, "b": 70}}
+    assert p.report["splits"]["test"] == {"a": 80, "b": 20}
+
+
+def test_prepare_multi_label():
+    labels = [["x"], ["y"], ["x", "y"]] * 20
+    t = make_table([f"t{i}" for i in range(60)], labels)
+    t.multi_label = True
+    p = prepare(t)
+    assert p.label_map.multi_label
+    assert len(p.train) + len(p.val) + len(p.test) == 60
+    assert all(isinstance(y, list) for y in p.train.labels)
+    with pytest.raises(UserError, match="multi-label"):
+        prepare(t, balance="undersample")
+
+
+def test_prepare_sms_undersample(sms):
+    p = prepare(sms, balance="undersample", seed=123)
+    assert p.report["splits"]["train"]["ham"] == p.report["splits"]["train"]["spam"] == 457
+
+
+# ------------------------------------------------------------------------------------------
+# Robustness: anything in a file gives a Table or a UserError, nothing else.
+
+_FMTS = ["csv", "tsv", "jsonl", None]
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(content=st.binary(max_size=300), fmt=st.sampled_from(_FMTS))
+def test_random_bytes_never_crash(tmp_path, content, fmt):
+    p = tmp_path / "f.dat"
+    p.write_bytes(content)
+    try:
+        t = read_table(p, fmt=fmt)
+    except UserError:
+        return
+    assert len(t.texts) == len(t.labels) == len(t.lines) > 0
+
+
+_alphabet = st.sampled_from(list('ab,\t"\n\r {}[]:x1é\\') + ["text", "label", '"text"', "\ufeff"])
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    content=st.lists(_alphabet, max_size=60).map("".join),
+    fmt=st.sampled_from(_FMTS),
+    quoting=st.sampled_from([None, True]),
+)
+def test_random_text_never_crashes(tmp_path, content, fmt, quoting):
+    p = tmp_path / "f.dat"
+    p.write_text(content, encoding="utf-8", newline="")
+    try:
+        t = read_table(p, fmt=fmt, quoting=quoting)
+    except UserError:
+        pass
+    else:
+        assert all(x.strip() for x in t.texts)
+        assert len(t.texts) == len(t.labels) == len(t.lines)
+    try:
+        for chunk in iter_texts(p, fmt=fmt, chunk_size=3):
+            assert all(isinstance(x, str) for x in chunk)
+    except UserError:
+        pass

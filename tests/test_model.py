@@ -1,0 +1,172 @@
+"""Decoder: parity with transformers on tiny random models, padding invariance, block pieces."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from llmclassify.config import ModelConfig
+from llmclassify.loaders.hf import load_hf_dir
+from llmclassify.model import Decoder, attention_mask_bool
+
+try:  # tests/ imported as a package (tests/__init__.py) or as a plain directory
+    from .tiny import padded_batch, tiny_gpt2_hf, tiny_llama_hf
+except ImportError:
+    from tiny import padded_batch, tiny_gpt2_hf, tiny_llama_hf
+
+LLAMA3_SCALING = {
+    "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+    # Small so the tiny head's frequencies fall in all three bands (kept, smoothed, scaled).
+    "original_max_position_embeddings": 8,
+}
+
+VARIANTS = {
+    "gpt2": lambda d: tiny_gpt2_hf(d),
+    "llama-gqa": lambda d: tiny_llama_hf(d, gqa=True),
+    "qwen2-bias": lambda d: tiny_llama_hf(d, qwen=True),
+    "llama3-rope-scaling": lambda d: tiny_llama_hf(d, rope_scaling=LLAMA3_SCALING, rope_theta=5000.0),
+    "llama-head-dim-16-tied": lambda d: tiny_llama_hf(d, gqa=False, head_dim=16, tie=True),
+}
+
+TEXTS = [[5, 6, 7, 8, 9, 10, 11, 12, 40, 50], [3, 4, 5], [200, 100, 17, 256, 9, 1]]
+
+
+def _load(tmp_path, variant):
+    path, hf = VARIANTS[variant](tmp_path)
+    lm = load_hf_dir(path)
+    model = Decoder(lm.config).eval()
+    model.load_state_dict(lm.state_dict, strict=True)
+    return model, hf
+
+
+def _hf_run(hf, ids, mask):
+    # Same positions as ours (cumsum - 1), so left padding is comparable.
+    with torch.no_grad():
+        out = hf(input_ids=ids, attention_mask=mask, position_ids=Decoder.positions(mask),
+                 output_hidden_states=True)
+    return out.hidden_states[-1], out.logits
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_parity_with_transformers(tmp_path, variant):
+    model, hf = _load(tmp_path, variant)
+    batches = [padded_batch(TEXTS[:1])]  # a single text, no padding
+    batches += [padded_batch(TEXTS, pad_id=256, side=side) for side in ("right", "left")]
+    for ids, mask in batches:
+        want_h, want_logits = _hf_run(hf, ids, mask)
+        with torch.no_grad():
+            h = model(ids, mask)
+            logits = model.lm_logits(h)
+        real = mask.bool()  # HF's padded rows are not defined the same way; compare real tokens
+        torch.testing.assert_close(h[real], want_h[real])
+        torch.testing.assert_close(logits[real], want_logits[real])
+
+
+def _random_model(family: str, seed: int = 0) -> Decoder:
+    torch.manual_seed(seed)
+    if family == "gpt2":
+        cfg = ModelConfig(family="gpt2", vocab_size=257, emb_dim=32, n_layers=2, n_heads=4,
+                          context_length=64, qkv_bias=True, out_bias=True, mlp_bias=True)
+    else:
+        cfg = ModelConfig(family="llama", vocab_size=257, emb_dim=32, n_layers=2, n_heads=4,
+                          n_kv_heads=2, hidden_dim=64, context_length=64, qkv_bias=True,
+                          tie_embeddings=False, rope_scaling=dict(LLAMA3_SCALING))
+    return Decoder(cfg).eval()
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_text_alone_equals_text_in_padded_batch(family, side):
+    model = _random_model(family)
+    ids, mask = padded_batch(TEXTS, pad_id=0, side=side)
+    with torch.no_grad():
+        batch_h = model(ids, mask)
+        assert torch.isfinite(batch_h).all()  # padded rows attend to themselves: no NaN
+        for i, text in enumerate(TEXTS):
+            alone = model(torch.tensor([text]))[0]
+            torch.testing.assert_close(batch_h[i][mask[i].bool()], alone, atol=1e-5, rtol=1e-5)
+
+
+def test_positions_from_mask():
+    mask = torch.tensor([[1, 1, 1, 0, 0], [0, 0, 1, 1, 1], [0, 0, 0, 0, 0]])
+    assert Decoder.positions(mask).tolist() == [[0, 1, 2, 2, 2], [0, 0, 0, 1, 2], [0] * 5]
+
+
+def test_attention_mask_is_causal_and_padding_with_self():
+    mask = torch.tensor([[0, 1, 1]])
+    m = attention_mask_bool(mask)[0, 0].int().tolist()
+    assert m == [[1, 0, 0], [0, 1, 0], [0, 1, 1]]  # pad query row sees only itself
+    m = attention_mask_bool(mask, causal=False)[0, 0].int().tolist()
+    assert m == [[1, 1, 1], [0, 1, 1], [0, 1, 1]]
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_pieces_compose_to_forward(family):
+    model = _random_model(family)
+    ids, mask = padded_batch(TEXTS, side="left")
+    with torch.no_grad():
+        pos = Decoder.positions(mask)
+        x = model.embed(ids, pos)
+        x = model.run_blocks(x, mask, pos, start=0, end=1)
+        x = model.run_blocks(x, mask, pos, start=1)
+        torch.testing.assert_close(model.final_norm(x), model(ids, mask))
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_block_query_index_equals_full_block(family, side):
+    model = _random_model(family)
+    ids, mask = padded_batch(TEXTS, side=side)
+    with torch.no_grad():
+        pos = Decoder.positions(mask)
+        x = model.run_blocks(model.embed(ids, pos), mask, pos, end=-1)
+        block = model.blocks[-1]
+        full = block(x, mask, pos)
+        rows = torch.arange(len(TEXTS))
+        last = mask.shape[1] - 1 - mask.flip(-1).argmax(-1)  # last real token per row
+        for qi in (last, torch.zeros_like(last), torch.tensor([1, 2, 0])):
+            got = block(x, mask, pos, query_index=qi)
+            assert got.shape == (len(TEXTS), 1, model.cfg.emb_dim)
+            torch.testing.assert_close(got[:, 0], full[rows, qi])
+        got = model.run_last_block_at(x, mask, pos, last)
+        torch.testing.assert_close(got[:, 0], model(ids, mask)[rows, last])
+
+
+def test_no_causal_mask_option():
+    model = _random_model("llama")
+    ids, mask = padded_batch(TEXTS, side="right")
+    with torch.no_grad():
+        causal = model(ids, mask)
+        full = model(ids, mask, causal=False)
+    assert torch.isfinite(full).all()
+    assert not torch.allclose(causal[0, 0], full[0, 0])  # earlier tokens now see the future
+    # After one block the last real token is unchanged: it saw every real token already.
+    with torch.no_grad():
+        pos = Decoder.positions(mask)
+        x = model.embed(ids, pos)
+        one_causal = model.run_blocks(x, mask, pos, end=1)
+        one_full = model.run_blocks(x, mask, pos, end=1, causal=False)
+    last = len(TEXTS[0]) - 1
+    torch.testing.assert_close(one_causal[0, last], one_full[0, last])
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_bfloat16(family):
+    model = _random_model(family)
+    ids, mask = padded_batch(TEXTS, side="left")
+    with torch.no_grad():
+        ref = model(ids, mask)
+        h = model.to(torch.bfloat16)(ids, mask)
+    assert h.dtype == torch.bfloat16
+    assert torch.isfinite(h).all()
+    real = mask.bool()
+    torch.testing.assert_close(h.float()[real], ref[real], atol=0.1, rtol=0.05)
+
+
+def test_state_dict_names_match_contract():
+    from llmclassify.loaders.base import expected_shapes
+
+    for family in ("gpt2", "llama"):
+        model = _random_model(family)
+        got = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        assert got == expected_shapes(model.cfg)

@@ -1,0 +1,234 @@
+"""The classifier end to end on a tiny random model: pooling, the frozen-trunk cache, training
+determinism, the saved run, prediction and the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from llmclassify.cli import main
+from llmclassify.config import ModelConfig
+from llmclassify.freeze import apply_strategy, count_parameters
+from llmclassify.heads import SequenceClassifier, pool_index
+from llmclassify.model import Decoder
+from llmclassify.predict import Classifier
+from llmclassify.tokenizer import pad_batch
+from llmclassify.train import Features, TrainConfig, train, with_preset
+from llmclassify.trunk_cache import TrunkCache
+
+from .conftest import tiny_train_config
+
+LLAMA = ModelConfig(family="llama", vocab_size=257, emb_dim=32, n_layers=3, n_heads=4, n_kv_heads=2,
+                    context_length=64, hidden_dim=48)
+GPT2 = ModelConfig(family="gpt2", vocab_size=257, emb_dim=32, n_layers=3, n_heads=4, context_length=64,
+                   qkv_bias=True, out_bias=True, mlp_bias=True)
+TEXTS = [[5, 9, 200, 3, 3, 17], [44, 2], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [99]]
+
+
+def _clf(cfg, pooling="last", seed=0):
+    torch.manual_seed(seed)
+    clf = SequenceClassifier(Decoder(cfg), 3, pooling=pooling).eval()
+    with torch.no_grad():  # non-trivial norm weights so a wrong mask or position shows
+        for n, p in clf.named_parameters():
+            if "norm" in n:
+                p.uniform_(0.5, 1.5)
+    return clf
+
+
+def test_pool_index_both_padding_sides():
+    right = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    left = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    assert pool_index(right, "last").tolist() == [2, 4]
+    assert pool_index(left, "last").tolist() == [4, 4]
+    assert pool_index(left, "first").tolist() == [2, 0]
+
+
+@pytest.mark.parametrize("cfg", [LLAMA, GPT2], ids=["llama", "gpt2"])
+@pytest.mark.parametrize("pooling", ["last", "first", "mean"])
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_text_alone_equals_text_in_padded_batch(cfg, pooling, side):
+    clf = _clf(cfg, pooling)
+    # pad id == a real token id (eos-as-pad): pooling must read the mask, not the pad id
+    ids, mask = pad_batch(TEXTS, pad_id=3, side=side)
+    with torch.no_grad():
+        batch = clf(ids, mask)
+        alone = torch.cat([clf(torch.tensor([t]), torch.ones(1, len(t), dtype=torch.long)) for t in TEXTS])
+    torch.testing.assert_close(batch, alone, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("pooling", ["last", "first", "mean"])
+def test_top_only_at_pooled_position_equals_full_forward(pooling):
+    clf = _clf(LLAMA, pooling)
+    ids, mask = pad_batch(TEXTS, pad_id=0)
+    with torch.no_grad():
+        h = clf.decoder(ids, mask)
+        from llmclassify.heads import pool
+
+        want = clf.head(pool(h, mask, pooling))
+        for boundary in range(LLAMA.n_layers + 1):
+            got = clf.top(clf.trunk(ids, mask, end=boundary), mask, start=boundary)
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("strategy,boundary,blocks", [("head", 3, 0), ("last-block", 2, 1),
+                                                      ("last-2-blocks", 1, 2), ("all", 0, 3)])
+def test_strategies_train_what_they_say(strategy, boundary, blocks):
+    clf = _clf(LLAMA)
+    assert apply_strategy(clf, strategy) == boundary
+    trainable, total = count_parameters(clf)
+    head = sum(p.numel() for p in clf.head.parameters())
+    per_block = sum(p.numel() for p in clf.decoder.blocks[0].parameters())
+    norm = 0 if strategy == "head" else LLAMA.emb_dim
+    if strategy == "all":
+        assert trainable == total
+    else:
+        assert trainable == head + norm + blocks * per_block
+
+
+def test_trunk_cache_gives_the_same_losses_as_the_plain_path():
+    """20 training steps through cached trunk states == 20 steps through the full model."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    texts = [torch.randint(4, 257, (int(n),), generator=g).tolist() for n in torch.randint(1, 20, (40,), generator=g)]
+    labels = [i % 3 for i in range(40)]
+    losses = {}
+    for mode in ("plain", "cache"):
+        clf = _clf(LLAMA)
+        boundary = apply_strategy(clf, "last-block")
+        cache = TrunkCache.build(clf, texts, boundary, pad_id=0, progress=False) if mode == "cache" else None
+        feats = Features(texts, labels, 0, cache)
+        opt = torch.optim.AdamW([p for p in clf.parameters() if p.requires_grad], lr=1e-3)
+        out = []
+        for step in range(20):
+            b = [(step * 7 + k) % 40 for k in range(8)]
+            loss = torch.nn.functional.cross_entropy(feats.logits(clf, b, boundary), feats.labels[b])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            out.append(loss.item())
+        losses[mode] = out
+    assert losses["plain"][0] != losses["plain"][-1]  # it did train
+    torch.testing.assert_close(torch.tensor(losses["cache"]), torch.tensor(losses["plain"]), atol=1e-6, rtol=0)
+
+
+def test_trunk_cache_spills_to_disk_over_budget(tmp_path):
+    clf = _clf(LLAMA)
+    cache = TrunkCache.build(clf, TEXTS, 2, pad_id=0, memory_budget=10, spill_dir=str(tmp_path), progress=False)
+    assert cache.spill_path and (tmp_path / cache.spill_path.split("/")[-1]).exists()
+    in_ram = TrunkCache.build(clf, TEXTS, 2, pad_id=0, progress=False)
+    torch.testing.assert_close(cache.batch([0, 2])[0], in_ram.batch([0, 2])[0])
+    cache.close()
+    assert not list(tmp_path.glob("trunk-cache-*"))
+
+
+def test_two_runs_with_one_seed_give_identical_metrics(tiny_model_dir, small_data, tmp_path):
+    a = train(tiny_train_config(tiny_model_dir, small_data, tmp_path / "a"))
+    b = train(tiny_train_config(tiny_model_dir, small_data, tmp_path / "b"))
+    assert a["splits"] == b["splits"]
+    wa = (tmp_path / "a" / "classifier.safetensors").read_bytes()
+    assert wa == (tmp_path / "b" / "classifier.safetensors").read_bytes()
+    train(tiny_train_config(tiny_model_dir, small_data, tmp_path / "c", seed=8))
+    assert (tmp_path / "c" / "classifier.safetensors").read_bytes() != wa
+
+
+def test_cache_and_plain_training_give_the_same_run(tiny_model_dir, small_data, tmp_path):
+    a = train(tiny_train_config(tiny_model_dir, small_data, tmp_path / "a", trunk_cache="auto"))
+    b = train(tiny_train_config(tiny_model_dir, small_data, tmp_path / "b", trunk_cache="off"))
+    for s in ("train", "val", "test"):
+        assert abs(a["splits"][s]["loss"] - b["splits"][s]["loss"]) < 1e-5
+
+
+def test_run_directory_is_self_contained_and_reloads_exactly(tiny_run):
+    files = {p.name for p in tiny_run.iterdir()}
+    assert {"config.json", "classifier.safetensors", "tokenizer.json", "metrics.json", "metrics.jsonl",
+            "curves.png", "split.json"} <= files
+    cfg = json.loads((tiny_run / "config.json").read_text())
+    assert cfg["labels"] == ["ham", "spam"]
+    assert cfg["weights"]["full"] is False and cfg["base_model"]["sha256"]
+    clf = Classifier.load(tiny_run)
+    split = json.loads((tiny_run / "split.json").read_text())
+    texts = split["test"]["texts"]
+    probs = clf.predict_proba(texts)
+    metrics = json.loads((tiny_run / "metrics.json").read_text())["splits"]["test"]
+    acc = (probs.argmax(-1) == torch.tensor(split["test"]["labels"])).float().mean().item()
+    assert abs(acc - metrics["accuracy"]) < 1e-9
+    preds = clf.predict(texts[:3])
+    assert all(p.label in ("ham", "spam") and abs(sum(p.probabilities.values()) - 1) < 1e-5 for p in preds)
+
+
+def test_threshold_moves_the_decision(tiny_run):
+    clf = Classifier.load(tiny_run)
+    texts = ["WINNER!! Claim your free prize now", "see you at lunch"]
+    assert [p.label for p in clf.predict(texts, threshold=0.0)] == ["spam", "spam"]
+    assert [p.label for p in clf.predict(texts, threshold=1.01)] == ["ham", "ham"]
+
+
+def test_altered_weights_are_refused(tiny_run, tmp_path):
+    import shutil
+
+    from llmclassify.errors import UserError
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_run, bad)
+    w = bad / "classifier.safetensors"
+    w.write_bytes(w.read_bytes()[:-10])
+    with pytest.raises(UserError, match="checksum"):
+        Classifier.load(bad)
+
+
+def test_label_names_round_trip(tiny_model_dir, tmp_path):
+    rows = [("not spam", "hello there friend how are you"), ("spam!", "WIN cash now call 0800"),
+            ("3", "meeting moved to noon")] * 12
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"text": f"{t} {i}", "label": lab}) + "\n" for i, (lab, t) in enumerate(rows)))
+    run = tmp_path / "run"
+    train(tiny_train_config(tiny_model_dir, data, run, epochs=1))
+    clf = Classifier.load(run)
+    assert sorted(clf.labels) == sorted(["not spam", "spam!", "3"])
+    assert set(clf.predict(["hello"])[0].probabilities) == set(clf.labels)
+
+
+def test_reference_preset_sets_the_book_recipe():
+    cfg = with_preset(TrainConfig(), "reference")
+    assert (cfg.split_method, cfg.dedupe, cfg.balance, cfg.padding, cfg.pooling, cfg.trainable, cfg.lr,
+            cfg.weight_decay, cfg.batch_size, cfg.epochs) == (
+        "reference", False, "undersample", "longest-train", "last", "last-block", 5e-5, 0.1, 8, 5)
+    # a flag the user gave wins over the preset
+    assert with_preset(TrainConfig(epochs=2), "reference", overrides={"epochs"}).epochs == 2
+
+
+def test_cli_train_evaluate_predict(tiny_model_dir, small_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--model", str(tiny_model_dir), "--data", str(small_data), "-o", str(run),
+                 "--epochs", "1", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "test accuracy" in out
+    assert main(["evaluate", str(run)]) == 0
+    assert "accuracy" in capsys.readouterr().out
+    assert main(["predict", str(run), "Free entry! Text WIN to 80086", "ok see you"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and all(line.split("\t")[0] in ("ham", "spam") for line in lines)
+    inp = tmp_path / "in.txt"
+    inp.write_text("hello\nWIN a prize\nthird text\n")
+    outp = tmp_path / "out.jsonl"
+    assert main(["predict", str(run), "--input", str(inp), "--output", str(outp)]) == 0
+    rows = [json.loads(x) for x in outp.read_text().splitlines()]
+    assert len(rows) == 3 and {"label", "probabilities"} <= set(rows[0])
+    # an existing run directory is never overwritten without --overwrite
+    assert main(["train", "--model", str(tiny_model_dir), "--data", str(small_data), "-o", str(run),
+                 "--epochs", "1", "--quiet"]) == 2
+
+
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
+    missing = tmp_path / "nope.csv"
+    r = subprocess.run([sys.executable, "-m", "llmclassify", "train", "--data", str(missing), "-o",
+                        str(tmp_path / "r"), "--model", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, "-m", "llmclassify", "predict", str(tmp_path / "norun"), "x"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "norun" in r.stderr and "Traceback" not in r.stderr
