@@ -328,3 +328,63 @@ def test_load_model_dispatch(tmp_path):
     assert str(missing) in str(e.value)
     with pytest.raises(ModelLoadError, match="no such file"):
         load_model("./not-here")
+
+
+def test_gpt2_architecture_split_qkv_and_duplicate_output(tmp_path):
+    """GPT-2 GGUFs hold one fused attn_qkv (already nn.Linear layout) and repeat token_embd as
+    output.weight; we split the former and tie the latter."""
+    rng = np.random.default_rng(3)
+    vocab = len(tiny_vocab()[0])
+
+    def r(*shape):
+        return (rng.standard_normal(shape) * 0.2).astype(np.float32)
+
+    ours = {"tok_emb.weight": r(vocab, D), "pos_emb.weight": r(CTX, D),
+            "final_norm.weight": r(D), "final_norm.bias": r(D)}
+    g = {"token_embd.weight": ours["tok_emb.weight"], "output.weight": ours["tok_emb.weight"],
+         "position_embd.weight": ours["pos_emb.weight"], "output_norm.weight": ours["final_norm.weight"],
+         "output_norm.bias": ours["final_norm.bias"]}
+    for i in range(N_LAYER):
+        b = f"blocks.{i}"
+        layer = {
+            "norm1.weight": r(D), "norm1.bias": r(D), "norm2.weight": r(D), "norm2.bias": r(D),
+            "attn.q_proj.weight": r(D, D), "attn.k_proj.weight": r(D, D), "attn.v_proj.weight": r(D, D),
+            "attn.q_proj.bias": r(D), "attn.k_proj.bias": r(D), "attn.v_proj.bias": r(D),
+            "attn.o_proj.weight": r(D, D), "attn.o_proj.bias": r(D),
+            "mlp.up_proj.weight": r(4 * D, D), "mlp.up_proj.bias": r(4 * D),
+            "mlp.down_proj.weight": r(D, 4 * D), "mlp.down_proj.bias": r(D),
+        }
+        ours |= {f"{b}.{k}": v for k, v in layer.items()}
+        names = {"norm1": "attn_norm", "norm2": "ffn_norm", "attn.o_proj": "attn_output",
+                 "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
+        for k, v in layer.items():
+            stem, kind = k.rsplit(".", 1)
+            if stem in names:
+                g[f"blk.{i}.{names[stem]}.{kind}"] = v
+        for kind in ("weight", "bias"):
+            g[f"blk.{i}.attn_qkv.{kind}"] = np.concatenate(
+                [layer[f"attn.{p}_proj.{kind}"] for p in "qkv"], axis=0)
+    w = gguf.GGUFWriter(str(tmp_path / "g.gguf"), "gpt2")
+    w.add_block_count(N_LAYER)
+    w.add_context_length(CTX)
+    w.add_embedding_length(D)
+    w.add_feed_forward_length(4 * D)
+    w.add_head_count(N_HEAD)
+    w.add_layer_norm_eps(1e-5)
+    tokens, types = tiny_vocab()
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("gpt-2")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(MERGES)
+    w.add_eos_token_id(0)
+    for name, t in g.items():
+        w.add_tensor(name, np.ascontiguousarray(t))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    lm = load_gguf(tmp_path / "g.gguf")
+    assert lm.config.family == "gpt2" and lm.config.tie_embeddings
+    assert lm.tokenizer.pad_id == 0 and lm.tokenizer.pad_source == "eos"
+    _assert_weights(lm.state_dict, ours, quantized=())

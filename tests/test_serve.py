@@ -357,3 +357,30 @@ def test_overload_answers_503(clf):
     for r in responses:
         if r.status_code == 503:
             assert_error(r, 503, "busy")
+
+
+# ------------------------------------------------------------------------- real server, end to end
+
+
+def test_load_test_script_smoke(tiny_run, tmp_path):
+    """benchmarks/load_test.py starts `python -m llmclassify.serve` on loopback, briefly."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "load_test.py"
+    out = tmp_path / "load.json"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--run", str(tiny_run), "--concurrency", "4",
+         "--duration", "2", "--baseline-duration", "1", "--warmup", "0.5", "--malformed", "0.2",
+         "--max-requests", "400", "--json", str(out)],
+        capture_output=True, text=True, timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(out.read_text())
+    assert [p["phase"] for p in report["phases"]] == ["one-at-a-time", "concurrent"]
+    for phase in report["phases"]:
+        assert phase["valid_ok"] > 0 and phase["valid_errors"] == 0
+        assert phase["malformed_unexpected"] == 0
+        assert phase["requests"] <= 400
+    assert report["rss_mb"]["end"] > 0
+    assert "| concurrent | 4 |" in proc.stdout

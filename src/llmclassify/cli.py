@@ -195,22 +195,32 @@ def cmd_data_info(a) -> int:
 
 # --- serve ----------------------------------------------------------------------------------
 def add_serve(sub) -> None:
+    # Limits default to serve.py's constants (None here = not given); importing serve.py would
+    # need the optional 'serve' extra just to build this parser.
     p = sub.add_parser("serve", help="serve a run over HTTP (API + web page)")
     p.add_argument("run", help="run directory")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--max-texts", type=int, default=64, help="texts per request")
-    p.add_argument("--max-chars", type=int, default=10_000, help="characters per text")
-    p.add_argument("--batch-max", type=int, default=32, help="micro-batch: most texts per model call")
-    p.add_argument("--batch-wait-ms", type=float, default=5.0, help="micro-batch: longest wait to fill a batch")
+    p.add_argument("--max-texts", type=int, help="texts per request (default 64)")
+    p.add_argument("--max-chars", type=int, help="characters per text (default 10000)")
+    p.add_argument("--max-body-bytes", type=int, help="request body size (default 2 MiB)")
+    p.add_argument("--max-queue", type=int, help="texts waiting for the model before 503 (default 1024)")
+    p.add_argument("--batch-max", type=int, help="micro-batch: most texts per model call (default 32)")
+    p.add_argument("--batch-wait-ms", type=float, help="micro-batch: longest wait to fill a batch (default 5)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    p.add_argument("--quantize", choices=["int8"])
+    p.add_argument("--log-level", default="info")
     p.set_defaults(func=cmd_serve)
 
 
 def cmd_serve(a) -> int:
-    from .serve import run
-
-    run(a.run, host=a.host, port=a.port, max_texts=a.max_texts, max_chars=a.max_chars,
-        batch_max=a.batch_max, batch_wait_ms=a.batch_wait_ms)
+    try:
+        from .serve import run
+    except ImportError as e:
+        raise UserError(f"serve needs the 'serve' extra: pip install 'llmclassify[serve]' ({e})") from None
+    limits = {k: getattr(a, k) for k in ("max_texts", "max_chars", "max_body_bytes", "max_queue", "batch_max",
+                                         "batch_wait_ms") if getattr(a, k) is not None}
+    run(a.run, host=a.host, port=a.port, dtype=a.dtype, quantize=a.quantize, log_level=a.log_level, **limits)
     return 0
 
 

