@@ -61,12 +61,16 @@ def add_train(sub) -> None:
 
 
 def cmd_train(a) -> int:
+    from . import distributed
     from .train import config_from_args, train
 
     values = {k: v for k, v in vars(a).items() if k not in ("func", "debug", "quiet", "command")}
     values["progress"] = not a.quiet
     cfg = config_from_args(values, a.preset)
-    summary = train(cfg)
+    with distributed.session():  # under torchrun: every process trains its share, rank 0 writes
+        summary = train(cfg)
+        if not distributed.is_main():
+            return 0
     test = summary["splits"]["test"]
     print(f"test accuracy {test['accuracy']:.4f}  macro-F1 {test['macro_f1']:.4f}  "
           f"balanced accuracy {test['balanced_accuracy']:.4f}")
@@ -116,10 +120,20 @@ def add_predict(sub) -> None:
 
 
 def cmd_predict(a) -> int:
+    from . import distributed
+
+    with distributed.session():  # under torchrun: each process predicts its share, rank 0 writes
+        return _predict(a)
+
+
+def _predict(a) -> int:
+    from . import distributed
     from .predict import Classifier
 
     if not a.texts and not a.input:
         raise UserError("predict: give texts as arguments or --input FILE")
+    if a.input == "-" and distributed.world_size() > 1:
+        raise UserError("predict: --input - (stdin) cannot be shared between processes; give a file")
     clf = Classifier.load(a.run, dtype=a.dtype, quantize=a.quantize)
     if a.input:
         from itertools import chain
@@ -132,7 +146,15 @@ def cmd_predict(a) -> int:
             texts = chain.from_iterable(iter_texts(a.input, text_column=a.text_column))
     else:
         texts = iter(a.texts)
-    preds = clf.predict_stream(texts, threshold=a.threshold, batch_size=a.batch_size)
+    if distributed.world_size() > 1:
+        preds = distributed.sharded_map(lambda t: clf.predict(t, threshold=a.threshold, batch_size=a.batch_size),
+                                        texts)
+        if not distributed.is_main():
+            for _ in preds:  # take part in every chunk's gather
+                pass
+            return 0
+    else:
+        preds = clf.predict_stream(texts, threshold=a.threshold, batch_size=a.batch_size)
     if a.output:
         from .predict import write_predictions
 

@@ -44,6 +44,7 @@ class Classifier:
         self.labels: list[str] = list(config["labels"])
         self.max_length: int = int(config["max_length"])
         self.pad_to: int | None = config.get("pad_to")
+        self.temperature: float = float(config.get("temperature") or 1.0)  # from calibration on validation
         self.dtype = dtype
         self.quantize = quantize
 
@@ -59,6 +60,10 @@ class Classifier:
         clf = SequenceClassifier(decoder, len(cfg["labels"]), pooling=cfg.get("pooling", "last"),
                                  causal=cfg.get("causal", True))
         if cfg["weights"].get("full"):
+            if cfg.get("lora"):
+                from .lora import apply_lora
+
+                apply_lora(clf, **cfg["lora"])
             clf.load_state_dict(trained, strict=True)
         else:
             base = cfg["base_model"]
@@ -69,6 +74,10 @@ class Classifier:
                     f"(sha256 {lm.identity['sha256'][:12]}..., run expects {base['sha256'][:12]}...)"
                 )
             decoder.load_state_dict(lm.state_dict, strict=True)
+            if cfg.get("lora"):  # adapters go on after the base weights, before the trained tensors
+                from .lora import apply_lora
+
+                apply_lora(clf, **cfg["lora"])
             missing = [k for k in trained if k not in clf.state_dict()]
             if missing:
                 raise UserError(f"{run_dir / checkpoint.WEIGHTS}: unexpected tensor '{missing[0]}'")
@@ -83,6 +92,10 @@ class Classifier:
             raise UserError(f"unknown dtype '{dtype}' (choose from float32, bfloat16)")
         if quantize not in (None, "int8"):
             raise UserError(f"unknown --quantize '{quantize}' (choose from int8)")
+        if cfg.get("lora"):
+            from .lora import merge_lora
+
+            merge_lora(clf)  # fold adapters into the weights: plain Linear layers predict faster
         if quantize == "int8":
             clf = torch.ao.quantization.quantize_dynamic(clf, {torch.nn.Linear}, dtype=torch.qint8)
         clf.to(device)
@@ -107,7 +120,7 @@ class Classifier:
             with torch.autocast("cpu" if device.type == "cpu" else device.type, dtype=torch.bfloat16,
                                 enabled=self.dtype == "bfloat16"):
                 logits = self.model(input_ids.to(device), mask.to(device))
-            out[b] = torch.softmax(logits.float(), -1).cpu()
+            out[b] = torch.softmax(logits.float() / self.temperature, -1).cpu()
         return out
 
     def predict(self, texts: Sequence[str], *, threshold: float | None = None, batch_size: int = 32) -> list[Prediction]:

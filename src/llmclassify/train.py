@@ -5,12 +5,17 @@ classifier (heads.py), choose what trains (freeze.py), tokenize once, and — wh
 below the first trainable block is frozen — compute that trunk once for every text
 (trunk_cache.py). Each epoch then runs only the top blocks, evaluates the FULL validation
 split, and keeps the trainable weights of the epoch with the lowest validation loss.
+
+Under `torchrun` (distributed.py) each process computes its share of the trunk cache, takes
+its slice of every global batch (batch size x processes) and of every evaluation, and rank 0
+alone logs and writes the run directory; see docs/distributed.md.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -21,6 +26,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import checkpoint
+from . import distributed as dist
 from .errors import UserError
 from .evaluate import compute_metrics, format_table
 from .freeze import apply_strategy, count_parameters, trainable_names
@@ -188,11 +194,43 @@ class Features:
 
 @torch.inference_mode()
 def predict_features(clf, feats: Features, boundary: int, batch_size: int = 64) -> torch.Tensor:
-    """Logits (N, C) for every text of a split, in order."""
-    out = torch.empty(len(feats), clf.head.out_features)
-    for b in length_batches(feats.lengths(), batch_size, 8192):
-        out[b] = feats.logits(clf, b, boundary).float()
-    return out
+    """Logits (N, C) for every text of a split, in order. Under torchrun each rank scores its
+    share (strided over length order) and every rank gets all the logits back in order."""
+    lengths = feats.lengths()
+    mine = dist.shard(sorted(range(len(feats)), key=lengths.__getitem__))  # all texts in one process
+    out = torch.empty(len(mine), clf.head.out_features)
+    for b in length_batches([lengths[i] for i in mine], batch_size, 8192):
+        out[b] = feats.logits(clf, [mine[i] for i in b], boundary).float()
+    return dist.gather_rows(out, mine, len(feats))
+
+
+def build_trunk_cache(clf, ids: list[list[int]], boundary: int, **kw) -> TrunkCache:
+    """TrunkCache.build over `ids`. Under torchrun each rank runs the trunk over its share of
+    the texts, then every rank's share is broadcast in turn into the whole cache, so each
+    rank holds every text's states (it trains on every text over the epochs)."""
+    if dist.world_size() == 1:
+        return TrunkCache.build(clf, ids, boundary, **kw)
+    by_length = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    part = TrunkCache.build(clf, [ids[i] for i in dist.shard(by_length)], boundary, **kw)
+    lengths = torch.tensor([len(x) for x in ids], dtype=torch.long)
+    offsets = torch.zeros(len(ids) + 1, dtype=torch.long)
+    offsets[1:] = torch.cumsum(lengths, 0)
+    total, d, dtype = int(offsets[-1]), part.data.shape[1], part.data.dtype
+    spill_path = None
+    if total * d * part.data.element_size() > kw.get("memory_budget", 4 << 30):
+        fd, spill_path = tempfile.mkstemp(prefix="trunk-cache-", suffix=".bin", dir=kw.get("spill_dir"))
+        os.close(fd)
+        data = torch.from_file(spill_path, shared=True, size=total * d, dtype=dtype).view(total, d)
+    else:
+        data = torch.empty(total, d, dtype=dtype)
+    for r in range(dist.world_size()):
+        idx = torch.tensor(dist.shard(by_length, rank=r), dtype=torch.long)
+        n = lengths[idx]  # rank r's texts in its order, their rows where they belong in the whole:
+        rows = torch.repeat_interleave(offsets[idx] - (torch.cumsum(n, 0) - n), n) + torch.arange(int(n.sum()))
+        src = part.data if r == dist.rank() else torch.empty(len(rows), d, dtype=dtype)
+        data[rows] = dist.broadcast(src, r)
+    part.close()
+    return TrunkCache(data, offsets, spill_path)
 
 
 def describe_report(r: dict) -> str:
@@ -210,6 +248,18 @@ def describe_report(r: dict) -> str:
         parts.append("split " + " / ".join(
             f"{k} {sum(v.values()) if isinstance(v, dict) else v}" for k, v in splits.items()))
     return "; ".join(parts)
+
+
+def batch_loss(logits: torch.Tensor, labels: torch.Tensor, mine: list[int], batch: list[int],
+               weight: torch.Tensor | None) -> torch.Tensor:
+    """Cross-entropy of the global `batch`, from this rank's texts `mine` of it: sum(w_i * l_i)
+    over `mine` / sum(w_i) over `batch` (every rank knows every label, so the denominator
+    needs no message), so the ranks' losses and gradients add up to the weighted mean over
+    the global batch that one process would compute. One process: F.cross_entropy as ever."""
+    if dist.world_size() == 1:
+        return F.cross_entropy(logits, labels[mine], weight=weight)
+    denom = weight[labels[batch]].sum() if weight is not None else len(batch)
+    return F.cross_entropy(logits, labels[mine], weight=weight, reduction="sum") / denom
 
 
 def split_metrics(logits: torch.Tensor, labels: torch.Tensor, names: list[str], weight=None) -> dict:
@@ -250,17 +300,24 @@ def default_output_dir(cfg: TrainConfig) -> str:
 
 
 def log(msg: str, cfg: TrainConfig) -> None:
-    if cfg.progress:
+    if cfg.progress and dist.is_main():
         tqdm.write(msg)
 
 
 def train(cfg: TrainConfig) -> dict:
-    """Train a classifier as `cfg` says, save the run directory, return its metrics."""
+    """Train a classifier as `cfg` says, save the run directory, return its metrics. Under
+    torchrun (WORLD_SIZE > 1) every process calls this and gets the same summary back."""
+    with dist.session():
+        return _train(cfg)
+
+
+def _train(cfg: TrainConfig) -> dict:
     from .loaders import load_model
 
     t_start = time.perf_counter()
-    out_dir = Path(cfg.output_dir or default_output_dir(cfg))
-    checkpoint.prepare_run_dir(out_dir, overwrite=cfg.overwrite)
+    progress = cfg.progress and dist.is_main()
+    out_dir = Path(dist.broadcast_object(cfg.output_dir or default_output_dir(cfg)))  # rank 0's name
+    dist.on_main(checkpoint.prepare_run_dir, out_dir, overwrite=cfg.overwrite)
     torch.manual_seed(cfg.seed)
 
     # --- data -----------------------------------------------------------------------------
@@ -269,7 +326,8 @@ def train(cfg: TrainConfig) -> dict:
     log(describe_report(prep.report), cfg)
 
     # --- model ----------------------------------------------------------------------------
-    lm = load_model(cfg.model)
+    with dist.local_main_first():  # one download per machine
+        lm = load_model(cfg.model)
     tok = lm.tokenizer
     if tok is None:
         raise UserError(f"{cfg.model}: no tokenizer found beside the weights")
@@ -302,10 +360,11 @@ def train(cfg: TrainConfig) -> dict:
     for s in ("train", "val", "test"):
         cache = None
         if use_cache:
-            cache = TrunkCache.build(
+            cache = build_trunk_cache(
                 clf, ids[s], boundary, pad_id=tok.pad_id, dtype=getattr(torch, cfg.cache_dtype),
-                memory_budget=int(cfg.cache_memory_gb * (1 << 30)), spill_dir=str(out_dir),
-                desc=f"frozen trunk ({s})", progress=cfg.progress,
+                memory_budget=int(cfg.cache_memory_gb * (1 << 30)),
+                spill_dir=str(out_dir) if dist.is_main() else None,  # out_dir is rank 0's
+                desc=f"frozen trunk ({s})", progress=progress,
             )
         feats[s] = Features(ids[s], getattr(prep, s).labels, tok.pad_id, cache)
     t_cache = time.perf_counter() - t_cache
@@ -318,24 +377,33 @@ def train(cfg: TrainConfig) -> dict:
     weight = class_weight_tensor(prep.train.labels, len(names), cfg.class_weights)
     params = [p for p in clf.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # Every rank draws the same global batches from the shared seed (global batch = batch
+    # size x processes) and trains on its slice; gradients are summed before each step.
     gen = torch.Generator().manual_seed(cfg.seed)
+    global_batch = cfg.batch_size * dist.world_size()
     history, best, best_loss, bad_epochs, best_epoch = [], {}, math.inf, 0, 0
     log_path = out_dir / "metrics.jsonl"
-    log_path.unlink(missing_ok=True)
+    if dist.is_main():
+        log_path.unlink(missing_ok=True)
     t_fit = time.perf_counter()
     for epoch in range(1, cfg.epochs + 1):
         clf.train()
-        batches = train_batches(feats["train"].lengths(), cfg.batch_size, gen, cfg.bucket)
-        bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", disable=not cfg.progress)
+        batches = train_batches(feats["train"].lengths(), global_batch, gen, cfg.bucket)
+        bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", disable=not progress)
         t_ep, seen, run_loss, run_n = time.perf_counter(), 0, 0.0, 0
         opt.zero_grad(set_to_none=True)
         for step, b in enumerate(bar, 1):
-            logits = feats["train"].logits(clf, b, boundary)
-            loss = F.cross_entropy(logits, feats["train"].labels[b], weight=weight)
-            (loss / cfg.grad_accum).backward()
+            mine = dist.shard(b)  # this rank's slice of the global batch (all of it in one process)
+            loss = torch.zeros(())
+            if mine:  # a last, short batch may leave a rank nothing
+                logits = feats["train"].logits(clf, mine, boundary)
+                loss = batch_loss(logits, feats["train"].labels, mine, b, weight)
+                (loss / cfg.grad_accum).backward()
             if step % cfg.grad_accum == 0 or step == len(batches):
+                dist.all_reduce_grads(params)
                 opt.step()
                 opt.zero_grad(set_to_none=True)
+            loss = dist.all_reduce_sum(loss.detach())  # the global batch's loss
             seen += len(b)
             run_loss += loss.item() * len(b)
             run_n += len(b)
@@ -349,7 +417,8 @@ def train(cfg: TrainConfig) -> dict:
             "seconds": time.perf_counter() - t_ep,
         }
         history.append(rec)
-        checkpoint.append_jsonl(log_path, rec)
+        if dist.is_main():
+            checkpoint.append_jsonl(log_path, rec)
         log(f"epoch {epoch}: train loss {rec['train_loss']:.4f}  val loss {val['loss']:.4f}  "
             f"val acc {val['accuracy']:.4f}  ({rec['seconds']:.1f} s)", cfg)
         if val["loss"] < best_loss:
@@ -402,8 +471,12 @@ def train(cfg: TrainConfig) -> dict:
         "threshold": None,
         "train_config": cfg.to_dict(),
     }
-    checkpoint.save_run(
-        out_dir, clf, run_config=run_config, tokenizer=tok, metrics=summary, history=history,
+    if dist.world_size() > 1:  # batch_size above is per process
+        run_config["distributed"] = {"world_size": dist.world_size(), "global_batch_size": global_batch}
+    summary = dist.broadcast_object(summary)  # rank 0's timings, so every rank returns the same
+    dist.on_main(
+        checkpoint.save_run, out_dir, clf, run_config=run_config, tokenizer=tok, metrics=summary,
+        history=history,
         split={s: asdict(getattr(prep, s)) for s in ("train", "val", "test")} | {"labels": names},
         full_weights=cfg.full_weights, trainable=trainable_names(clf),
     )

@@ -1,0 +1,123 @@
+"""Multi-label classification: targets, loss, decisions and metrics.
+
+This module owns the multi-label case, where a text may carry any number of L labels: each
+label is an independent yes/no with its own sigmoid, so the head has L outputs, the loss is
+binary cross-entropy on logits, and a label is predicted when its probability is at least
+its threshold (0.5, or tuned per label by calibrate.per_label_thresholds).
+
+Metric conventions follow scikit-learn's with ``zero_division=0``: micro scores pool every
+(text, label) decision; macro-F1 averages the per-label F1 over all L labels; subset accuracy
+counts texts whose whole label set is exactly right.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import UserError
+
+
+class MultiLabelError(UserError, ValueError):
+    """Bad multi-label input: a label id out of range, mismatched shapes (one-line UserError)."""
+
+
+def multi_hot(label_lists: Iterable[Iterable[int]], num_labels: int) -> torch.Tensor:
+    """Label-id lists -> (N, num_labels) float32 multi-hot targets (an empty list: all zeros).
+
+    Repeated ids count once. An id outside [0, num_labels) is an error naming the row.
+    """
+    rows = [list(ids) for ids in label_lists]
+    out = torch.zeros(len(rows), num_labels, dtype=torch.float32)
+    for i, ids in enumerate(rows):
+        for j in ids:
+            if not 0 <= int(j) < num_labels:
+                raise MultiLabelError(f"row {i}: label id {j} is outside [0, {num_labels})")
+            out[i, int(j)] = 1.0
+    return out
+
+
+def pos_weight_from_targets(targets, max_weight: float | None = None) -> torch.Tensor:
+    """Per-label positive weight n_negative / n_positive (L,), for rare labels.
+
+    With it, a label's positives and negatives weigh the same in the loss in total. A label
+    with no positive example gets 1.0 (nothing to up-weight). `max_weight` caps the ratio, since
+    a label seen twice in 10,000 texts would otherwise get a weight of 5,000.
+    """
+    Y = torch.as_tensor(targets, dtype=torch.float32)
+    pos = Y.sum(0)
+    neg = Y.shape[0] - pos
+    w = torch.where(pos > 0, neg / pos.clamp(min=1), torch.ones_like(pos))
+    if max_weight is not None:
+        w = w.clamp(max=float(max_weight))
+    return w
+
+
+def bce_loss(logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor | None = None,
+             reduction: str = "mean") -> torch.Tensor:
+    """Binary cross-entropy on logits (N, L) against multi-hot targets (N, L).
+
+    `pos_weight` (L,) multiplies the positive term of each label (see pos_weight_from_targets).
+    Computed in float32 from the logits (log-sum-exp form: no sigmoid underflow).
+    """
+    if logits.shape != targets.shape:
+        raise MultiLabelError(f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} differ in shape")
+    pw = None if pos_weight is None else pos_weight.to(device=logits.device, dtype=torch.float32)
+    return F.binary_cross_entropy_with_logits(
+        logits.float(), targets.to(logits.device, torch.float32), pos_weight=pw, reduction=reduction
+    )
+
+
+def predict_multi_hot(probs, thresholds: float | Sequence[float] | np.ndarray = 0.5) -> np.ndarray:
+    """(N, L) probabilities -> (N, L) bool decisions: label j when probs[:, j] >= thresholds[j]."""
+    P = np.asarray(probs.detach().cpu() if torch.is_tensor(probs) else probs, dtype=np.float64)
+    t = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), P.shape[-1:])
+    return P >= t
+
+
+def multilabel_metrics(y_true, y_pred, label_names: Sequence[str] | None = None,
+                       loss: float | None = None) -> dict:
+    """Subset accuracy, Hamming loss, micro precision/recall/F1, macro-F1 and per-label scores.
+
+    y_true, y_pred: (N, L) 0/1 (or bool) arrays. Returns plain Python types (JSON-ready):
+    ``{"n", "subset_accuracy", "hamming_loss", "micro_precision", "micro_recall", "micro_f1",
+    "macro_f1", "per_label": {name: {precision, recall, f1, support}}, "labels", "loss"}``.
+    """
+    T = np.asarray(y_true).astype(bool)
+    P = np.asarray(y_pred).astype(bool)
+    if T.ndim != 2 or T.shape != P.shape:
+        raise MultiLabelError(f"y_true {T.shape} and y_pred {P.shape} must both be (N, labels)")
+    n, n_labels = T.shape
+    names = [str(x) for x in (label_names if label_names is not None else range(n_labels))]
+    if len(names) != n_labels:
+        raise MultiLabelError(f"{len(names)} label names for {n_labels} label columns")
+    tp = (T & P).sum(0)
+    fp = (~T & P).sum(0)
+    fn = (T & ~P).sum(0)
+
+    def prf(tp_, fp_, fn_):
+        p = tp_ / (tp_ + fp_) if tp_ + fp_ else 0.0
+        r = tp_ / (tp_ + fn_) if tp_ + fn_ else 0.0
+        return float(p), float(r), float(2 * p * r / (p + r) if p + r else 0.0)
+
+    per_label, f1s = {}, []
+    for j, name in enumerate(names):
+        p, r, f = prf(tp[j], fp[j], fn[j])
+        f1s.append(f)
+        per_label[name] = {"precision": p, "recall": r, "f1": f, "support": int(T[:, j].sum())}
+    mp, mr, mf = prf(tp.sum(), fp.sum(), fn.sum())
+    return {
+        "n": int(n),
+        "subset_accuracy": float((T == P).all(1).mean()) if n else 0.0,
+        "hamming_loss": float((T != P).mean()) if T.size else 0.0,
+        "micro_precision": mp,
+        "micro_recall": mr,
+        "micro_f1": mf,
+        "macro_f1": float(np.mean(f1s)) if f1s else 0.0,
+        "per_label": per_label,
+        "labels": names,
+        "loss": None if loss is None else float(loss),
+    }
