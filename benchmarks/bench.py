@@ -46,7 +46,7 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 FULL = dict(epochs=5, n_train=None, n_val=None, n_test=None, n_predict=None)
-QUICK = dict(epochs=1, n_train=160, n_val=48, n_test=96, n_predict=96)
+QUICK = dict(epochs=1, n_train=96, n_val=32, n_test=64, n_predict=64)
 RECIPE = dict(batch_size=8, lr=5e-5, weight_decay=0.1, seed=123)
 PREDICT_BATCH = 32
 
@@ -73,7 +73,7 @@ def train_config(spec: dict, output_dir: str | None = None):
         padding="batch", pooling="last", trainable="last-block",
         epochs=spec["epochs"], batch_size=spec["batch_size"], lr=spec["lr"],
         weight_decay=spec["weight_decay"], class_weights="none",
-        progress=False, overwrite=True,
+        progress=False, overwrite=True, bucket=spec.get("bucket", True),
     )
 
 
@@ -148,8 +148,8 @@ def select_best(params_named, state, val_loss):
 
 def run_parity(spec: dict) -> dict:
     import torch
-
     from hf_map import build_hf_classifier
+
     from llmclassify.heads import SequenceClassifier
     from llmclassify.loaders import load_model
     from llmclassify.model import Decoder
@@ -301,8 +301,8 @@ def hf_batch(seqs, pad_id):
 def run_hf(spec: dict) -> dict:
     import torch
     import torch.nn.functional as F
-
     from hf_map import build_hf_classifier, hf_trainable
+
     from llmclassify.loaders import load_model
 
     t0, c0 = time.perf_counter(), time.process_time()
@@ -396,8 +396,8 @@ def run_ours(spec: dict) -> dict:
 
 def run_predict(spec: dict) -> dict:
     import torch
-
     from hf_map import build_hf_classifier
+
     from llmclassify.predict import Classifier
 
     prep = load_split(spec)
@@ -415,7 +415,7 @@ def run_predict(spec: dict) -> dict:
     ref = None
     for name, kw in (("ours_fp32", {}), ("ours_bf16", {"dtype": "bfloat16"}), ("ours_int8", {"quantize": "int8"})):
         clf = Classifier.load(spec["run_dir"], **kw)
-        probs, secs, cpu = timed(lambda t: clf.predict_proba(t, batch_size=PREDICT_BATCH))
+        probs, secs, cpu = timed(lambda t, c=clf: c.predict_proba(t, batch_size=PREDICT_BATCH))
         pred = probs.argmax(-1)
         row = {"seconds": secs, "cpu_s": cpu, "texts_per_s": len(texts) / secs, "accuracy": float((pred == labels).float().mean())}
         if ref is None:
@@ -484,7 +484,10 @@ def check(ok: bool) -> str:
 
 
 def report(r: dict) -> tuple[str, dict]:
-    """Markdown report and the target verdicts from the collected results `r`."""
+    """Markdown report and the target verdicts from the collected results `r`.
+
+    Speed-ups are given on wall time (the issue's figure) and on CPU time of the process (all
+    its threads): on a machine shared with other work, CPU time is the steadier anchor."""
     p, ref, hf, ours, pr = (r.get(k) for k in ("parity", "reference", "hf", "ours", "predict"))
     lines = [f"# llmclassify speed benchmark ({r['mode']})", ""]
     lines.append(f"{r['machine']}; torch {r['torch']}, transformers {r['transformers']}, "
@@ -495,57 +498,65 @@ def report(r: dict) -> tuple[str, dict]:
     lines.append(f"HF parity before training: max |logit diff| {p['max_abs_logit_diff']:.2e} on "
                  f"{p['texts']} texts ({'ok' if p['ok'] else 'FAILED'}).")
     lines += ["", "## Whole training run (load, train, per-epoch validation, test evaluation)", "",
-              "| path | wall s | train examples/s | peak RSS MiB | test acc | ours is x faster | ours RSS / path RSS |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
+              "| path | wall s | CPU s | train examples/s | peak RSS MiB | test acc "
+              "| ours x faster (wall) | ours x faster (CPU) |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     verdict: dict = {}
     for name, res in (("reference-style loop", ref), ("Hugging Face", hf), ("ours", ours)):
         if not res:
-            lines.append(f"| {name} | not run | | | | | |")
+            lines.append(f"| {name} | not run | | | | | | |")
             continue
         ex_s = res["epochs"] * p["splits"]["train"] / res["total_s"]
-        lines.append(f"| {name} | {res['total_s']:.1f} | {ex_s:.1f} | {res['peak_rss_mib']:.0f} | "
-                     f"{100 * res['test_accuracy']:.2f}% | {res['total_s'] / ours['total_s']:.2f} | "
-                     f"{ours['peak_rss_mib'] / res['peak_rss_mib']:.2f} |" if ours else "")
-    gflops = max(r["matmul_gflops"], r.get("matmul_gflops_end", 0.0))  # the better of start / end
-    floor_s = p["forward_flops_all_texts"] / (gflops * 1e9)
+        fw = f"{res['total_s'] / ours['total_s']:.2f}" if ours else ""
+        fc = f"{res['cpu_s'] / ours['cpu_s']:.2f}" if ours else ""
+        lines.append(f"| {name} | {res['total_s']:.1f} | {res['cpu_s']:.1f} | {ex_s:.1f} | "
+                     f"{res['peak_rss_mib']:.0f} | {100 * res['test_accuracy']:.2f}% | {fw} | {fc} |")
+    g_wall = max(x[0] for x in (r["matmul_gflops"], r.get("matmul_gflops_end", r["matmul_gflops"])))
+    g_cpu = max(x[1] for x in (r["matmul_gflops"], r.get("matmul_gflops_end", r["matmul_gflops"])))
+    flops = p["forward_flops_all_texts"]
+    floor_s, floor_cpu = flops / (g_wall * 1e9), flops / (g_cpu * 1e9)
     lines += ["", f"Compute floor: one forward pass over the real tokens of every text = "
-              f"{p['forward_flops_all_texts'] / 1e12:.2f} TFLOP at {gflops:.0f} GFLOP/s "
-              f"(2048^3 fp32 matmul, this run) = {floor_s:.1f} s."]
+              f"{flops / 1e12:.2f} TFLOP; a 2048^3 fp32 matmul in this run ran at {g_wall:.0f} GFLOP/s "
+              f"(wall) and {g_cpu:.0f} GFLOP per CPU second -> floor {floor_s:.1f} s wall, {floor_cpu:.1f} CPU s."]
     if ours:
         s = ours["seconds"]
-        lines.append(f"Ours: {ours['total_s']:.1f} s = {ours['total_s'] / floor_s:.2f}x the floor "
-                     f"(trunk cache {s['trunk_cache']:.1f} s, fit {s['fit']:.1f} s, rest = load/save/eval).")
+        lines.append(f"Ours: {ours['total_s']:.1f} s = {ours['total_s'] / floor_s:.2f}x the floor on wall time, "
+                     f"{ours['cpu_s'] / floor_cpu:.2f}x on CPU time (trunk cache {s['trunk_cache']:.1f} s, "
+                     f"fit {s['fit']:.1f} s, the rest: load, tokenize, final evaluation, save).")
     if pr:
         lines += ["", f"## Prediction over the test split ({pr['texts']} texts, batch {pr['batch_size']})", "",
-                  "| path | seconds | texts/s | accuracy | agreement with ours fp32 | max abs prob diff |",
-                  "|---|---:|---:|---:|---:|---:|"]
+                  "| path | wall s | CPU s | texts/s | accuracy | agreement with ours fp32 | max abs prob diff |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
         for name in ("ours_fp32", "hf_fp32", "ours_bf16", "ours_int8"):
             x = pr[name]
-            lines.append(f"| {name} | {x['seconds']:.2f} | {x['texts_per_s']:.1f} | {100 * x['accuracy']:.2f}% | "
-                         f"{100 * x.get('agreement_with_fp32', 1.0):.1f}% | {x.get('max_abs_prob_diff', 0.0):.1e} |")
-    lines += ["", "## Targets (issue 4)", ""]
+            lines.append(f"| {name} | {x['seconds']:.2f} | {x['cpu_s']:.2f} | {x['texts_per_s']:.1f} | "
+                         f"{100 * x['accuracy']:.2f}% | {100 * x.get('agreement_with_fp32', 1.0):.1f}% | "
+                         f"{x.get('max_abs_prob_diff', 0.0):.1e} |")
+    lines += ["", "## Targets (issue 4; verdict on wall time, CPU-time figure beside it)", ""]
     if ours and ref:
-        sp = ref["total_s"] / ours["total_s"]
-        verdict["x_vs_reference"] = {"value": sp, "target": 15, "reached": sp >= 15}
-        lines.append(f"- whole run >= 15x faster than the reference-style loop: {sp:.1f}x, {check(sp >= 15)}")
+        sp, spc = ref["total_s"] / ours["total_s"], ref["cpu_s"] / ours["cpu_s"]
+        verdict["x_vs_reference"] = {"value": sp, "cpu_value": spc, "target": 15, "reached": sp >= 15}
+        lines.append(f"- whole run >= 15x faster than the reference-style loop: {sp:.1f}x (CPU {spc:.1f}x), "
+                     f"{check(sp >= 15)}")
     if ours and hf:
-        sp = hf["total_s"] / ours["total_s"]
-        verdict["x_vs_hf"] = {"value": sp, "target": 10, "reached": sp >= 10}
-        lines.append(f"- whole run >= 10x faster than HF: {sp:.1f}x, {check(sp >= 10)}")
+        sp, spc = hf["total_s"] / ours["total_s"], hf["cpu_s"] / ours["cpu_s"]
+        verdict["x_vs_hf"] = {"value": sp, "cpu_value": spc, "target": 10, "reached": sp >= 10}
+        lines.append(f"- whole run >= 10x faster than HF: {sp:.1f}x (CPU {spc:.1f}x), {check(sp >= 10)}")
     if ours:
         for name, other in (("reference", ref), ("HF", hf)):
             if other:
                 d = 100 * abs(ours["test_accuracy"] - other["test_accuracy"])
                 verdict[f"acc_vs_{name}"] = {"value": d, "target": 0.5, "reached": d <= 0.5 + 1e-9}
                 lines.append(f"- test accuracy within 0.5 points of {name}: {d:.2f} points, {check(d <= 0.5 + 1e-9)}")
-        f = ours["total_s"] / floor_s
-        verdict["x_floor"] = {"value": f, "target": 2, "reached": f <= 2}
-        lines.append(f"- within 2x of the compute floor: {f:.2f}x, {check(f <= 2)}")
+        f, fc = ours["total_s"] / floor_s, ours["cpu_s"] / floor_cpu
+        verdict["x_floor"] = {"value": f, "cpu_value": fc, "target": 2, "reached": f <= 2}
+        lines.append(f"- within 2x of the compute floor: {f:.2f}x (CPU {fc:.2f}x), {check(f <= 2)}")
     if pr:
         sp = pr["ours_fp32"]["texts_per_s"] / pr["hf_fp32"]["texts_per_s"]
+        spc = pr["hf_fp32"]["cpu_s"] / pr["ours_fp32"]["cpu_s"]
         same = pr["hf_fp32"]["agreement_with_fp32"] == 1.0
-        verdict["predict_x_hf"] = {"value": sp, "target": 2, "reached": sp >= 2 and same}
-        lines.append(f"- prediction fp32 >= 2x HF with identical predictions: {sp:.2f}x, "
+        verdict["predict_x_hf"] = {"value": sp, "cpu_value": spc, "target": 2, "reached": sp >= 2 and same}
+        lines.append(f"- prediction fp32 >= 2x HF with identical predictions: {sp:.2f}x (CPU {spc:.2f}x), "
                      f"agreement {100 * pr['hf_fp32']['agreement_with_fp32']:.1f}%, {check(sp >= 2 and same)}")
     if ours and hf:
         m = ours["peak_rss_mib"] / hf["peak_rss_mib"]
@@ -554,7 +565,7 @@ def report(r: dict) -> tuple[str, dict]:
                      f"{check(m <= 1)}")
     if r["mode"] == "quick":
         lines.append("\n(--quick: a subset and 1 epoch; fixed costs such as loading the model weigh far more "
-                     "than in the full run, so the ratios are not the issue's figures.)")
+                     "than in the full run, so these ratios are not the issue's figures.)")
     return "\n".join(lines) + "\n", verdict
 
 

@@ -63,6 +63,8 @@ def _worker(rank: int, port: int) -> None:
         assert parts[1].float().eq(2.0).all()
         assert dist.all_gather_object({"rank": rank}) == [{"rank": 0}, {"rank": 1}]
         assert dist.broadcast(torch.tensor([rank + 5.0]), src=1).item() == 6.0
+        assert dist.broadcast(torch.empty(0, 3), src=0).shape == (0, 3)  # a rank with no texts
+        assert dist.gather_rows(torch.ones(0, 2) if rank else torch.ones(1, 2), [] if rank else [0], 1).shape == (1, 2)
         # streamed map: results of both ranks come back in the input's order, on both ranks
         assert list(dist.sharded_map(lambda xs: [x * x for x in xs], range(11), chunk=4)) == [
             x * x for x in range(11)]
@@ -128,7 +130,7 @@ def test_torchrun_predict_shards_and_keeps_the_order(tiny_run, tmp_path):
     from llmclassify.predict import Classifier
 
     split = json.loads((tiny_run / "split.json").read_text())
-    texts = [f"{t} {i}" for i, t in enumerate((split["test"]["texts"] + split["train"]["texts"]) * 12)][:1100]
+    texts = [f"{t} {i}" for i, t in enumerate((split["test"]["texts"] + split["train"]["texts"]) * 20)][:1100]
     inp = tmp_path / "in.txt"
     inp.write_text("".join(t.replace("\n", " ") + "\n" for t in texts))
     out = tmp_path / "out.jsonl"

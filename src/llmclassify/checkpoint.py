@@ -72,6 +72,19 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def check_output_file(path: Path) -> None:
+    """Fail early, with a one-line UserError, when `path` cannot be written as a file: its
+    folder is missing or it is a directory. Checked before slow work (loading a model)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory; give a file name for the output")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise UserError(f"{path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise UserError(f"{path}: cannot write in {parent} (permission denied)")
+
+
 def prepare_run_dir(path: Path, overwrite: bool = False) -> None:
     """Create `path`; refuse a non-empty one unless `overwrite` (then empty it)."""
     path = Path(path)
@@ -141,7 +154,9 @@ def load_run_config(run_dir: Path) -> dict:
         cfg = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: not valid JSON ({e})") from None
-    for key in ("base_model", "model_config", "labels", "weights"):
+    if not isinstance(cfg, dict):
+        raise UserError(f"{path}: expected a JSON object")
+    for key in ("base_model", "model_config", "labels", "weights", "max_length"):
         if key not in cfg:
             raise UserError(f"{path}: field '{key}' is missing")
     return cfg
@@ -151,7 +166,14 @@ def load_weights(run_dir: Path, cfg: dict) -> dict:
     """The run's trained tensors, after checking the file's checksum against config.json."""
     from safetensors.torch import load
 
-    path = Path(run_dir) / cfg["weights"]["file"]
+    w = cfg.get("weights")
+    where = Path(run_dir) / CONFIG
+    if not isinstance(w, dict) or not isinstance(w.get("file"), str) or not isinstance(w.get("sha256"), str):
+        raise UserError(f"{where}: field 'weights' must name the weights file and its sha256")
+    # Only a safetensors file inside the run directory is ever read (never pickle).
+    if Path(w["file"]).name != w["file"] or not w["file"].endswith(".safetensors"):
+        raise UserError(f"{where}: weights file '{w['file']}' is not a .safetensors file in the run directory")
+    path = Path(run_dir) / w["file"]
     if not path.exists():
         raise UserError(f"{path}: weights file is missing")
     data = path.read_bytes()

@@ -7,10 +7,13 @@ no traceback unless --debug).
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
 from .errors import UserError
+
+log = logging.getLogger("llmclassify.cli")
 
 
 def _floats(s: str) -> tuple[float, ...]:
@@ -21,6 +24,26 @@ def _floats(s: str) -> tuple[float, ...]:
     if len(parts) != 3 or abs(sum(parts) - 1) > 1e-6 or min(parts) < 0:
         raise argparse.ArgumentTypeError(f"--split needs three non-negative fractions summing to 1, got '{s}'")
     return parts
+
+
+def _probability(s: str) -> float:
+    try:
+        x = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got '{s}'") from None
+    if not 0 <= x <= 1:
+        raise argparse.ArgumentTypeError(f"must be a probability between 0 and 1, got {s}")
+    return x
+
+
+def _positive_int(s: str) -> int:
+    try:
+        n = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{s}'") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
 
 
 # --- train ----------------------------------------------------------------------------------
@@ -71,6 +94,12 @@ def cmd_train(a) -> int:
         summary = train(cfg)
         if not distributed.is_main():
             return 0
+    truncated = summary.get("truncated") or {}
+    if a.quiet and any(truncated.values()):  # without --quiet, train's own log says it
+        from .checkpoint import load_run_config
+
+        max_len = load_run_config(Path(summary["run_dir"])).get("max_length")
+        log.warning("truncated to %s tokens: %s", max_len, ", ".join(f"{s} {n}" for s, n in truncated.items()))
     test = summary["splits"]["test"]
     print(f"test accuracy {test['accuracy']:.4f}  macro-F1 {test['macro_f1']:.4f}  "
           f"balanced accuracy {test['balanced_accuracy']:.4f}")
@@ -94,6 +123,10 @@ def cmd_evaluate(a) -> int:
     from .evaluate import format_table
     from .predict import evaluate_run
 
+    if a.json_out:
+        from .checkpoint import check_output_file
+
+        check_output_file(Path(a.json_out))
     name, metrics = evaluate_run(a.run, data=a.data, text_column=a.text_column, label_column=a.label_column,
                                  fmt=a.data_format)
     print(format_table({name: metrics}))
@@ -111,9 +144,12 @@ def add_predict(sub) -> None:
     p.add_argument("texts", nargs="*", help="texts to classify")
     p.add_argument("--input", "-i", help="file of texts (.txt one per line, CSV/TSV/JSONL), or - for stdin")
     p.add_argument("--text-column")
-    p.add_argument("--output", "-o", help="write JSONL predictions here (default: print)")
-    p.add_argument("--threshold", type=float, help="two classes: probability of the second label needed to pick it")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--format", dest="data_format", choices=["txt", "csv", "tsv", "jsonl", "parquet"])
+    p.add_argument("--output", "-o", help="write JSONL predictions here, one row per input row with its "
+                                          "input line (default: print)")
+    p.add_argument("--threshold", type=_probability,
+                   help="two classes: probability of the second label needed to pick it")
+    p.add_argument("--batch-size", type=_positive_int, default=32)
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     p.add_argument("--quantize", choices=["int8"])
     p.set_defaults(func=cmd_predict)
@@ -123,47 +159,60 @@ def cmd_predict(a) -> int:
     from . import distributed
 
     with distributed.session():  # under torchrun: each process predicts its share, rank 0 writes
-        return _predict(a)
+        return _predict(a, main=distributed.is_main(), shared=distributed.world_size() > 1)
 
 
-def _predict(a) -> int:
-    from . import distributed
-    from .predict import Classifier
+def _predict(a, main: bool = True, shared: bool = False) -> int:
+    from .predict import Classifier, StreamReport
 
     if not a.texts and not a.input:
         raise UserError("predict: give texts as arguments or --input FILE")
-    if a.input == "-" and distributed.world_size() > 1:
+    if shared and a.input == "-":
         raise UserError("predict: --input - (stdin) cannot be shared between processes; give a file")
+    if a.output:
+        from .checkpoint import check_output_file
+
+        check_output_file(Path(a.output))
+    if a.input and a.input != "-":
+        from .data import detect_format
+
+        detect_format(a.input, a.data_format)  # a missing or unreadable file fails before the model loads
     clf = Classifier.load(a.run, dtype=a.dtype, quantize=a.quantize)
+    stats: dict = {}
     if a.input:
         from itertools import chain
 
-        from .data import iter_texts
+        from .data import iter_records
 
-        if a.input == "-":
-            texts = (line.rstrip("\r\n") for line in sys.stdin if line.strip())
-        else:
-            texts = chain.from_iterable(iter_texts(a.input, text_column=a.text_column))
+        records = chain.from_iterable(iter_records(a.input, text_column=a.text_column, fmt=a.data_format,
+                                                   stats=stats))
     else:
-        texts = iter(a.texts)
-    if distributed.world_size() > 1:
-        preds = distributed.sharded_map(lambda t: clf.predict(t, threshold=a.threshold, batch_size=a.batch_size),
-                                        texts)
-        if not distributed.is_main():
-            for _ in preds:  # take part in every chunk's gather
-                pass
-            return 0
-    else:
-        preds = clf.predict_stream(texts, threshold=a.threshold, batch_size=a.batch_size)
+        records = enumerate(a.texts, 1)
+    report = StreamReport()
+    preds = clf.predict_records(records, report=report, threshold=a.threshold, batch_size=a.batch_size)
+    if not main:
+        for _ in preds:  # predict this process's share of every chunk; rank 0 writes
+            pass
+        return 0
     if a.output:
         from .predict import write_predictions
 
         n = write_predictions(Path(a.output), preds)
         print(f"wrote {n} predictions to {a.output}")
     else:
-        for pr in preds:
+        for _, pr in preds:
             probs = "  ".join(f"{k}={v:.4f}" for k, v in pr.probabilities.items())
             print(f"{pr.label}\t{probs}" + ("\t(truncated)" if pr.truncated else ""))
+    src = (a.input if a.input != "-" else "<stdin>") if a.input else "arguments"
+    if stats.get("blank_lines"):
+        log.warning("%s: skipped %d blank line%s (each output row records its input line)", src,
+                    stats["blank_lines"], "" if stats["blank_lines"] == 1 else "s")
+    if report.empty:
+        log.warning("%s: %d of %d texts are empty (first at line %d); each was scored as an empty input",
+                    src, report.empty, report.rows, report.first_empty)
+    if report.truncated:
+        log.warning("%s: %d of %d texts are longer than %d tokens and were truncated (first at line %d; "
+                    "marked truncated)", src, report.truncated, report.rows, clf.max_length, report.first_truncated)
     return 0
 
 
@@ -246,7 +295,37 @@ def cmd_serve(a) -> int:
     return 0
 
 
-COMMANDS = [add_train, add_evaluate, add_predict, add_models, add_data, add_serve]
+# --- experiments ----------------------------------------------------------------------------
+def add_experiments(sub) -> None:
+    from .experiments import ROWS
+
+    rows = "; ".join(f"{r.name}{'' if r.default else ' (opt-in)'}" for r in ROWS)
+    p = sub.add_parser("experiments", help="re-run the rows of the book's fine-tuning experiment table",
+                       description=f"Rows: {rows}.")
+    p.add_argument("--model", default=None, help="model (default: the default preset)")
+    p.add_argument("--data", default="sms-spam")
+    p.add_argument("--rows", help="comma-separated row names (default: every row not marked opt-in)")
+    p.add_argument("--epochs", type=int, help="override the recipe's 5 epochs (rows that set their own keep them)")
+    p.add_argument("--output", "-o", default="runs/experiments")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_experiments)
+
+
+def cmd_experiments(a) -> int:
+    from .experiments import format_table, run_experiments
+    from .presets import DEFAULT_MODEL
+
+    model = a.model or DEFAULT_MODEL
+    rows = [r.strip() for r in a.rows.split(",")] if a.rows else None
+    results = run_experiments(model, a.data, Path(a.output), rows, epochs=a.epochs, progress=not a.quiet,
+                              overwrite=a.overwrite)
+    print(format_table(model, a.data, results))
+    print(f"table written to {Path(a.output) / 'experiments.md'}")
+    return 0
+
+
+COMMANDS = [add_train, add_evaluate, add_predict, add_models, add_data, add_serve, add_experiments]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -262,9 +341,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _StderrHandler(logging.Handler):
+    """Warnings as `llmclassify: warning: <message>` on whatever sys.stderr is at the time
+    (pytest's capsys swaps it between calls)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(f"llmclassify: {record.levelname.lower()}: {self.format(record)}\n")
+        except Exception:
+            self.handleError(record)
+
+
+def setup_logging(debug: bool = False) -> None:
+    """Show the package's warnings (skipped rows, truncated texts: always with counts) on
+    stderr; --debug adds info and debug messages. Idempotent: main() may run many times."""
+    pkg = logging.getLogger("llmclassify")
+    handler = next((h for h in pkg.handlers if isinstance(h, _StderrHandler)), None)
+    if handler is None:
+        handler = _StderrHandler()
+        pkg.addHandler(handler)
+    handler.setLevel(logging.DEBUG if debug else logging.WARNING)
+    if debug:
+        pkg.setLevel(logging.DEBUG)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
+    setup_logging(debug)
     parser = build_parser()
     a = parser.parse_args(argv)
     try:

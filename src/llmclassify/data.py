@@ -14,6 +14,9 @@ Reading rules (`read_table`):
   OFF, because real TSV files (SMSSpamCollection among them) hold unbalanced `"` in their texts;
   a quoting reader silently merges lines (5,572 rows instead of 5,574). `quoting=True` turns
   CSV quote rules on for TSV too; that is how `pandas.read_csv(sep="\\t")` reads, and the book.
+- CSV: a quoted field still open at the end of the file (an unbalanced `"`) is an error naming
+  the line it opened on, not one giant text holding the rest of the file.
+- `iter_texts` / `iter_records` (prediction input) also read `-`: standard input, as bytes.
 - Encoding: UTF-8 only, with or without a BOM; CRLF or LF line ends. Bytes that are not UTF-8
   raise a `DataError` naming the file and line (no silent replacement characters).
 - Header rule for CSV/TSV: the first row is a header when `text_column` or `label_column` is
@@ -34,6 +37,7 @@ Reading rules (`read_table`):
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import difflib
 import hashlib
@@ -43,6 +47,7 @@ import logging
 import math
 import os
 import re
+import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -62,6 +67,8 @@ log = logging.getLogger(__name__)
 TEXT_COLUMN_NAMES = ("text", "sentence", "message", "content", "review", "body", "document", "sms")
 LABEL_COLUMN_NAMES = ("label", "labels", "class", "category", "target", "sentiment", "intent")
 KNOWN_COLUMN_NAMES = frozenset(TEXT_COLUMN_NAMES + LABEL_COLUMN_NAMES)
+
+STDIN = "-"  # a path of "-" reads standard input (one text per line unless a format is given)
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet", "txt")
 _EXTENSIONS = {
@@ -124,6 +131,8 @@ def detect_format(path: str | os.PathLike, fmt: str | None = None) -> str:
         if f not in FORMATS:
             raise UserError(f"unknown data format '{fmt}' (choose from {', '.join(FORMATS)})")
         return f
+    if os.fspath(path) == STDIN:
+        return "txt"  # standard input cannot be sniffed without consuming it
     ext = Path(path).suffix.lower()
     if ext in _EXTENSIONS:
         return _EXTENSIONS[ext]
@@ -144,6 +153,8 @@ def detect_format(path: str | os.PathLike, fmt: str | None = None) -> str:
 
 
 def _check_file(path) -> None:
+    if os.fspath(path) == STDIN:
+        return
     p = Path(path)
     if not p.exists():
         raise DataError("no such file", file=path)
@@ -157,14 +168,16 @@ def _decoded_lines(path) -> Iterator[tuple[int, str]]:
     """(line number, line with its line end) for each line, decoded as strict UTF-8.
 
     Lines are split on LF only, so a CR inside a text survives and CRLF is stripped later.
-    Decoding per line keeps memory flat and gives the line number of a bad byte.
+    Decoding per line keeps memory flat and gives the line number of a bad byte. `path` "-"
+    reads standard input (as bytes, so the same rules apply).
     """
     _check_file(path)
-    with open(path, "rb") as fh:
+    stdin = os.fspath(path) == STDIN
+    with contextlib.nullcontext(sys.stdin.buffer) if stdin else open(path, "rb") as fh:
         for i, raw in enumerate(fh, 1):
             if i == 1:
                 if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-                    raise DataError("is UTF-16; save it as UTF-8", file=path, line=1)
+                    raise DataError("is UTF-16; save it as UTF-8", file="<stdin>" if stdin else path, line=1)
                 if raw.startswith(codecs.BOM_UTF8):
                     raw = raw[len(codecs.BOM_UTF8) :]
             try:
@@ -173,7 +186,7 @@ def _decoded_lines(path) -> Iterator[tuple[int, str]]:
                 raise DataError(
                     f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at byte {e.start + 1} of the "
                     "line); save the file as UTF-8",
-                    file=path,
+                    file="<stdin>" if stdin else path,
                     line=i,
                 ) from None
             yield i, line
@@ -187,22 +200,31 @@ def _strip_eol(line: str) -> str:
     return line
 
 
-def _tsv_rows(path) -> Iterator[tuple[int, list[str]]]:
+def _tsv_rows(path, stats: dict | None = None) -> Iterator[tuple[int, list[str]]]:
     """TSV with quoting off: every line is one row, fields split on tabs, quotes literal."""
     for i, line in _decoded_lines(path):
         line = _strip_eol(line)
         if line.strip():
             yield i, line.split("\t")
+        elif stats is not None:
+            stats["blank_lines"] = stats.get("blank_lines", 0) + 1
 
 
-def _csv_rows(path, delimiter: str) -> Iterator[tuple[int, list[str]]]:
-    """CSV rules (quoted fields may span lines); yields the line each record starts on."""
+def _csv_rows(path, delimiter: str, stats: dict | None = None) -> Iterator[tuple[int, list[str]]]:
+    """CSV rules (quoted fields may span lines); yields the line each record starts on.
+
+    A quoted field still open at the end of the file is an unbalanced double quote: the csv
+    module would hand back the rest of the file as one field (silently eating every row after
+    it), so that is an error naming the line the quote opened on.
+    """
     current = [0]
+    eof = [False]
 
     def lines():
         for i, line in _decoded_lines(path):
             current[0] = i
             yield line
+        eof[0] = True
 
     reader = csv.reader(lines(), delimiter=delimiter)
     while True:
@@ -216,13 +238,25 @@ def _csv_rows(path, delimiter: str) -> Iterator[tuple[int, list[str]]]:
             if "field larger than field limit" in str(e):
                 hint = " (an unbalanced double quote? TSV files are read with quoting off)"
             raise DataError(f"cannot parse the row: {e}{hint}", file=path, line=start) from None
+        # The reader only asks for a line past the end while inside a quoted field.
+        if eof[0]:
+            raise DataError(
+                "unbalanced double quote: the quoted field opened on this line never closes, "
+                f"so lines {start}-{current[0]} would be read as one text (double a quote "
+                'inside a quoted text: "")',
+                file=path,
+                line=start,
+            )
         if any(f.strip() for f in row):
             yield start, row
+        elif stats is not None:
+            stats["blank_lines"] = stats.get("blank_lines", 0) + 1
 
 
-def _jsonl_rows(path) -> Iterator[tuple[int, dict]]:
+def _jsonl_rows(path, stats: dict | None = None) -> Iterator[tuple[int, dict]]:
     for i, line in _decoded_lines(path):
         if not line.strip():
+            _count_blank(stats)
             continue
         try:
             obj = json.loads(line)
@@ -235,10 +269,10 @@ def _jsonl_rows(path) -> Iterator[tuple[int, dict]]:
         yield i, obj
 
 
-def _delimited_rows(path, fmt: str, quoting: bool | None):
+def _delimited_rows(path, fmt: str, quoting: bool | None, stats: dict | None = None):
     if fmt == "csv":
-        return _csv_rows(path, ",")
-    return _csv_rows(path, "\t") if quoting else _tsv_rows(path)
+        return _csv_rows(path, ",", stats)
+    return _csv_rows(path, "\t", stats) if quoting else _tsv_rows(path, stats)
 
 
 def _close(name: str, choices: Sequence[str]) -> str | None:
@@ -268,12 +302,17 @@ def _find_column(
     return None
 
 
-def _missing_column_error(path, columns, defaults, kind, flag) -> DataError:
-    guess = None
+def _missing_column_error(path, columns, defaults, kind, flag, taken=None) -> DataError:
+    """No column with a well-known name: suggest the column closest to one (not `taken`, the
+    column already chosen for the other role), e.g. 'lable' for a label column."""
+    guess, best = None, 0.0
     for c in columns:
-        if difflib.get_close_matches(c.lower(), defaults, n=1, cutoff=0.6):
-            guess = c
-            break
+        if c == taken:
+            continue
+        for name in defaults:
+            score = difflib.SequenceMatcher(None, c.strip().lower(), name).ratio()
+            if score >= 0.6 and score > best:
+                guess, best = c, score
     did = f"; did you mean '{guess}'?" if guess else ""
     return DataError(
         f"no {kind} column found (looked for {', '.join(defaults)}){did}; pass {flag} "
@@ -340,10 +379,25 @@ def _headerless_columns(rows: Sequence[list[str]]) -> tuple[int, int]:
     return 1 - label, label
 
 
-def _is_header(first_row: list[str], text_column, label_column) -> bool:
+def _is_header(first_row: list[str], text_column, label_column, path=None, line=1) -> bool:
     if text_column is not None or label_column is not None:
         return True
-    return any(f.strip().lower() in KNOWN_COLUMN_NAMES for f in first_row)
+    if any(f.strip().lower() in KNOWN_COLUMN_NAMES for f in first_row):
+        return True
+    # Read as data; but a misspelled header ('txt', 'lable') would silently become a row.
+    for f in first_row:
+        name = f.strip().lower()
+        if 0 < len(name) <= 20:
+            hit = difflib.get_close_matches(name, KNOWN_COLUMN_NAMES, n=1, cutoff=0.75)
+            if hit:
+                log.warning(
+                    "%s: line %d ('%s') is read as data, not a header: '%s' is not a known "
+                    "column name (did you mean '%s'?); name the column with --text-column "
+                    "or --label-column to use the line as a header",
+                    path, line, ",".join(first_row)[:60], f.strip(), hit[0],
+                )
+                break
+    return False
 
 
 def _cells(path, fmt, row: list[str], ncols: int, text_idx: int, line: int, allow_join: bool):
@@ -354,9 +408,14 @@ def _cells(path, fmt, row: list[str], ncols: int, text_idx: int, line: int, allo
             # Quoting off: a tab inside the last (text) column splits it; put it back.
             row = row[: ncols - 1] + ["\t".join(row[ncols - 1 :])]
         elif any(f.strip() for f in extra):
+            if any("\n" in f for f in row):  # a quoted field ran on over line ends
+                hint = " (an unbalanced double quote? this record runs over several lines)"
+            elif fmt == "csv":
+                hint = " (a comma inside a text needs double quotes)"
+            else:
+                hint = ""
             raise DataError(
-                f"expected {ncols} fields, found {len(row)}"
-                + (" (a comma inside a text needs double quotes)" if fmt == "csv" else ""),
+                f"expected {ncols} fields, found {len(row)}{hint}",
                 file=path,
                 line=line,
             )
@@ -443,9 +502,10 @@ def read_table(
             parts.append(f"{skipped['missing_label']} with no label")
         n_skipped = skipped["empty_text"] + skipped["missing_label"]
         log.warning(
-            "%s: skipped %d rows: %s (first at line %d)",
+            "%s: skipped %d row%s: %s (first at line %d)",
             path,
             n_skipped,
+            "" if n_skipped == 1 else "s",
             ", ".join(parts),
             first_skip,
         )
@@ -470,7 +530,7 @@ def _delimited_records(path, fmt, text_column, label_column, quoting):
         raise DataError("is empty", file=path)
     line0, row0 = first
     allow_join = fmt == "tsv" and not quoting
-    if _is_header(row0, text_column, label_column):
+    if _is_header(row0, text_column, label_column, path, line0):
         columns = [c.strip() for c in row0]
         text_col = _find_column(
             path, columns, text_column, TEXT_COLUMN_NAMES, "text", "--text-column"
@@ -479,10 +539,12 @@ def _delimited_records(path, fmt, text_column, label_column, quoting):
             path, columns, label_column, LABEL_COLUMN_NAMES, "label", "--label-column"
         )
         if text_col is None:
-            raise _missing_column_error(path, columns, TEXT_COLUMN_NAMES, "text", "--text-column")
+            raise _missing_column_error(
+                path, columns, TEXT_COLUMN_NAMES, "text", "--text-column", taken=label_col
+            )
         if label_col is None:
             raise _missing_column_error(
-                path, columns, LABEL_COLUMN_NAMES, "label", "--label-column"
+                path, columns, LABEL_COLUMN_NAMES, "label", "--label-column", taken=text_col
             )
         if text_col == label_col:
             raise DataError(f"text and label columns are the same column '{text_col}'", file=path)
@@ -534,9 +596,13 @@ def _jsonl_records(path, text_column, label_column):
         path, columns, label_column, LABEL_COLUMN_NAMES, "label", "--label-column"
     )
     if text_col is None:
-        raise _missing_column_error(path, columns, TEXT_COLUMN_NAMES, "text", "--text-column")
+        raise _missing_column_error(
+            path, columns, TEXT_COLUMN_NAMES, "text", "--text-column", taken=label_col
+        )
     if label_col is None:
-        raise _missing_column_error(path, columns, LABEL_COLUMN_NAMES, "label", "--label-column")
+        raise _missing_column_error(
+            path, columns, LABEL_COLUMN_NAMES, "label", "--label-column", taken=text_col
+        )
 
     def records():
         for line, obj in _chain(first, rows_iter):
@@ -575,9 +641,13 @@ def _parquet_records(path, text_column, label_column):
         path, columns, label_column, LABEL_COLUMN_NAMES, "label", "--label-column"
     )
     if text_col is None:
-        raise _missing_column_error(path, columns, TEXT_COLUMN_NAMES, "text", "--text-column")
+        raise _missing_column_error(
+            path, columns, TEXT_COLUMN_NAMES, "text", "--text-column", taken=label_col
+        )
     if label_col is None:
-        raise _missing_column_error(path, columns, LABEL_COLUMN_NAMES, "label", "--label-column")
+        raise _missing_column_error(
+            path, columns, LABEL_COLUMN_NAMES, "label", "--label-column", taken=text_col
+        )
 
     def records():
         n = 0
@@ -608,23 +678,39 @@ def iter_texts(
     follow `read_table`'s header rule; a headerless file with one column is all texts, with two
     columns the text column is picked on the first `chunk_size` rows. Every data row yields
     exactly one text, an empty one as "" (so outputs line up with input rows); blank lines are
-    not rows and are skipped.
+    not rows and are skipped (`iter_records` gives each text's line). `path` "-" reads stdin.
     """
+    for chunk in iter_records(path, text_column, fmt, chunk_size, quoting):
+        yield [text for _, text in chunk]
+
+
+def iter_records(
+    path: str | os.PathLike,
+    text_column: str | None = None,
+    fmt: str | None = None,
+    chunk_size: int = 1024,
+    quoting: bool | None = None,
+    stats: dict | None = None,
+) -> Iterator[list[tuple[int, str]]]:
+    """`iter_texts` with the line (record start; row number for Parquet) of each text:
+    lists of `(line, text)`. `stats`, if given, counts skipped blank lines as `blank_lines`."""
     if chunk_size < 1:
         raise ValueError("chunk_size must be >= 1")
     path = os.fspath(path)
     fmt = detect_format(path, fmt)
+    if fmt == "parquet" and path == STDIN:
+        raise UserError("Parquet cannot be read from standard input; pass the file's path")
     if fmt == "txt":
-        source = (_strip_eol(line) for _, line in _decoded_lines(path) if line.strip())
+        source = _iter_txt_records(path, stats)
     elif fmt == "jsonl":
-        source = _iter_jsonl_texts(path, text_column)
+        source = _iter_jsonl_texts(path, text_column, stats)
     elif fmt == "parquet":
         source = _iter_parquet_texts(path, text_column)
     else:
-        source = _iter_delimited_texts(path, fmt, text_column, chunk_size, quoting)
-    chunk: list[str] = []
-    for text in source:
-        chunk.append(text)
+        source = _iter_delimited_texts(path, fmt, text_column, chunk_size, quoting, stats)
+    chunk: list[tuple[int, str]] = []
+    for record in source:
+        chunk.append(record)
         if len(chunk) >= chunk_size:
             yield chunk
             chunk = []
@@ -632,9 +718,22 @@ def iter_texts(
         yield chunk
 
 
-def _iter_jsonl_texts(path, text_column):
+def _count_blank(stats: dict | None) -> None:
+    if stats is not None:
+        stats["blank_lines"] = stats.get("blank_lines", 0) + 1
+
+
+def _iter_txt_records(path, stats):
+    for i, line in _decoded_lines(path):
+        if line.strip():
+            yield i, _strip_eol(line)
+        else:
+            _count_blank(stats)
+
+
+def _iter_jsonl_texts(path, text_column, stats=None):
     col = None
-    for line, obj in _jsonl_rows(path):
+    for line, obj in _jsonl_rows(path, stats):
         if col is None:
             columns = [str(k) for k in obj]
             col = _find_column(
@@ -644,7 +743,7 @@ def _iter_jsonl_texts(path, text_column):
                 raise _missing_column_error(
                     path, columns, TEXT_COLUMN_NAMES, "text", "--text-column"
                 )
-        yield _text_value(obj.get(col), path, line, col)
+        yield line, _text_value(obj.get(col), path, line, col)
 
 
 def _iter_parquet_texts(path, text_column):
@@ -662,17 +761,17 @@ def _iter_parquet_texts(path, text_column):
     for batch in pf.iter_batches(columns=[col]):
         for v in batch.column(0).to_pylist():
             n += 1
-            yield _text_value(v, path, n, col)
+            yield n, _text_value(v, path, n, col)
 
 
-def _iter_delimited_texts(path, fmt, text_column, sample_size, quoting):
-    rows_iter = _delimited_rows(path, fmt, quoting)
+def _iter_delimited_texts(path, fmt, text_column, sample_size, quoting, stats=None):
+    rows_iter = _delimited_rows(path, fmt, quoting, stats)
     first = next(rows_iter, None)
     if first is None:
         return
     allow_join = fmt == "tsv" and not quoting
     line0, row0 = first
-    if _is_header(row0, text_column, None):
+    if _is_header(row0, text_column, None, path, line0):
         columns = [c.strip() for c in row0]
         col = _find_column(path, columns, text_column, TEXT_COLUMN_NAMES, "text", "--text-column")
         if col is None:
@@ -695,9 +794,9 @@ def _iter_delimited_texts(path, fmt, text_column, sample_size, quoting):
         rest = _chain_many(sample, rows_iter)
     for line, row in rest:
         if ncols == 1 and fmt == "tsv" and not quoting:
-            yield "\t".join(row)
+            yield line, "\t".join(row)
             continue
-        yield _cells(path, fmt, row, ncols, ti, line, allow_join)[ti]
+        yield line, _cells(path, fmt, row, ncols, ti, line, allow_join)[ti]
 
 
 def _chain_many(items, rest):

@@ -37,6 +37,9 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (F.rms_norm is not faster here: on CPU it decomposes into more passes than this.)
+        if x.dtype == torch.float32:
+            return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
         dtype = x.dtype
         x32 = x.float()
         x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
@@ -66,12 +69,6 @@ def rope_inv_freq(cfg: ModelConfig) -> torch.Tensor:
     smoothed = (1 - smooth) * scaled / factor + smooth * scaled
     medium = ~(wavelen < high_wavelen) * ~(wavelen > low_wavelen)
     return torch.where(medium, smoothed, scaled)
-
-
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    """(x1, x2) -> (-x2, x1) over the two halves of the last dim (Hugging Face layout)."""
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
 
 
 def attention_mask_bool(
@@ -119,13 +116,24 @@ class Attention(nn.Module):
         # the input's device on use.
         self._inv_freq = rope_inv_freq(cfg) if self.rotary else None
 
-    def _rope(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """Rotate x (B, H, T, hd) by positions pos (B, T); angles in float32 like HF."""
+    def rope_cos_sin(self, pos: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos (B, 1, T, hd) and half-dim sin (B, 1, T, hd/2) for positions pos (B, T);
+        angles in float32 like HF."""
         inv = self._inv_freq.to(pos.device)
         freqs = pos.float()[..., None] * inv  # (B, T, hd/2)
-        emb = torch.cat((freqs, freqs), dim=-1)[:, None]  # (B, 1, T, hd)
-        cos, sin = emb.cos().to(x.dtype), emb.sin().to(x.dtype)
-        return x * cos + rotate_half(x) * sin
+        cos = torch.cat((freqs, freqs), dim=-1)[:, None].cos()  # (B, 1, T, hd)
+        return cos.to(dtype), freqs[:, None].sin().to(dtype)
+
+    @staticmethod
+    def _rope(x: torch.Tensor, cos_sin: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """x * cos + rotate_half(x) * sin, written on the two halves in place: no concatenated
+        copy of x (this ran 2.5x faster on the CPU, equal to 1e-6)."""
+        cos, sin = cos_sin
+        h = x.shape[-1] // 2
+        out = x * cos
+        out[..., :h].addcmul_(x[..., h:], sin, value=-1.0)  # first half: - x2 * sin
+        out[..., h:].addcmul_(x[..., :h], sin)  # second half: + x1 * sin
+        return out
 
     def forward(
         self,
@@ -134,8 +142,13 @@ class Attention(nn.Module):
         pos: torch.Tensor,
         causal: bool = True,
         query_index: torch.Tensor | None = None,
+        ctx: dict | None = None,
     ) -> torch.Tensor:
-        """x (B, T, D) -> (B, T, D), or (B, 1, D) at `query_index` (B,) when given."""
+        """x (B, T, D) -> (B, T, D), or (B, 1, D) at `query_index` (B,) when given.
+
+        `ctx` (from `Decoder.context`) carries the attention mask and rotary cos/sin shared by
+        every block of one forward pass, so they are built once rather than once per block.
+        """
         B, T, _ = x.shape
         hd = self.head_dim
         k = self.k_proj(x).view(B, T, self.n_kv_heads, hd).transpose(1, 2)  # (B, Hkv, T, hd)
@@ -148,15 +161,17 @@ class Attention(nn.Module):
             qpos = pos[rows, query_index][:, None]  # (B, 1)
         Tq = xq.shape[1]
         q = self.q_proj(xq).view(B, Tq, self.n_heads, hd).transpose(1, 2)  # (B, H, Tq, hd)
+        shared = ctx is not None and query_index is None
         if self.rotary:
-            q, k = self._rope(q, qpos), self._rope(k, pos)
-        if self.n_kv_heads != self.n_heads:
-            # Query head h uses K/V head h // groups (Hugging Face's repeat_kv layout).
-            groups = self.n_heads // self.n_kv_heads
-            k = k.repeat_interleave(groups, dim=1)  # (B, H, T, hd)
-            v = v.repeat_interleave(groups, dim=1)  # (B, H, T, hd)
-        attn_mask = attention_mask_bool(mask, causal, query_index)  # (B, 1, Tq, T)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (B, H, Tq, hd)
+            k_cs = ctx["cos_sin"] if ctx is not None else self.rope_cos_sin(pos, x.dtype)
+            q_cs = k_cs if query_index is None else self.rope_cos_sin(qpos, x.dtype)
+            q, k = self._rope(q, q_cs), self._rope(k, k_cs)
+        attn_mask = ctx["mask"] if shared else attention_mask_bool(mask, causal, query_index)  # (B, 1, Tq, T)
+        # Query head h uses K/V head h // groups (Hugging Face's repeat_kv layout); SDPA's
+        # enable_gqa does that without copying K and V (checked exact against repeat_interleave).
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, enable_gqa=self.n_kv_heads != self.n_heads
+        )  # (B, H, Tq, hd)
         out = out.transpose(1, 2).reshape(B, Tq, self.n_heads * hd)  # (B, Tq, H*hd)
         return self.o_proj(out)
 
@@ -201,6 +216,7 @@ class Block(nn.Module):
         pos: torch.Tensor,
         causal: bool = True,
         query_index: torch.Tensor | None = None,
+        ctx: dict | None = None,
     ) -> torch.Tensor:
         """x (B, T, D), mask (B, T), pos (B, T) -> (B, T, D).
 
@@ -212,7 +228,7 @@ class Block(nn.Module):
         if query_index is not None:
             rows = torch.arange(x.shape[0], device=x.device)
             x = x[rows, query_index][:, None]  # (B, 1, D): the residual stream we keep
-        x = x + self.attn(h, mask, pos, causal=causal, query_index=query_index)
+        x = x + self.attn(h, mask, pos, causal=causal, query_index=query_index, ctx=ctx)
         return x + self.mlp(self.norm2(x))
 
 
@@ -272,9 +288,20 @@ class Decoder(nn.Module):
         causal: bool = True,
     ) -> torch.Tensor:
         """Run blocks [start, end) on x (B, T, D); no final norm."""
-        for block in self.blocks[start:end]:
-            x = block(x, mask, pos, causal=causal)
+        blocks = self.blocks[start:end]
+        if len(blocks) == 0:
+            return x
+        ctx = self.context(mask, pos, causal, x.dtype)
+        for block in blocks:
+            x = block(x, mask, pos, causal=causal, ctx=ctx)
         return x
+
+    def context(self, mask: torch.Tensor, pos: torch.Tensor, causal: bool, dtype: torch.dtype) -> dict:
+        """What every block of one pass shares: the boolean attention mask and rotary cos/sin."""
+        ctx = {"mask": attention_mask_bool(mask, causal)}
+        if not self.cfg.is_gpt2:
+            ctx["cos_sin"] = self.blocks[0].attn.rope_cos_sin(pos, dtype)
+        return ctx
 
     def run_last_block_at(
         self,

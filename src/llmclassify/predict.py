@@ -8,6 +8,9 @@ run's tokenizer. Prediction is bucketed by length and runs under `torch.inferenc
 
 from __future__ import annotations
 
+import json
+import logging
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +26,26 @@ from .tokenizer import Tokenizer, pad_batch
 from .train import apply_padding, encode_texts
 from .trunk_cache import length_batches
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class Prediction:
     label: str
     probabilities: dict[str, float]
     truncated: bool = False
+
+
+@dataclass
+class StreamReport:
+    """What `Classifier.predict_records` saw: rows, and the rows worth a warning (with the line
+    of the first of each kind)."""
+
+    rows: int = 0
+    truncated: int = 0
+    empty: int = 0
+    first_truncated: int | None = None
+    first_empty: int | None = None
 
 
 class Classifier:
@@ -85,9 +102,10 @@ class Classifier:
         tok = Tokenizer.load(run_dir)
         metrics = None
         if (run_dir / "metrics.json").exists():
-            import json
-
-            metrics = json.loads((run_dir / "metrics.json").read_text())
+            try:
+                metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+            except (ValueError, UnicodeDecodeError) as e:
+                raise UserError(f"{run_dir / 'metrics.json'}: not valid JSON ({e})") from None
         if dtype not in ("float32", "bfloat16"):
             raise UserError(f"unknown dtype '{dtype}' (choose from float32, bfloat16)")
         if quantize not in (None, "int8"):
@@ -97,7 +115,13 @@ class Classifier:
 
             merge_lora(clf)  # fold adapters into the weights: plain Linear layers predict faster
         if quantize == "int8":
-            clf = torch.ao.quantization.quantize_dynamic(clf, {torch.nn.Linear}, dtype=torch.qint8)
+            import warnings
+
+            # torch.ao's dynamic int8 Linear still works in torch 2.13 but is deprecated in
+            # favour of torchao; it needs no extra dependency, so we keep it until it goes.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                clf = torch.ao.quantization.quantize_dynamic(clf, {torch.nn.Linear}, dtype=torch.qint8)
         clf.to(device)
         return cls(clf, tok, cfg, metrics, run_dir, dtype=dtype, quantize=quantize)
 
@@ -130,6 +154,8 @@ class Classifier:
             threshold = self.config.get("threshold")
         if threshold is not None and len(self.labels) != 2:
             raise UserError(f"a threshold needs exactly two labels; this run has {len(self.labels)}")
+        if threshold is not None and not (isinstance(threshold, (int, float)) and threshold == threshold):
+            raise UserError(f"threshold must be a number, got {threshold!r}")
         texts = list(texts)
         if not texts:
             return []
@@ -146,15 +172,36 @@ class Classifier:
         ]
 
     def predict_stream(self, texts: Iterable[str], *, chunk: int = 1024, **kw) -> Iterator[Prediction]:
-        """Predict an iterable of any length, holding `chunk` texts at a time."""
-        buf: list[str] = []
-        for t in texts:
-            buf.append(t)
-            if len(buf) >= chunk:
-                yield from self.predict(buf, **kw)
-                buf = []
-        if buf:
-            yield from self.predict(buf, **kw)
+        """Predict an iterable of any length, holding `chunk` texts at a time. Under torchrun
+        (`llmclassify predict --input`) every process reads the same texts, predicts its share
+        of each chunk and yields all predictions in order (distributed.sharded_map)."""
+        from . import distributed
+
+        yield from distributed.sharded_map(lambda buf: self.predict(buf, **kw), texts, chunk)
+
+    def predict_records(self, records: Iterable[tuple[int, str]], *, report: StreamReport | None = None,
+                        chunk: int = 1024, **kw) -> Iterator[tuple[int, Prediction]]:
+        """`predict_stream` over `(line, text)` pairs (as `data.iter_records` gives them), yielding
+        `(line, prediction)` in order and counting truncated and empty texts into `report`. An
+        empty text is scored as the pad token alone; the count lets the caller say so."""
+        report = report if report is not None else StreamReport()
+        lines: deque[int] = deque()  # at most `chunk` lines wait for their prediction
+
+        def texts():
+            for line, text in records:
+                if not text.strip():
+                    report.empty += 1
+                    report.first_empty = report.first_empty or line
+                lines.append(line)
+                yield text
+
+        for pred in self.predict_stream(texts(), chunk=chunk, **kw):
+            line = lines.popleft()
+            report.rows += 1
+            if pred.truncated:
+                report.truncated += 1
+                report.first_truncated = report.first_truncated or line
+            yield line, pred
 
     def info(self) -> dict:
         c = self.config
@@ -171,19 +218,25 @@ class Classifier:
         }
 
 
-def write_predictions(path: Path, preds: Iterable[Prediction]) -> int:
-    """Stream predictions to `path` as JSONL via a temporary file renamed at the end."""
-    import json
+def write_predictions(path: Path, preds: Iterable[Prediction | tuple[int, Prediction]]) -> int:
+    """Stream predictions to `path` as JSONL via a temporary file renamed at the end, so an
+    interrupted run leaves no partial file. Items may be `(line, prediction)` pairs (from
+    `predict_records`); then each row also records the input line it belongs to."""
     import os
     import tempfile
 
     path = Path(path)
+    checkpoint.check_output_file(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     n = 0
     try:
-        with os.fdopen(fd, "w") as f:
-            for p in preds:
-                f.write(json.dumps({"label": p.label, "probabilities": p.probabilities, "truncated": p.truncated}) + "\n")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for item in preds:
+                line, p = item if isinstance(item, tuple) else (None, item)
+                row = {"label": p.label, "probabilities": p.probabilities, "truncated": p.truncated}
+                if line is not None:
+                    row = {"line": line, **row}
+                f.write(json.dumps(row) + "\n")
                 n += 1
         os.replace(tmp, path)
     except BaseException:
@@ -194,9 +247,10 @@ def write_predictions(path: Path, preds: Iterable[Prediction]) -> int:
 
 def evaluate_run(run_dir, *, data: str | None = None, text_column=None, label_column=None, fmt=None,
                  batch_size: int = 32) -> tuple[str, dict]:
-    """Metrics of a saved run on a labelled file, or on its own test split (from split.json)."""
-    import json
+    """Metrics of a saved run on a labelled file, or on its own test split (from split.json).
 
+    Warns (logging) when texts were truncated or a run label is absent from the data; the
+    metrics record `truncated` (how many texts were cut to the run's max length)."""
     from .data import LabelMap, load_dataset
     from .evaluate import compute_metrics
 
@@ -205,8 +259,11 @@ def evaluate_run(run_dir, *, data: str | None = None, text_column=None, label_co
         split_path = Path(run_dir) / "split.json"
         if not split_path.exists():
             raise UserError(f"{split_path}: missing; pass --data FILE to evaluate on a labelled file")
-        split = json.loads(split_path.read_text())
-        texts, labels, name = split["test"]["texts"], split["test"]["labels"], "test"
+        try:
+            split = json.loads(split_path.read_text(encoding="utf-8"))
+            texts, labels, name = split["test"]["texts"], split["test"]["labels"], "test"
+        except (ValueError, UnicodeDecodeError, KeyError, TypeError) as e:
+            raise UserError(f"{split_path}: not a valid split file ({type(e).__name__}: {e})") from None
     else:
         table = load_dataset(data, text_column=text_column, label_column=label_column, fmt=fmt)
         texts, labels, name = table.texts, [str(x) for x in table.labels], Path(data).name
@@ -215,7 +272,21 @@ def evaluate_run(run_dir, *, data: str | None = None, text_column=None, label_co
             raise UserError(f"{data}: label '{unknown[0]}' was not among the run's labels ({', '.join(clf.labels)})")
     lm = LabelMap(clf.labels)
     y = [lm.index(x) if isinstance(x, str) else int(x) for x in labels]
-    probs = clf.predict_proba(texts, batch_size=batch_size).numpy()
+    where = data if data is not None else split_path
+    absent = [n for i, n in enumerate(clf.labels) if i not in set(y)]
+    if absent:
+        log.warning("%s: %d of the run's %d labels never occur (%s); their recall and F1 are 0 "
+                    "and ROC-AUC may be undefined", where, len(absent), len(clf.labels), ", ".join(absent))
+    if not texts:
+        raise UserError(f"{where}: no texts to evaluate")
+    ids, truncated = clf.encode(texts)
+    with torch.inference_mode():
+        probs = clf._proba(ids, batch_size).numpy()
     import numpy as np
 
-    return name, compute_metrics(np.asarray(y), probs.argmax(-1), probs, clf.labels)
+    metrics = compute_metrics(np.asarray(y), probs.argmax(-1), probs, clf.labels)
+    metrics["truncated"] = int(sum(truncated))
+    if metrics["truncated"]:
+        log.warning("%s: %d of %d texts are longer than %d tokens and were truncated", where,
+                    metrics["truncated"], len(texts), clf.max_length)
+    return name, metrics

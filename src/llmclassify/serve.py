@@ -224,10 +224,28 @@ class MicroBatcher:
                     if not p.future.done():
                         p.future.cancel()
                 raise
-            except Exception as exc:  # the model failed: fail this batch, keep serving
+            except Exception as exc:  # the model failed: keep serving, fail only the culprit
+                if len(live) == 1:
+                    if not live[0].future.done():
+                        live[0].future.set_exception(exc)
+                    continue
+                # One request's texts must not fail the others batched with it: retry alone.
                 for p in live:
-                    if not p.future.done():
-                        p.future.set_exception(exc)
+                    try:
+                        out = await asyncio.get_running_loop().run_in_executor(
+                            self._executor, self._predict, [(p.texts, p.threshold)]
+                        )
+                    except asyncio.CancelledError:
+                        for q in live:
+                            if not q.future.done():
+                                q.future.cancel()
+                        raise
+                    except Exception as one:
+                        if not p.future.done():
+                            p.future.set_exception(one)
+                    else:
+                        if not p.future.done():
+                            p.future.set_result(out[0])
                 continue
             for p, out in zip(live, outputs):
                 if not p.future.done():

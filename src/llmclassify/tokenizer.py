@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import tokenizers
 from tokenizers import AddedToken, Regex, decoders, models, normalizers, pre_tokenizers, processors
 
-from .errors import ModelLoadError
+from .errors import ModelLoadError, UserError
 
 if TYPE_CHECKING:
     import torch
@@ -254,12 +254,19 @@ class Tokenizer:
 
     def encode(self, text: str) -> list[int]:
         """Token ids of `text`; BOS first only if ``add_bos``."""
-        ids = self.tok.encode(text, add_special_tokens=False).ids
+        try:
+            ids = self.tok.encode(text, add_special_tokens=False).ids
+        except TypeError:  # the Rust library's message ("must be str") names no text
+            raise _bad_text([text]) from None
         return [self.bos_id, *ids] if self.add_bos else ids
 
     def encode_batch(self, texts: Sequence[str], max_length: int | None = None) -> list[list[int]]:
         """Token ids of each text (parallel in the Rust library); keeps the first `max_length`."""
-        encs = self.tok.encode_batch(list(texts), add_special_tokens=False)
+        texts = list(texts)
+        try:
+            encs = self.tok.encode_batch(texts, add_special_tokens=False)
+        except TypeError:
+            raise _bad_text(texts) from None
         out = []
         for e in encs:
             ids = [self.bos_id, *e.ids] if self.add_bos else list(e.ids)
@@ -348,6 +355,21 @@ def pad_batch(
 
 
 # --- helpers -------------------------------------------------------------------------------
+def _bad_text(texts: Sequence[Any]) -> UserError:
+    """The error for a text the tokenizer refuses: not a str, or a str that is not valid
+    Unicode (a lone surrogate, which only Python code can make; files are decoded strictly)."""
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            return UserError(f"text {i}: expected a string, found {type(t).__name__}")
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError as e:
+            return UserError(
+                f"text {i}: not valid Unicode (lone surrogate U+{ord(t[e.start]):04X} at character {e.start})"
+            )
+    return UserError("a text could not be tokenized")
+
+
 def _read_json(path: Path) -> dict:
     if not path.is_file():
         return {}

@@ -1,0 +1,66 @@
+"""Smoke test of benchmarks/bench.py's code paths on the tiny model (seconds, no timings):
+HF parity, and the three training paths (reference-style loop, Hugging Face, ours) giving
+the same training trajectory when they see the same batches."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    pytest.importorskip("transformers")
+    sys.path.insert(0, str(BENCH))  # bench.py imports its sibling hf_map at call time
+    import bench as mod
+
+    return mod
+
+
+def test_bench_paths_agree(bench, tiny_model_dir, small_data, tmp_path):
+    spec = dict(epochs=2, n_train=None, n_val=None, n_test=None, n_predict=16, batch_size=8, lr=1e-3,
+                weight_decay=0.1, seed=7, model=str(tiny_model_dir), data=str(small_data),
+                run_dir=str(tmp_path / "run"), bucket=False)  # unbucketed: every path sees the same batches
+    parity = bench.run_parity(spec)
+    assert parity["ok"], parity["max_abs_logit_diff"]
+    assert parity["forward_flops_all_texts"] > 0
+
+    ref, hf, ours = bench.run_reference(spec), bench.run_hf(spec), bench.run_ours(spec)
+    for r in (ref, hf, ours):
+        assert len(r["history"]) == 2 and 0.0 <= r["test_accuracy"] <= 1.0 and r["peak_rss_mib"] > 0
+    # Same data, init, batches and optimizer: the reference loop and ours are the same
+    # computation (ours only skips recomputing the frozen trunk and the unpooled positions).
+    for a, b in zip(ref["history"], ours["history"]):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-3, abs=1e-4)
+    # (the reference cuts test texts to the longest training text, as the book does: near, not equal)
+    assert ref["test_accuracy"] == pytest.approx(ours["test_accuracy"], abs=0.1)
+    # HF's score layer has no bias: close, not equal.
+    for a, b in zip(hf["history"], ours["history"]):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=0.1, abs=0.05)
+
+    pred = bench.run_predict(spec)
+    assert pred["texts"] == 16
+    assert pred["hf_fp32"]["agreement_with_fp32"] == 1.0
+    assert pred["hf_fp32"]["max_abs_prob_diff"] < 1e-4
+    for k in ("ours_bf16", "ours_int8"):
+        assert 0.0 <= pred[k]["accuracy"] <= 1.0
+
+
+def test_bench_report(bench):
+    p = {"splits": {"train": 10, "val": 2, "test": 4}, "mean_len": 5.0, "longest_train": 9, "texts": 6,
+         "max_abs_logit_diff": 0.0, "ok": True, "forward_flops_all_texts": 1e9}
+    run = {"total_s": 2.0, "cpu_s": 2.0, "peak_rss_mib": 100.0, "test_accuracy": 0.9, "epochs": 1}
+    pr = {"texts": 4, "batch_size": 32} | {
+        k: {"seconds": 1.0, "cpu_s": 1.0, "texts_per_s": 4.0, "accuracy": 1.0, "agreement_with_fp32": 1.0,
+            "max_abs_prob_diff": 0.0} for k in ("ours_fp32", "hf_fp32", "ours_bf16", "ours_int8")}
+    r = {"mode": "quick", "machine": "cpu", "torch": "x", "transformers": "y", "threads": 2,
+         "spec": {"model": "m", "data": "d", "epochs": 1, "batch_size": 8}, "matmul_gflops": [100.0, 100.0],
+         "parity": p, "reference": dict(run, total_s=40.0, cpu_s=40.0), "hf": dict(run, total_s=30.0, cpu_s=30.0),
+         "ours": dict(run, seconds={"trunk_cache": 1.0, "fit": 0.5}), "predict": pr}
+    md, verdict = bench.report(r)
+    assert "| ours |" in md and verdict["x_vs_reference"]["reached"] and verdict["x_vs_hf"]["reached"]
+    assert not verdict["predict_x_hf"]["reached"]
