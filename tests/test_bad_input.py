@@ -321,7 +321,7 @@ def _tmp_leftovers(d: Path) -> list[Path]:
 def test_predict_interrupted_leaves_no_partial_output(tmp_path, capsys, tiny_run, monkeypatch, exc, code):
     from llmclassify.predict import Classifier
 
-    f = write(tmp_path, "in.txt", "".join(f"text number {i}\n" for i in range(5000)))
+    f = write(tmp_path, "in.txt", "".join(f"text number {i}\n" for i in range(2100)))  # 3 chunks of 1024
     out = tmp_path / "out.jsonl"
     out.write_text("previous results\n")
     real, calls = Classifier.predict, []
@@ -523,3 +523,46 @@ def test_server_soak_with_bad_requests(tiny_run, tmp_path):
     assert run["bad"] > 50 and run["valid_ok"] == run["valid"]
     assert rep["health_after"]["status"] == "ok"
     assert rep["rss_mb"]["growth"] < 50
+
+
+def test_one_failing_request_does_not_fail_its_micro_batch(tiny_run):
+    """A request the model fails on gets its 500 alone; valid requests gathered into the same
+    micro-batch still get their answers. A lone-surrogate text is refused before the model."""
+    import asyncio
+
+    import httpx
+
+    from llmclassify.predict import Classifier
+    from llmclassify.serve import create_app
+
+    clf = Classifier.load(tiny_run)
+
+    class FailsOnBoom:
+        labels, max_length = clf.labels, clf.max_length
+
+        def info(self):
+            return clf.info()
+
+        def predict(self, texts, **kw):
+            if any("BOOM" in t for t in texts):
+                raise RuntimeError("model blew up")
+            return clf.predict(texts, **kw)
+
+    app = create_app(FailsOnBoom(), batch_max=32, batch_wait_ms=100)
+    bodies = [{"texts": [f"hello {i}", f"prize {i}"]} for i in range(6)]
+    bodies.insert(3, {"texts": ["BOOM"]})
+    bodies.insert(5, {"texts": ["fine", "\ud800"]})
+
+    async def fire():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as ac:
+            # json.dumps escapes the lone surrogate as \ud800, as a careless client would send it
+            return await asyncio.gather(*[ac.post("/v1/classify", content=json.dumps(b),
+                                                  headers={"content-type": "application/json"})
+                                          for b in bodies])
+
+    responses = asyncio.run(fire())
+    status = [r.status_code for r in responses]
+    assert status == [200, 200, 200, 500, 200, 422, 200, 200], [r.text for r in responses]
+    assert "texts[1]: not valid Unicode" in responses[5].json()["error"]
+    assert app.state.batcher.stats.batches < 6  # the valid ones really were batched together

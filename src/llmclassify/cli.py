@@ -328,10 +328,17 @@ def cmd_experiments(a) -> int:
 COMMANDS = [add_train, add_evaluate, add_predict, add_models, add_data, add_serve, add_experiments]
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line (and exit 2) like every other bad input."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .presets import DEFAULT_MODEL
 
-    p = argparse.ArgumentParser(prog="llmclassify", description="Turn a pretrained decoder LLM into a text classifier.")
+    p = Parser(prog="llmclassify", description="Turn a pretrained decoder LLM into a text classifier.")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in COMMANDS:

@@ -24,7 +24,8 @@ Reading rules (`read_table`):
   sentence, message, content, label, class, category, target, ...; case-insensitive). Otherwise
   the file is headerless and must have one column (texts, unlabelled) or two; of two columns the
   label column is the one with fewer distinct values (ties: the one with shorter values, then
-  the first), so both `label<TAB>text` (SMSSpamCollection) and `text,label` work.
+  the first), so both `label<TAB>text` (SMSSpamCollection) and `text,label` work. A first
+  row read as data that holds a near miss of a known name ('txt', 'lable') logs a warning.
 - Columns default to the first well-known name present; a name that is not there is an error
   suggesting the closest one: `data.csv: no column 'lable'; did you mean 'label'? (columns: ...)`.
 - Rows with an empty or whitespace-only text, or no label, are skipped and counted

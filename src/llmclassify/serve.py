@@ -520,6 +520,12 @@ def create_app(
         for i, t in enumerate(texts):
             if t == "":
                 raise ApiError(422, f"texts[{i}]: empty text")
+            if not t.isascii():
+                try:
+                    t.encode("utf-8")
+                except UnicodeEncodeError as e:  # a "\ud800" escape: valid JSON, not valid text
+                    raise ApiError(422, f"texts[{i}]: not valid Unicode (lone surrogate at character "
+                                        f"{e.start})") from None
             if len(t) > max_chars:
                 if req.truncate:
                     cut[i] = True
