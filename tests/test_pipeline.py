@@ -154,7 +154,7 @@ def test_run_directory_is_self_contained_and_reloads_exactly(tiny_run):
     texts = split["test"]["texts"]
     probs = clf.predict_proba(texts)
     metrics = json.loads((tiny_run / "metrics.json").read_text())["splits"]["test"]
-    acc = (probs.argmax(-1) == torch.tensor(split["test"]["labels"])).float().mean().item()
+    acc = (probs.argmax(-1) == torch.tensor(split["test"]["labels"])).sum().item() / len(texts)
     assert abs(acc - metrics["accuracy"]) < 1e-9
     preds = clf.predict(texts[:3])
     assert all(p.label in ("ham", "spam") and abs(sum(p.probabilities.values()) - 1) < 1e-5 for p in preds)
@@ -232,3 +232,62 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
     r = subprocess.run([sys.executable, "-m", "llmclassify", "predict", str(tmp_path / "norun"), "x"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "norun" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_lora_run_saves_adapters_and_reloads_to_the_same_logits(tiny_model_dir, small_data, tmp_path):
+    run = tmp_path / "lora"
+    train(tiny_train_config(tiny_model_dir, small_data, run, trainable="lora", lora_rank=4,
+                            lora_targets=("q_proj", "v_proj"), epochs=1))
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["lora"]["rank"] == 4
+    from safetensors.torch import load_file
+
+    names = set(load_file(run / "classifier.safetensors"))
+    assert any("lora_A" in n for n in names) and "head.weight" in names
+    assert not any(n.endswith("q_proj.weight") for n in names)  # base weights are not saved
+    split = json.loads((run / "split.json").read_text())
+    probs = Classifier.load(run).predict_proba(split["test"]["texts"])  # merged adapters
+    acc = (probs.argmax(-1) == torch.tensor(split["test"]["labels"])).sum().item() / len(probs)
+    assert abs(acc - json.loads((run / "metrics.json").read_text())["splits"]["test"]["accuracy"]) < 1e-9
+
+
+def test_tuned_threshold_and_temperature_are_stored_and_used(tiny_model_dir, small_data, tmp_path):
+    run = tmp_path / "cal"
+    s = train(tiny_train_config(tiny_model_dir, small_data, run, calibrate=True, tune_threshold="f1"))
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["threshold"] is not None and 0 <= cfg["threshold"] <= 1 and cfg["temperature"] > 0
+    assert s["calibration"]["val"]["ece_after"] <= s["calibration"]["val"]["ece_before"] + 1e-9
+    clf = Classifier.load(run)
+    split = json.loads((run / "split.json").read_text())
+    probs = clf.predict_proba(split["test"]["texts"])
+    labels = [p.label for p in clf.predict(split["test"]["texts"])]
+    assert labels == ["spam" if p >= cfg["threshold"] else "ham" for p in probs[:, 1].tolist()]
+    acc = sum(lab == ["ham", "spam"][y] for lab, y in zip(labels, split["test"]["labels"])) / len(labels)
+    assert abs(acc - s["splits"]["test"]["accuracy"]) < 1e-9
+
+
+def test_schedule_and_clipping_change_training(tiny_model_dir, small_data, tmp_path):
+    a = train(tiny_train_config(tiny_model_dir, small_data, tmp_path / "a"))
+    b = train(tiny_train_config(tiny_model_dir, small_data, tmp_path / "b", lr_schedule="cosine",
+                                warmup_ratio=0.2, max_grad_norm=0.5))
+    assert a["splits"]["val"]["loss"] != b["splits"]["val"]["loss"]
+
+
+def test_runs_sharing_a_trunk_cache_match_runs_that_do_not(tiny_model_dir, small_data, tmp_path):
+    caches: dict = {}
+    a1 = train(tiny_train_config(tiny_model_dir, small_data, tmp_path / "a1"), shared_caches=caches)
+    a2 = train(tiny_train_config(tiny_model_dir, small_data, tmp_path / "a2", pooling="first"),
+               shared_caches=caches)
+    assert len(caches) == 1  # same boundary and padding: one cache for both
+    b2 = train(tiny_train_config(tiny_model_dir, small_data, tmp_path / "b2", pooling="first"))
+    assert a2["splits"] == b2["splits"] and a1["splits"] != a2["splits"]
+
+
+def test_a_failed_run_leaves_no_empty_directory(tiny_model_dir, tmp_path):
+    from llmclassify.errors import UserError
+
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("")
+    with pytest.raises(UserError):
+        train(tiny_train_config(tiny_model_dir, bad, tmp_path / "run"))
+    assert not (tmp_path / "run").exists()

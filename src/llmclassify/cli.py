@@ -77,6 +77,20 @@ def add_train(sub) -> None:
     p.add_argument("--trunk-cache", choices=["auto", "off"], help="compute the frozen trunk once (default auto)")
     p.add_argument("--cache-dtype", choices=["float32", "bfloat16"])
     p.add_argument("--cache-memory-gb", type=float, help="spill the trunk cache to disk above this")
+    p.add_argument("--lora-rank", type=int, help="LoRA rank (with --trainable lora; default 8)")
+    p.add_argument("--lora-alpha", type=float, help="LoRA alpha (default 16)")
+    p.add_argument("--lora-dropout", type=float)
+    p.add_argument("--lora-targets", type=lambda s: tuple(x.strip() for x in s.split(",")),
+                   help="comma-separated: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj (default q_proj,v_proj)")
+    p.add_argument("--lora-blocks", type=int, help="-N: adapters on the top N blocks only (the trunk below stays cached)")
+    p.add_argument("--lr-schedule", choices=["constant", "linear", "cosine"])
+    p.add_argument("--warmup-ratio", type=float, help="fraction of steps for linear warmup")
+    p.add_argument("--max-grad-norm", type=float, help="clip gradients to this norm")
+    p.add_argument("--calibrate", action="store_const", const=True,
+                   help="fit a temperature on validation (ECE before/after is reported)")
+    p.add_argument("--tune-threshold", choices=["f1", "precision"],
+                   help="two classes: tune the decision threshold on validation (used by predict and serve)")
+    p.add_argument("--target-precision", type=float, help="with --tune-threshold precision")
     p.add_argument("--full-weights", action="store_const", const=True, help="save every weight, not only trained ones")
     p.add_argument("--overwrite", action="store_const", const=True)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -94,12 +108,6 @@ def cmd_train(a) -> int:
         summary = train(cfg)
         if not distributed.is_main():
             return 0
-    truncated = summary.get("truncated") or {}
-    if a.quiet and any(truncated.values()):  # without --quiet, train's own log says it
-        from .checkpoint import load_run_config
-
-        max_len = load_run_config(Path(summary["run_dir"])).get("max_length")
-        log.warning("truncated to %s tokens: %s", max_len, ", ".join(f"{s} {n}" for s, n in truncated.items()))
     test = summary["splits"]["test"]
     print(f"test accuracy {test['accuracy']:.4f}  macro-F1 {test['macro_f1']:.4f}  "
           f"balanced accuracy {test['balanced_accuracy']:.4f}")

@@ -75,7 +75,7 @@ def run_experiments(model: str, data: str, out_dir: Path, rows: list[str] | None
 
     out_dir = Path(out_dir)
     prepare_run_dir(out_dir, overwrite=overwrite)
-    results = []
+    results, caches = [], {}  # rows with the same frozen trunk share its cache
     for row in select_rows(rows):
         overrides = dict(row.overrides)
         random_init = overrides.pop("random_init", False)
@@ -87,7 +87,7 @@ def run_experiments(model: str, data: str, out_dir: Path, rows: list[str] | None
         if progress:
             print(f"\n== {row.name}: {row.what}", flush=True)
         t = time.perf_counter()
-        summary = train(cfg)
+        summary = train(cfg, shared_caches=caches)
         s = summary["splits"]
         results.append({
             "row": row.name, "what": row.what, "note": row.note, "book_test_acc": row.book_test_acc,
@@ -95,6 +95,9 @@ def run_experiments(model: str, data: str, out_dir: Path, rows: list[str] | None
             "minutes": (time.perf_counter() - t) / 60, "epochs": summary["epochs_run"],
         })
         write_table(out_dir, model, data, results)  # after every row: a stopped run keeps its rows
+    for splits in caches.values():
+        for cache in splits.values():
+            cache.close()
     return results
 
 

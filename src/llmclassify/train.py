@@ -13,6 +13,7 @@ alone logs and writes the run directory; see docs/distributed.md.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import tempfile
@@ -35,6 +36,8 @@ from .model import Decoder
 from .presets import DEFAULT_MODEL
 from .tokenizer import pad_batch
 from .trunk_cache import TrunkCache, length_batches
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -68,6 +71,21 @@ class TrainConfig:
     cache_dtype: str = "float32"  # float32 | bfloat16
     cache_memory_gb: float = 4.0
     bucket: bool = True  # length-bucketed training batches
+    # LoRA (--trainable lora): adapters on `lora_targets` of every block, or of the top
+    # -lora_blocks blocks when it is negative (the trunk below them stays cached).
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
+    lora_blocks: int | None = None
+    lr_schedule: str = "constant"  # constant | linear | cosine (after warmup)
+    warmup_ratio: float = 0.0
+    max_grad_norm: float | None = None
+    # After training, on the validation split: temperature scaling (calibrate) and, for two
+    # classes, a decision threshold maximising F1 or reaching a target precision.
+    calibrate: bool = False
+    tune_threshold: str | None = None  # None | f1 | precision
+    target_precision: float | None = None
     full_weights: bool = False
     overwrite: bool = False
     progress: bool = True
@@ -84,6 +102,13 @@ class TrainConfig:
         if self.cache_dtype not in ("float32", "bfloat16"):
             raise UserError(f"unknown --cache-dtype '{self.cache_dtype}' (choose from float32, bfloat16)")
         parse_padding(self.padding)
+        if self.lr_schedule not in ("constant", "linear", "cosine"):
+            raise UserError(f"unknown --lr-schedule '{self.lr_schedule}' (choose from constant, linear, cosine)")
+        if self.tune_threshold not in (None, "f1", "precision"):
+            raise UserError(f"unknown --tune-threshold '{self.tune_threshold}' (choose from f1, precision)")
+        if self.tune_threshold == "precision" and self.target_precision is None:
+            raise UserError("--tune-threshold precision needs --target-precision")
+        self.lora_targets = tuple(self.lora_targets)
         for name in ("epochs", "batch_size", "grad_accum"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1")
@@ -262,9 +287,14 @@ def batch_loss(logits: torch.Tensor, labels: torch.Tensor, mine: list[int], batc
     return F.cross_entropy(logits, labels[mine], weight=weight, reduction="sum") / denom
 
 
-def split_metrics(logits: torch.Tensor, labels: torch.Tensor, names: list[str], weight=None) -> dict:
+def split_metrics(logits: torch.Tensor, labels: torch.Tensor, names: list[str], weight=None,
+                  temperature: float = 1.0, threshold: float | None = None) -> dict:
+    """Metrics of one split from its logits; with `threshold` (two classes) the second label
+    is predicted when its probability reaches it, as predict.py does."""
+    logits = logits / temperature
     probs = torch.softmax(logits, -1).numpy()
-    m = compute_metrics(labels.numpy(), probs.argmax(-1), probs, names)
+    pred = (probs[:, 1] >= threshold).astype(np.int64) if threshold is not None else probs.argmax(-1)
+    m = compute_metrics(labels.numpy(), pred, probs, names)
     m["loss"] = float(F.cross_entropy(logits, labels, weight=weight))
     return m
 
@@ -304,20 +334,36 @@ def log(msg: str, cfg: TrainConfig) -> None:
         tqdm.write(msg)
 
 
-def train(cfg: TrainConfig) -> dict:
+def train(cfg: TrainConfig, shared_caches: dict | None = None) -> dict:
     """Train a classifier as `cfg` says, save the run directory, return its metrics. Under
-    torchrun (WORLD_SIZE > 1) every process calls this and gets the same summary back."""
+    torchrun (WORLD_SIZE > 1) every process calls this and gets the same summary back.
+
+    `shared_caches` (a dict the caller keeps) lets several runs in one process reuse frozen-
+    trunk caches that depend on the same data, model, boundary and padding (experiments.py)."""
     with dist.session():
-        return _train(cfg)
+        out_dir = Path(dist.broadcast_object(cfg.output_dir or default_output_dir(cfg)))  # rank 0's name
+        created = not out_dir.exists()
+        dist.on_main(checkpoint.prepare_run_dir, out_dir, overwrite=cfg.overwrite)
+        feats: dict = {}
+        try:
+            return _train(cfg, out_dir, feats, shared_caches)
+        except BaseException:
+            # A failed run leaves no empty run directory behind (partial state stays).
+            if created and dist.is_main() and out_dir.is_dir() and not any(out_dir.iterdir()):
+                out_dir.rmdir()
+            raise
+        finally:  # spill files go, whatever happened; caches shared across runs stay open
+            shared = {id(c) for v in (shared_caches or {}).values() for c in v.values()}
+            for f in feats.values():
+                if f.cache is not None and id(f.cache) not in shared:
+                    f.cache.close()
 
 
-def _train(cfg: TrainConfig) -> dict:
+def _train(cfg: TrainConfig, out_dir: Path, feats: dict, shared_caches: dict | None) -> dict:
     from .loaders import load_model
 
     t_start = time.perf_counter()
     progress = cfg.progress and dist.is_main()
-    out_dir = Path(dist.broadcast_object(cfg.output_dir or default_output_dir(cfg)))  # rank 0's name
-    dist.on_main(checkpoint.prepare_run_dir, out_dir, overwrite=cfg.overwrite)
     torch.manual_seed(cfg.seed)
 
     # --- data -----------------------------------------------------------------------------
@@ -338,7 +384,13 @@ def _train(cfg: TrainConfig) -> dict:
     clf = SequenceClassifier(decoder, len(names), pooling=cfg.pooling, causal=cfg.causal)
     if cfg.extra.get("random_init"):
         clf.decoder.apply(_reinit)
-    boundary = apply_strategy(clf, cfg.trainable)
+    if cfg.trainable == "lora":
+        from .lora import apply_lora
+
+        boundary = apply_lora(clf, rank=cfg.lora_rank, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
+                              targets=cfg.lora_targets, blocks=cfg.lora_blocks)
+    else:
+        boundary = apply_strategy(clf, cfg.trainable)
     n_train, n_total = count_parameters(clf)
     log(f"model {cfg.model}: {lm.config.n_layers} blocks, {n_total:,} parameters, "
         f"{n_train:,} trainable ({cfg.trainable}); {tok.describe()}", cfg)
@@ -347,19 +399,22 @@ def _train(cfg: TrainConfig) -> dict:
     max_len = min(cfg.max_length or lm.config.context_length, lm.config.context_length)
     enc = {s: encode_texts(tok, getattr(prep, s).texts, max_len) for s in ("train", "val", "test")}
     truncated = {s: sum(t) for s, (_, t) in enc.items()}
-    if any(truncated.values()):
-        log(f"truncated to {max_len} tokens: " + ", ".join(f"{s} {n}" for s, n in truncated.items()), cfg)
+    if any(truncated.values()) and dist.is_main():  # a warning: shown even with --quiet
+        logger.warning("truncated to %d tokens: %s", max_len, ", ".join(f"{s} {n}" for s, n in truncated.items()))
     mode, fixed = parse_padding(cfg.padding)
     pad_to = {"batch": None, "fixed": fixed, "longest-train": max(len(x) for x in enc["train"][0])}[mode]
     ids = {s: apply_padding(v, pad_to, tok.pad_id) for s, (v, _) in enc.items()}
 
     # --- frozen-trunk cache ---------------------------------------------------------------
     use_cache = cfg.trunk_cache == "auto" and boundary > 0
-    feats = {}
+    cache_key = (cfg.model, cfg.data, cfg.text_column, cfg.label_column, cfg.split_method, cfg.split, cfg.seed,
+                 cfg.dedupe, cfg.balance, boundary, pad_to, max_len, cfg.causal, cfg.cache_dtype,
+                 bool(cfg.extra.get("random_init")))
+    reuse = (shared_caches or {}).get(cache_key) if use_cache else None
     t_cache = time.perf_counter()
     for s in ("train", "val", "test"):
-        cache = None
-        if use_cache:
+        cache = reuse[s] if reuse else None
+        if use_cache and cache is None:
             cache = build_trunk_cache(
                 clf, ids[s], boundary, pad_id=tok.pad_id, dtype=getattr(torch, cfg.cache_dtype),
                 memory_budget=int(cfg.cache_memory_gb * (1 << 30)),
@@ -367,6 +422,8 @@ def _train(cfg: TrainConfig) -> dict:
                 desc=f"frozen trunk ({s})", progress=progress,
             )
         feats[s] = Features(ids[s], getattr(prep, s).labels, tok.pad_id, cache)
+    if use_cache and shared_caches is not None:
+        shared_caches[cache_key] = {s: f.cache for s, f in feats.items()}
     t_cache = time.perf_counter() - t_cache
     if use_cache:
         mb = sum(f.cache.nbytes for f in feats.values()) / 2**20
@@ -376,7 +433,15 @@ def _train(cfg: TrainConfig) -> dict:
     # --- fit ------------------------------------------------------------------------------
     weight = class_weight_tensor(prep.train.labels, len(names), cfg.class_weights)
     params = [p for p in clf.parameters() if p.requires_grad]
+    # AdamW over every trainable tensor, as the reference does (weight decay included).
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = None
+    if cfg.lr_schedule != "constant" or cfg.warmup_ratio:
+        from .optim import build_scheduler
+
+        n_batches = math.ceil(len(feats["train"]) / (cfg.batch_size * dist.world_size()))
+        total_steps = cfg.epochs * math.ceil(n_batches / cfg.grad_accum)
+        sched = build_scheduler(opt, total_steps, warmup_ratio=cfg.warmup_ratio, kind=cfg.lr_schedule)
     # Every rank draws the same global batches from the shared seed (global batch = batch
     # size x processes) and trains on its slice; gradients are summed before each step.
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -401,7 +466,11 @@ def _train(cfg: TrainConfig) -> dict:
                 (loss / cfg.grad_accum).backward()
             if step % cfg.grad_accum == 0 or step == len(batches):
                 dist.all_reduce_grads(params)
+                if cfg.max_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 opt.step()
+                if sched is not None:
+                    sched.step()
                 opt.zero_grad(set_to_none=True)
             loss = dist.all_reduce_sum(loss.detach())  # the global batch's loss
             seen += len(b)
@@ -438,13 +507,29 @@ def _train(cfg: TrainConfig) -> dict:
 
     # --- evaluate and save ----------------------------------------------------------------
     clf.eval()
-    metrics = {
-        s: split_metrics(predict_features(clf, feats[s], boundary), feats[s].labels, names)
-        for s in ("train", "val", "test")
-    }
-    for f in feats.values():
-        if f.cache is not None:
-            f.cache.close()
+    logits = {s: predict_features(clf, feats[s], boundary) for s in ("train", "val", "test")}
+    temperature, threshold, calibration, threshold_report = 1.0, None, None, None
+    if cfg.calibrate:
+        from .calibrate import calibration_report
+
+        calibration = calibration_report(logits["val"], feats["val"].labels.numpy(),
+                                         logits["test"], feats["test"].labels.numpy())
+        temperature = float(calibration["temperature"])
+        log(f"temperature {temperature:.3f} (validation ECE {calibration['val']['ece_before']:.4f} -> "
+            f"{calibration['val']['ece_after']:.4f})", cfg)
+    if cfg.tune_threshold:
+        if len(names) != 2:
+            raise UserError(f"--tune-threshold needs two classes; the data has {len(names)}")
+        from .calibrate import tune_threshold
+
+        p_val = torch.softmax(logits["val"] / temperature, -1)[:, 1].numpy()
+        threshold, threshold_report = tune_threshold(p_val, feats["val"].labels.numpy(),
+                                                     objective=cfg.tune_threshold,
+                                                     target_precision=cfg.target_precision)
+        threshold = float(threshold)
+        log(f"decision threshold for '{names[1]}': {threshold:.4f} (tuned on validation, {cfg.tune_threshold})", cfg)
+    metrics = {s: split_metrics(logits[s], feats[s].labels, names, temperature=temperature, threshold=threshold)
+               for s in ("train", "val", "test")}
     summary = {
         "splits": metrics,
         "best_epoch": best_epoch,
@@ -453,6 +538,9 @@ def _train(cfg: TrainConfig) -> dict:
                     "fit": t_fit},
         "data": prep.report,
         "truncated": truncated,
+        "max_length": max_len,
+        "calibration": calibration,
+        "threshold": threshold_report,
         "trainable_parameters": n_train,
         "total_parameters": n_total,
     }
@@ -468,9 +556,15 @@ def _train(cfg: TrainConfig) -> dict:
         "truncation": cfg.max_length is not None,
         "trainable": cfg.trainable,
         "dtype": "float32",
-        "threshold": None,
+        "threshold": threshold,
+        "temperature": temperature,
+        "lora": None,
         "train_config": cfg.to_dict(),
     }
+    if cfg.trainable == "lora":
+        from .lora import lora_config
+
+        run_config["lora"] = lora_config(clf)
     if dist.world_size() > 1:  # batch_size above is per process
         run_config["distributed"] = {"world_size": dist.world_size(), "global_batch_size": global_batch}
     summary = dist.broadcast_object(summary)  # rank 0's timings, so every rank returns the same
