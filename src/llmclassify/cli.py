@@ -74,6 +74,8 @@ def add_train(sub) -> None:
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--class-weights", choices=["auto", "none"])
     p.add_argument("--early-stopping", type=int, metavar="PATIENCE")
+    p.add_argument("--keep-last", dest="keep_best", action="store_const", const=False,
+                   help="keep the last epoch's weights, not the epoch with the lowest validation loss")
     p.add_argument("--trunk-cache", choices=["auto", "off"], help="compute the frozen trunk once (default auto)")
     p.add_argument("--cache-dtype", choices=["float32", "bfloat16"])
     p.add_argument("--cache-memory-gb", type=float, help="spill the trunk cache to disk above this")

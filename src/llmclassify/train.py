@@ -67,6 +67,7 @@ class TrainConfig:
     weight_decay: float = 0.1
     class_weights: str = "auto"  # auto | none
     early_stopping: int = 0  # patience in epochs; 0 = off
+    keep_best: bool = True  # keep the epoch with the lowest validation loss (else the last epoch)
     trunk_cache: str = "auto"  # auto | off
     cache_dtype: str = "float32"  # float32 | bfloat16
     cache_memory_gb: float = 4.0
@@ -133,6 +134,7 @@ PRESETS = {
         batch_size=8,
         epochs=5,
         class_weights="none",
+        keep_best=False,  # the book evaluates the model after its last epoch
     ),
 }
 
@@ -500,10 +502,13 @@ def _train(cfg: TrainConfig, out_dir: Path, feats: dict, shared_caches: dict | N
                 log(f"early stopping: validation loss has not improved for {bad_epochs} epochs", cfg)
                 break
     t_fit = time.perf_counter() - t_fit
-    with torch.no_grad():
-        for n, p in clf.named_parameters():
-            if n in best:
-                p.copy_(best[n])
+    if cfg.keep_best:
+        with torch.no_grad():
+            for n, p in clf.named_parameters():
+                if n in best:
+                    p.copy_(best[n])
+    else:
+        best_epoch = len(history)
 
     # --- evaluate and save ----------------------------------------------------------------
     clf.eval()
