@@ -34,8 +34,11 @@ SPAM = ("WINNER!! As a valued network customer you have been selected to receive
 
 
 @pytest.fixture(scope="module")
-def clf(tiny_run):
-    return Classifier.load(tiny_run)
+def clf(request):
+    """The tiny run; LLMCLASSIFY_BROWSER_RUN=DIR runs the same test on a real trained run
+    (that is how docs/img/serve-page.png was taken, with LLMCLASSIFY_SCREENSHOT=1)."""
+    run = os.environ.get("LLMCLASSIFY_BROWSER_RUN")
+    return Classifier.load(run or request.getfixturevalue("tiny_run"))
 
 
 @pytest.fixture(scope="module")

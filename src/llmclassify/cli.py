@@ -16,14 +16,13 @@ from .errors import UserError
 log = logging.getLogger("llmclassify.cli")
 
 
-def _floats(s: str) -> tuple[float, ...]:
+def _split(s: str) -> tuple[float, float, float]:
+    from .data import parse_split
+
     try:
-        parts = tuple(float(x) for x in s.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got '{s}'") from None
-    if len(parts) != 3 or abs(sum(parts) - 1) > 1e-6 or min(parts) < 0:
-        raise argparse.ArgumentTypeError(f"--split needs three non-negative fractions summing to 1, got '{s}'")
-    return parts
+        return parse_split(s)
+    except UserError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _probability(s: str) -> float:
@@ -56,7 +55,7 @@ def add_train(sub) -> None:
     p.add_argument("--text-column")
     p.add_argument("--label-column")
     p.add_argument("--format", dest="data_format", choices=["csv", "tsv", "jsonl", "parquet"])
-    p.add_argument("--split", type=_floats, help="train,validation,test fractions (default 0.7,0.1,0.2)")
+    p.add_argument("--split", type=_split, help="train,validation,test fractions (default 0.7,0.1,0.2)")
     p.add_argument("--seed", type=int)
     p.add_argument("--no-dedupe", dest="dedupe", action="store_const", const=False,
                    help="keep exact duplicate texts (they leak test texts into training)")

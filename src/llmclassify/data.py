@@ -282,6 +282,18 @@ def _close(name: str, choices: Sequence[str]) -> str | None:
     return lowered[hits[0]] if hits else None
 
 
+def _resolve_columns(path, columns, text_column, label_column) -> tuple[str, str]:
+    """The text and label column names of a file with a header, or a DataError that names
+    the missing one and suggests the closest column."""
+    text_col = _find_column(path, columns, text_column, TEXT_COLUMN_NAMES, "text", "--text-column")
+    label_col = _find_column(path, columns, label_column, LABEL_COLUMN_NAMES, "label", "--label-column")
+    if text_col is None:
+        raise _missing_column_error(path, columns, TEXT_COLUMN_NAMES, "text", "--text-column", taken=label_col)
+    if label_col is None:
+        raise _missing_column_error(path, columns, LABEL_COLUMN_NAMES, "label", "--label-column", taken=text_col)
+    return text_col, label_col
+
+
 def _find_column(
     path, columns: list[str], wanted: str | None, defaults: Sequence[str], kind: str, flag: str
 ) -> str | None:
@@ -533,20 +545,7 @@ def _delimited_records(path, fmt, text_column, label_column, quoting):
     allow_join = fmt == "tsv" and not quoting
     if _is_header(row0, text_column, label_column, path, line0):
         columns = [c.strip() for c in row0]
-        text_col = _find_column(
-            path, columns, text_column, TEXT_COLUMN_NAMES, "text", "--text-column"
-        )
-        label_col = _find_column(
-            path, columns, label_column, LABEL_COLUMN_NAMES, "label", "--label-column"
-        )
-        if text_col is None:
-            raise _missing_column_error(
-                path, columns, TEXT_COLUMN_NAMES, "text", "--text-column", taken=label_col
-            )
-        if label_col is None:
-            raise _missing_column_error(
-                path, columns, LABEL_COLUMN_NAMES, "label", "--label-column", taken=text_col
-            )
+        text_col, label_col = _resolve_columns(path, columns, text_column, label_column)
         if text_col == label_col:
             raise DataError(f"text and label columns are the same column '{text_col}'", file=path)
         ti, li = columns.index(text_col), columns.index(label_col)
@@ -592,18 +591,7 @@ def _jsonl_records(path, text_column, label_column):
     if first is None:
         raise DataError("is empty", file=path)
     columns = [str(k) for k in first[1]]
-    text_col = _find_column(path, columns, text_column, TEXT_COLUMN_NAMES, "text", "--text-column")
-    label_col = _find_column(
-        path, columns, label_column, LABEL_COLUMN_NAMES, "label", "--label-column"
-    )
-    if text_col is None:
-        raise _missing_column_error(
-            path, columns, TEXT_COLUMN_NAMES, "text", "--text-column", taken=label_col
-        )
-    if label_col is None:
-        raise _missing_column_error(
-            path, columns, LABEL_COLUMN_NAMES, "label", "--label-column", taken=text_col
-        )
+    text_col, label_col = _resolve_columns(path, columns, text_column, label_column)
 
     def records():
         for line, obj in _chain(first, rows_iter):
@@ -637,18 +625,7 @@ def _parquet_records(path, text_column, label_column):
         columns = list(pf.schema_arrow.names)
     except Exception as e:  # pyarrow raises its own exception types
         raise DataError(f"cannot read Parquet: {e}", file=path) from None
-    text_col = _find_column(path, columns, text_column, TEXT_COLUMN_NAMES, "text", "--text-column")
-    label_col = _find_column(
-        path, columns, label_column, LABEL_COLUMN_NAMES, "label", "--label-column"
-    )
-    if text_col is None:
-        raise _missing_column_error(
-            path, columns, TEXT_COLUMN_NAMES, "text", "--text-column", taken=label_col
-        )
-    if label_col is None:
-        raise _missing_column_error(
-            path, columns, LABEL_COLUMN_NAMES, "label", "--label-column", taken=text_col
-        )
+    text_col, label_col = _resolve_columns(path, columns, text_column, label_column)
 
     def records():
         n = 0

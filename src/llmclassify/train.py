@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -35,9 +34,13 @@ from .heads import POOLINGS, SequenceClassifier
 from .model import Decoder
 from .presets import DEFAULT_MODEL
 from .tokenizer import pad_batch
-from .trunk_cache import TrunkCache, length_batches
+from .trunk_cache import TrunkCache, allocate, length_batches
 
 logger = logging.getLogger(__name__)
+
+# Batch tokenization uses the tokenizers library's threads; saying so up front keeps it from
+# warning (and turning them off) when torchrun or a DataLoader forks later.
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 
 
 @dataclass
@@ -242,14 +245,8 @@ def build_trunk_cache(clf, ids: list[list[int]], boundary: int, **kw) -> TrunkCa
     lengths = torch.tensor([len(x) for x in ids], dtype=torch.long)
     offsets = torch.zeros(len(ids) + 1, dtype=torch.long)
     offsets[1:] = torch.cumsum(lengths, 0)
-    total, d, dtype = int(offsets[-1]), part.data.shape[1], part.data.dtype
-    spill_path = None
-    if total * d * part.data.element_size() > kw.get("memory_budget", 4 << 30):
-        fd, spill_path = tempfile.mkstemp(prefix="trunk-cache-", suffix=".bin", dir=kw.get("spill_dir"))
-        os.close(fd)
-        data = torch.from_file(spill_path, shared=True, size=total * d, dtype=dtype).view(total, d)
-    else:
-        data = torch.empty(total, d, dtype=dtype)
+    d, dtype = part.data.shape[1], part.data.dtype
+    data, spill_path = allocate(int(offsets[-1]), d, dtype, kw.get("memory_budget", 4 << 30), kw.get("spill_dir"))
     for r in range(dist.world_size()):
         idx = torch.tensor(dist.shard(by_length, rank=r), dtype=torch.long)
         n = lengths[idx]  # rank r's texts in its order, their rows where they belong in the whole:
@@ -602,5 +599,3 @@ def config_from_args(values: dict, preset: str | None) -> TrainConfig:
     cfg = TrainConfig(**given)
     return with_preset(cfg, preset, overrides=set(given))
 
-
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")

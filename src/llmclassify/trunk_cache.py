@@ -36,6 +36,17 @@ def length_batches(lengths, max_batch: int, max_tokens: int | None = None) -> li
     return batches
 
 
+def allocate(total: int, d: int, dtype: torch.dtype, memory_budget: int, spill_dir: str | None):
+    """A (total, d) tensor in RAM, or memory-mapped from a temporary file when it would exceed
+    `memory_budget` bytes; returns (tensor, spill file path or None)."""
+    if total * d * torch.empty((), dtype=dtype).element_size() <= memory_budget:
+        return torch.empty(total, d, dtype=dtype), None
+    fd, spill_path = tempfile.mkstemp(prefix="trunk-cache-", suffix=".bin", dir=spill_dir)
+    os.close(fd)
+    # shared=True maps the file; pages go to disk, not to the process's memory
+    return torch.from_file(spill_path, shared=True, size=total * d, dtype=dtype).view(total, d), spill_path
+
+
 class TrunkCache:
     """Boundary hidden states of N texts: rows offsets[i]:offsets[i+1] of `data` are text i."""
 
@@ -87,16 +98,7 @@ class TrunkCache:
         lengths = [len(x) for x in ids]
         offsets = torch.zeros(len(ids) + 1, dtype=torch.long)
         offsets[1:] = torch.cumsum(torch.tensor(lengths, dtype=torch.long), 0)
-        total, d = int(offsets[-1]), clf.decoder.cfg.emb_dim
-        nbytes = total * d * torch.empty((), dtype=dtype).element_size()
-        spill_path = None
-        if nbytes > memory_budget:
-            fd, spill_path = tempfile.mkstemp(prefix="trunk-cache-", suffix=".bin", dir=spill_dir)
-            os.close(fd)
-            # shared=True maps the file; pages go to disk, not to the process's memory
-            data = torch.from_file(spill_path, shared=True, size=total * d, dtype=dtype).view(total, d)
-        else:
-            data = torch.empty(total, d, dtype=dtype)
+        data, spill_path = allocate(int(offsets[-1]), clf.decoder.cfg.emb_dim, dtype, memory_budget, spill_dir)
         batches = length_batches(lengths, max_batch, max_tokens)
         bar = tqdm(total=len(ids), desc=desc, unit="text", disable=not progress, leave=False)
         for b in batches:
