@@ -196,7 +196,7 @@ def test_reference_preset_sets_the_book_recipe():
     cfg = with_preset(TrainConfig(), "reference")
     assert (cfg.split_method, cfg.dedupe, cfg.balance, cfg.padding, cfg.pooling, cfg.trainable, cfg.lr,
             cfg.weight_decay, cfg.batch_size, cfg.epochs, cfg.keep_best) == (
-        "reference", False, "undersample", "longest-train", "last", "last-block", 5e-5, 0.1, 8, 5, False)
+        "reference", False, "undersample", "batch", "last", "last-block", 5e-5, 0.1, 8, 5, False)
     # a flag the user gave wins over the preset
     assert with_preset(TrainConfig(epochs=2), "reference", overrides={"epochs"}).epochs == 2
 
