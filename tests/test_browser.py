@@ -20,6 +20,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "img" / "serve-page.png"
 
+if not os.path.exists(CHROMIUM) and os.environ.get("LLMCLASSIFY_REQUIRE_BROWSER") == "1":
+    pytest.fail(f"{CHROMIUM} not found and CI requires the browser test", pytrace=False)
 if not os.path.exists(CHROMIUM):
     pytest.skip(f"{CHROMIUM} not found: install it with `apt-get install -y chromium`",
                 allow_module_level=True)
