@@ -16,9 +16,10 @@ from llmclassify.train import TrainConfig, train, with_preset
 REFERENCE = with_preset(TrainConfig(), "reference").to_dict()
 
 VARIANTS = {
-    "reference preset (book exact: visible padding, final epoch)": REFERENCE,
-    "reference split, last real token (padding batch), final epoch": REFERENCE | {"padding": "batch"},
-    "reference split, last real token, best epoch by val loss": REFERENCE | {"padding": "batch", "keep_best": True},
+    "book split, visible eos padding to longest train text (--preset reference --padding longest-train)":
+        REFERENCE | {"padding": "longest-train"},
+    "book split, last real token, final epoch (--preset reference)": REFERENCE,
+    "book split, last real token, best epoch by val loss": REFERENCE | {"keep_best": True},
     "last-block, class weights auto (default)": {},
     "last-block, no class weights": {"class_weights": "none"},
     "last-block, auto, threshold tuned (F1)": {"tune_threshold": "f1"},
