@@ -370,8 +370,10 @@ def test_load_test_script_smoke(tiny_run, tmp_path):
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "load_test.py"
     out = tmp_path / "load.json"
     proc = subprocess.run(
+        # Windows of a few seconds: on a busy CI machine a 1 s window can hold a single
+        # request, and with a seeded 20% malformed share that one may be malformed.
         [sys.executable, str(script), "--run", str(tiny_run), "--concurrency", "4",
-         "--duration", "2", "--baseline-duration", "1", "--warmup", "0.5", "--malformed", "0.2",
+         "--duration", "3", "--baseline-duration", "3", "--warmup", "1", "--malformed", "0.1",
          "--max-requests", "400", "--json", str(out)],
         capture_output=True, text=True, timeout=180,
     )
