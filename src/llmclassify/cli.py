@@ -234,11 +234,10 @@ def add_models(sub) -> None:
 def cmd_models(a) -> int:
     from .presets import list_models
 
-    rows = list_models()
-    print(f"{'name':28} {'cached':7} source")
-    for r in rows:
-        name = r["name"] + (" (default)" if r.get("default") else "")
-        print(f"{name:28} {'yes' if r['cached'] else 'no':7} {r['source']}")
+    print(f"{'name':36} {'cached':7} {'kind':6} source")
+    for r in list_models():
+        name = r.name + (" (default)" if r.default else "")
+        print(f"{name:36} {'yes' if r.cached else 'no':7} {r.kind:6} {r.source}")
     return 0
 
 
