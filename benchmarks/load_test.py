@@ -96,15 +96,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(args) -> tuple[subprocess.Popen, str]:
-    port = args.port or free_port()
-    cmd = [sys.executable, "-m", "llmclassify.serve", args.run, "--host", "127.0.0.1",
-           "--port", str(port), "--log-level", "warning",
-           "--batch-max", str(args.batch_max), "--batch-wait-ms", str(args.batch_wait_ms)]
+def launch_server(run: str, extra: list[str], startup_timeout: float, port: int | None = None,
+                  quiet: bool = False) -> tuple[subprocess.Popen, str]:
+    """Start `python -m llmclassify.serve RUN` on a loopback port; return it once /health answers."""
+    port = port or free_port()
+    cmd = [sys.executable, "-m", "llmclassify.serve", run, "--host", "127.0.0.1", "--port", str(port), *extra]
     print("starting:", " ".join(cmd), file=sys.stderr)
-    proc = subprocess.Popen(cmd)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL if quiet else None)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + args.startup_timeout
+    deadline = time.monotonic() + startup_timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"server exited with status {proc.returncode} during startup")
@@ -113,9 +113,25 @@ def start_server(args) -> tuple[subprocess.Popen, str]:
                 return proc, url
         except httpx.HTTPError:
             pass
-        time.sleep(0.5)
+        time.sleep(0.3)
+    stop_server(proc)
+    raise SystemExit(f"server did not answer /health within {startup_timeout} s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within 20 s."""
     proc.terminate()
-    raise SystemExit(f"server did not answer /health within {args.startup_timeout} s")
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def start_server(args) -> tuple[subprocess.Popen, str]:
+    return launch_server(args.run, ["--log-level", "warning", "--batch-max", str(args.batch_max),
+                                    "--batch-wait-ms", str(args.batch_wait_ms)],
+                         args.startup_timeout, port=args.port)
 
 
 async def run_phase(url, *, name, concurrency, duration, max_requests, malformed, texts,
@@ -297,12 +313,7 @@ def main(argv=None) -> int:
         rss_end = rss_mb(pid)
     finally:
         if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_server(proc)
 
     report = {
         "config": {"concurrency": args.concurrency, "duration": args.duration,

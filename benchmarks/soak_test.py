@@ -35,7 +35,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load_test import MALFORMED, free_port, load_texts, rss_mb  # noqa: E402
+from load_test import MALFORMED, launch_server, load_texts, rss_mb, stop_server  # noqa: E402
 
 MAX_CHARS = 2_000  # server limits for the run: small, so oversized requests are cheap to send
 MAX_TEXTS = 16
@@ -151,21 +151,8 @@ def health(url: str) -> dict:
 
 
 def start_server(run: str, startup_timeout: float) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    cmd = [sys.executable, "-m", "llmclassify.serve", run, "--host", "127.0.0.1", "--port", str(port),
-           "--log-level", "error", "--max-chars", str(MAX_CHARS), "--max-texts", str(MAX_TEXTS),
-           "--max-body-bytes", str(MAX_BODY)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + startup_timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with status {proc.returncode} during startup")
-        if health(url).get("status") == "ok":
-            return proc, url
-        time.sleep(0.3)
-    proc.kill()
-    raise SystemExit(f"server did not answer /health within {startup_timeout} s")
+    return launch_server(run, ["--log-level", "error", "--max-chars", str(MAX_CHARS), "--max-texts", str(MAX_TEXTS),
+                               "--max-body-bytes", str(MAX_BODY)], startup_timeout, quiet=True)
 
 
 def main(argv=None) -> int:
@@ -199,12 +186,7 @@ def main(argv=None) -> int:
         h = health(url)
         alive = proc.poll() is None and h.get("status") == "ok"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc)
     growth = None if rss_end is None or rss_warm is None else round(rss_end - rss_warm, 1)
     checks = {
         "all requests issued": main_["issued"] == a.requests,
