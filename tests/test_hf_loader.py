@@ -12,7 +12,8 @@ from safetensors.torch import load_file, save_file
 
 from llmclassify.config import ModelConfig
 from llmclassify.errors import ModelLoadError
-from llmclassify.loaders.hf import load_hf_dir, sha256_files
+from llmclassify.files import sha256_files
+from llmclassify.loaders.hf import load_hf_dir
 from llmclassify.loaders.hub import load_hub
 from llmclassify.model import Decoder
 

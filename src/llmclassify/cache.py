@@ -7,11 +7,11 @@ renamed into place, so a reader never sees a half-written file.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
+
+from .files import atomic_write_bytes, sha256_file
 
 ENV_VAR = "LLMCLASSIFY_CACHE"
 
@@ -38,14 +38,6 @@ def gguf_cache_dir(sha256: str, override: str | os.PathLike[str] | None = None) 
     return cache_dir(override) / "gguf" / sha256
 
 
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def cached_sha256(path: str | os.PathLike[str], override: str | os.PathLike[str] | None = None) -> str:
     """sha256 of a file, remembered in the cache keyed by (absolute path, size, mtime)."""
     p = Path(path).resolve()
@@ -64,20 +56,8 @@ def cached_sha256(path: str | os.PathLike[str], override: str | os.PathLike[str]
     memo = {k: v for k, v in memo.items() if not k.startswith(f"{p}|")}
     memo[key] = digest
     try:
-        atomic_write_text(memo_path, json.dumps(memo, indent=0))
+        memo_path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(memo_path, json.dumps(memo, indent=0).encode())
     except OSError:
         pass  # a read-only cache only costs a re-hash next time
     return digest
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` via a temporary file in the same directory and os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -26,24 +26,11 @@ import tempfile
 from pathlib import Path
 
 from .errors import UserError
+from .files import atomic_write_bytes
 
 CONFIG = "config.json"
 WEIGHTS = "classifier.safetensors"
 FORMAT_VERSION = 1
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def atomic_write_json(path: Path, obj) -> None:
@@ -62,14 +49,6 @@ def append_jsonl(path: Path, record: dict) -> None:
     """Append one line; a crash leaves at most a last line that readers skip."""
     with open(path, "a") as f:
         f.write(json.dumps(record, default=_json_default) + "\n")
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while b := f.read(chunk):
-            h.update(b)
-    return h.hexdigest()
 
 
 def check_output_file(path: Path) -> None:

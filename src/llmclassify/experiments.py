@@ -14,8 +14,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .checkpoint import atomic_write_bytes, atomic_write_json, prepare_run_dir
+from .checkpoint import atomic_write_json, prepare_run_dir
 from .errors import UserError
+from .files import atomic_write_bytes
 
 
 @dataclass(frozen=True)

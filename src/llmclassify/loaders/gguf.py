@@ -31,6 +31,7 @@ import numpy as np
 from .. import cache as _cache
 from ..config import ModelConfig
 from ..errors import ModelLoadError
+from ..files import sha256_file
 from .base import LoadedModel, check_state_dict, expected_shapes
 
 GGUF_MAGIC = b"GGUF"
@@ -109,7 +110,7 @@ def load_gguf(
         raise ModelLoadError(f"{p}: no such GGUF file")
     if not is_gguf(p):
         raise ModelLoadError(f"{p}: not a GGUF file (bad magic bytes)")
-    sha = _cache.cached_sha256(p, cache_dir) if use_cache else _cache.sha256_file(p)
+    sha = _cache.cached_sha256(p, cache_dir) if use_cache else sha256_file(p)
     identity = {"kind": "gguf", "source": str(p.resolve()), "sha256": sha}
     cdir = _cache_entry(sha, cache_dir)
     if use_cache and (cdir / _CACHE_META).is_file():

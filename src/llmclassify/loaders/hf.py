@@ -7,16 +7,16 @@ safetensors are read; pickle checkpoints (pytorch_model.bin) are refused, never 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from ..config import ModelConfig
 from ..errors import ModelLoadError
+from ..files import sha256_files
 from .base import LoadedModel, check_state_dict, expected_shapes
 
 WEIGHTS = "model.safetensors"
@@ -186,16 +186,6 @@ def weight_files(path: Path) -> tuple[list[Path], Path]:
                 f"{path / name}: only safetensors weights are read (pickle checkpoints are not "
                 f"loaded); convert it to {WEIGHTS} or use a safetensors copy of the model")
     raise ModelLoadError(f"{path}: no {WEIGHTS} or {INDEX} in the model directory")
-
-
-def sha256_files(files: Iterable[Path], chunk: int = 1 << 20) -> str:
-    """sha256 of the files' bytes streamed in order (shards: sorted names, concatenated)."""
-    h = hashlib.sha256()
-    for f in files:
-        with open(f, "rb") as fh:
-            while block := fh.read(chunk):
-                h.update(block)
-    return h.hexdigest()
 
 
 def read_safetensors(cfg: ModelConfig, files: list[Path]) -> dict[str, torch.Tensor]:
