@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .errors import UserError
+from .errors import Interrupted, UserError
 
 log = logging.getLogger("llmclassify.cli")
 
@@ -95,18 +95,25 @@ def add_train(sub) -> None:
     p.add_argument("--full-weights", action="store_const", const=True, help="save every weight, not only trained ones")
     p.add_argument("--overwrite", action="store_const", const=True)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--resume", metavar="RUN",
+                   help="finish a run stopped by Ctrl-C or SIGTERM, with the settings it was started with")
     p.set_defaults(func=cmd_train)
 
 
 def cmd_train(a) -> int:
     from . import distributed
-    from .train import config_from_args, train
+    from .train import config_from_args, resume, train
 
-    values = {k: v for k, v in vars(a).items() if k not in ("func", "debug", "quiet", "command")}
-    values["progress"] = not a.quiet
-    cfg = config_from_args(values, a.preset)
+    values = {k: v for k, v in vars(a).items() if k not in ("func", "debug", "quiet", "command", "resume")}
+    if a.resume:
+        given = sorted(k for k, v in values.items() if v is not None)
+        if given:
+            raise UserError(f"--resume continues with the run's own settings; drop --{given[0].replace('_', '-')}")
+    else:
+        values["progress"] = not a.quiet
+        cfg = config_from_args(values, a.preset)
     with distributed.session():  # under torchrun: every process trains its share, rank 0 writes
-        summary = train(cfg)
+        summary = resume(a.resume, progress=not a.quiet) if a.resume else train(cfg)
         if not distributed.is_main():
             return 0
     test = summary["splits"]["test"]
@@ -393,6 +400,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"llmclassify: error: {e}", file=sys.stderr)
         return 2
+    except Interrupted as e:  # training stopped on a signal, its state saved
+        print(f"llmclassify: {e}", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         print("llmclassify: interrupted", file=sys.stderr)
         return 130

@@ -31,3 +31,13 @@ class DataError(UserError):
 
 class ModelLoadError(UserError):
     """A model source that cannot be loaded: unknown path, architecture, tensor or shape."""
+
+
+class Interrupted(Exception):
+    """Training stopped on SIGINT / SIGTERM after saving a resumable state (resume.py); the
+    CLI prints the message (it says how to continue) and exits with `exit_code`, 128 + the
+    signal number (130 for Ctrl-C, 143 for SIGTERM)."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + int(signum)

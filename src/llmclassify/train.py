@@ -13,6 +13,7 @@ alone logs and writes the run directory; see docs/distributed.md.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -27,12 +28,14 @@ from tqdm.auto import tqdm
 
 from . import checkpoint
 from . import distributed as dist
-from .errors import UserError
+from .errors import Interrupted, UserError
 from .evaluate import compute_metrics, format_table
+from .files import atomic_write_bytes
 from .freeze import apply_strategy, count_parameters, trainable_names
 from .heads import POOLINGS, SequenceClassifier
 from .model import Decoder
 from .presets import DEFAULT_MODEL
+from .resume import STATE_FILE, GracefulStop, read_state, restore, save_state
 from .tokenizer import pad_batch
 from .trunk_cache import TrunkCache, allocate, length_batches
 
@@ -339,19 +342,24 @@ def log(msg: str, cfg: TrainConfig) -> None:
         tqdm.write(msg)
 
 
-def train(cfg: TrainConfig, shared_caches: dict | None = None) -> dict:
+def train(cfg: TrainConfig, shared_caches: dict | None = None, _resume: tuple[dict, dict] | None = None) -> dict:
     """Train a classifier as `cfg` says, save the run directory, return its metrics. Under
     torchrun (WORLD_SIZE > 1) every process calls this and gets the same summary back.
 
     `shared_caches` (a dict the caller keeps) lets several runs in one process reuse frozen-
-    trunk caches that depend on the same data, model, boundary and padding (experiments.py)."""
+    trunk caches that depend on the same data, model, boundary and padding (experiments.py).
+    SIGINT / SIGTERM during the epochs save a resumable state and raise `Interrupted`
+    (resume.py); `resume(run_dir)` goes on from it."""
     with dist.session():
         out_dir = Path(dist.broadcast_object(cfg.output_dir or default_output_dir(cfg)))  # rank 0's name
         created = not out_dir.exists()
-        dist.on_main(checkpoint.prepare_run_dir, out_dir, overwrite=cfg.overwrite)
+        if _resume is None:
+            dist.on_main(checkpoint.prepare_run_dir, out_dir, overwrite=cfg.overwrite)
         feats: dict = {}
+        stop = GracefulStop()
         try:
-            return _train(cfg, out_dir, feats, shared_caches)
+            with stop.installed():
+                return _train(cfg, out_dir, feats, shared_caches, stop, _resume)
         except BaseException:
             # A failed run leaves no empty run directory behind (partial state stays).
             if created and dist.is_main() and out_dir.is_dir() and not any(out_dir.iterdir()):
@@ -364,7 +372,30 @@ def train(cfg: TrainConfig, shared_caches: dict | None = None) -> dict:
                     f.cache.close()
 
 
-def _train(cfg: TrainConfig, out_dir: Path, feats: dict, shared_caches: dict | None) -> dict:
+def resume(run_dir: str | Path, progress: bool = True) -> dict:
+    """Finish the interrupted run in `run_dir` from its resume state, with the configuration
+    it was started with; the result equals an uninterrupted run's (same seed, same batches,
+    same optimiser and RNG states)."""
+    meta, tensors = read_state(Path(run_dir))
+    known = {f.name for f in fields(TrainConfig)}
+    values = {k: v for k, v in meta["config"].items() if k in known}
+    values.update(output_dir=str(run_dir), overwrite=False, progress=progress)
+    return train(TrainConfig(**values), _resume=(meta, tensors))
+
+
+def split_digest(prep) -> str:
+    """sha256 of the texts and labels of every split: a resumed run must see the same data."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for s in ("train", "val", "test"):
+        part = getattr(prep, s)
+        h.update(json.dumps([s, list(part.texts), [int(x) for x in part.labels]]).encode())
+    return h.hexdigest()
+
+
+def _train(cfg: TrainConfig, out_dir: Path, feats: dict, shared_caches: dict | None,
+           stop: GracefulStop, resume_state: tuple[dict, dict] | None) -> dict:
     from .loaders import load_model
 
     t_start = time.perf_counter()
@@ -453,16 +484,56 @@ def _train(cfg: TrainConfig, out_dir: Path, feats: dict, shared_caches: dict | N
     global_batch = cfg.batch_size * dist.world_size()
     history, best, best_loss, bad_epochs, best_epoch = [], {}, math.inf, 0, 0
     log_path = out_dir / "metrics.jsonl"
-    if dist.is_main():
-        log_path.unlink(missing_ok=True)
+    digest = split_digest(prep)
+    start_epoch, start_step = 1, 0
+    if resume_state is not None:
+        meta, tensors = resume_state
+        if meta["base_model"].get("sha256") != lm.identity.get("sha256"):
+            raise UserError(f"{out_dir / STATE_FILE}: the base model {cfg.model} has changed since the run "
+                            "was interrupted; resuming would not give the same model")
+        if meta["data_sha256"] != digest:
+            raise UserError(f"{out_dir / STATE_FILE}: the data {cfg.data} has changed since the run was "
+                            "interrupted; resuming would not give the same model")
+        if meta["world_size"] != dist.world_size():
+            raise UserError(f"{out_dir / STATE_FILE}: saved by {meta['world_size']} process(es); resume it with "
+                            f"the same number (this is {dist.world_size()})")
+        best = restore(meta, tensors, clf=clf, opt=opt, sched=sched)
+        history, best_loss = meta["history"], meta["best_loss"]
+        bad_epochs, best_epoch = meta["bad_epochs"], meta["best_epoch"]
+        start_epoch, start_step = meta["epoch"], meta["step"]
+        gen.set_state(tensors["rng.epoch_gen"])  # this epoch's batch order is drawn again
+        torch.set_rng_state(tensors["rng.torch"])  # dropout continues where it stopped
+        log(f"resuming {out_dir} at epoch {start_epoch}, step {start_step}", cfg)
+    if dist.is_main():  # the log holds the finished epochs (none on a fresh start)
+        atomic_write_bytes(log_path, "".join(json.dumps(r) + "\n" for r in history).encode())
+    stop.armed = True  # from here a signal saves a resumable state (resume.py)
     t_fit = time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(start_epoch, cfg.epochs + 1):
         clf.train()
+        epoch_gen_state = gen.get_state()
         batches = train_batches(feats["train"].lengths(), global_batch, gen, cfg.bucket)
-        bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", disable=not progress)
+        skip = start_step if epoch == start_epoch else 0
         t_ep, seen, run_loss, run_n = time.perf_counter(), 0, 0.0, 0
+        if skip:
+            seen, run_loss, run_n = meta["seen"], meta["run_loss"], meta["run_n"]
+        bar = tqdm(batches[skip:], desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", disable=not progress,
+                   initial=skip, total=len(batches))
         opt.zero_grad(set_to_none=True)
-        for step, b in enumerate(bar, 1):
+        for step, b in enumerate(bar, skip + 1):
+            if (step - 1) % cfg.grad_accum == 0 and stop.requested():  # an optimizer-step boundary
+                bar.close()
+                state = {
+                    "config": cfg.to_dict(), "epoch": epoch, "step": step - 1, "history": history,
+                    "best_loss": best_loss, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
+                    "seen": seen, "run_loss": run_loss, "run_n": run_n, "base_model": lm.identity,
+                    "data_sha256": digest, "world_size": dist.world_size(),
+                }
+                dist.on_main(save_state, out_dir / STATE_FILE, meta=state, opt=opt, sched=sched, best=best,
+                             params={n: p for n, p in clf.named_parameters() if p.requires_grad},
+                             epoch_gen_state=epoch_gen_state)
+                raise Interrupted(f"interrupted at epoch {epoch}/{cfg.epochs}, step {step - 1}/{len(batches)}; "
+                                  f"state saved to {out_dir / STATE_FILE}; continue with: "
+                                  f"llmclassify train --resume {out_dir}", stop.signum)
             mine = dist.shard(b)  # this rank's slice of the global batch (all of it in one process)
             loss = torch.zeros(())
             if mine:  # a last, short batch may leave a rank nothing
@@ -505,6 +576,7 @@ def _train(cfg: TrainConfig, out_dir: Path, feats: dict, shared_caches: dict | N
                 log(f"early stopping: validation loss has not improved for {bad_epochs} epochs", cfg)
                 break
     t_fit = time.perf_counter() - t_fit
+    stop.notice = "finishing the run (final evaluation and save)"  # a signal now changes nothing
     if cfg.keep_best:
         with torch.no_grad():
             for n, p in clf.named_parameters():
@@ -582,6 +654,8 @@ def _train(cfg: TrainConfig, out_dir: Path, feats: dict, shared_caches: dict | N
         split={s: asdict(getattr(prep, s)) for s in ("train", "val", "test")} | {"labels": names},
         full_weights=cfg.full_weights, trainable=trainable_names(clf),
     )
+    if dist.is_main():
+        (out_dir / STATE_FILE).unlink(missing_ok=True)  # the run is complete
     summary["run_dir"] = str(out_dir)
     log(format_table(metrics), cfg)
     log(f"saved {out_dir}  ({summary['seconds']['total']:.0f} s)", cfg)
