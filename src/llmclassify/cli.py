@@ -54,6 +54,8 @@ def add_train(sub) -> None:
     p.add_argument("--output", "-o", dest="output_dir", help="run directory (default: runs/<model>-<data>-<time>)")
     p.add_argument("--text-column")
     p.add_argument("--label-column")
+    p.add_argument("--label-sep", help="multi-label: the separator between a text's labels, e.g. '|' "
+                   "(JSONL label lists need none)")
     p.add_argument("--format", dest="data_format", choices=["csv", "tsv", "jsonl", "parquet"])
     p.add_argument("--split", type=_split, help="train,validation,test fractions (default 0.7,0.1,0.2)")
     p.add_argument("--seed", type=int)
@@ -117,8 +119,12 @@ def cmd_train(a) -> int:
         if not distributed.is_main():
             return 0
     test = summary["splits"]["test"]
-    print(f"test accuracy {test['accuracy']:.4f}  macro-F1 {test['macro_f1']:.4f}  "
-          f"balanced accuracy {test['balanced_accuracy']:.4f}")
+    if "subset_accuracy" in test:  # multi-label
+        print(f"test subset accuracy {test['subset_accuracy']:.4f}  micro-F1 {test['micro_f1']:.4f}  "
+              f"macro-F1 {test['macro_f1']:.4f}")
+    else:
+        print(f"test accuracy {test['accuracy']:.4f}  macro-F1 {test['macro_f1']:.4f}  "
+              f"balanced accuracy {test['balanced_accuracy']:.4f}")
     print(f"run saved to {summary['run_dir']}")
     return 0
 

@@ -145,7 +145,8 @@ def format_table(metrics_by_split: Mapping[str, Mapping]) -> str:
     ]
     for name in names:
         rows.append(
-            (f"F1 {name}", [_fmt(m.get("per_class", {}).get(name, {}).get("f1")) for m in ms])
+            (f"F1 {name}", [_fmt((m.get("per_class") or m.get("per_label") or {}).get(name, {}).get("f1"))
+                            for m in ms])
         )
     if any(m.get("roc_auc") is not None for m in ms):
         rows.append(("ROC-AUC", [_fmt(m.get("roc_auc"), pct=False) for m in ms]))

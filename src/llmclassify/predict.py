@@ -31,9 +31,14 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Prediction:
+    """One text's prediction. Single-label: `label` is the decision. Multi-label runs: `labels`
+    is the decision (every label whose sigmoid probability reaches its threshold; may be
+    empty), `label` the most probable label, and the probabilities are independent."""
+
     label: str
     probabilities: dict[str, float]
     truncated: bool = False
+    labels: list[str] | None = None
 
 
 @dataclass
@@ -62,6 +67,7 @@ class Classifier:
         self.max_length: int = int(config["max_length"])
         self.pad_to: int | None = config.get("pad_to")
         self.temperature: float = float(config.get("temperature") or 1.0)  # from calibration on validation
+        self.multi_label: bool = bool(config.get("multi_label"))
         self.dtype = dtype
         self.quantize = quantize
 
@@ -144,12 +150,17 @@ class Classifier:
             with torch.autocast("cpu" if device.type == "cpu" else device.type, dtype=torch.bfloat16,
                                 enabled=self.dtype == "bfloat16"):
                 logits = self.model(input_ids.to(device), mask.to(device))
-            out[b] = torch.softmax(logits.float() / self.temperature, -1).cpu()
+            if self.multi_label:  # independent labels: one sigmoid each
+                out[b] = torch.sigmoid(logits.float()).cpu()
+            else:
+                out[b] = torch.softmax(logits.float() / self.temperature, -1).cpu()
         return out
 
     def predict(self, texts: Sequence[str], *, threshold: float | None = None, batch_size: int = 32) -> list[Prediction]:
         """Label and per-label probabilities for each text. `threshold` (two classes only):
         the second label wins when its probability is at least `threshold`."""
+        if self.multi_label:
+            return self._predict_multi(texts, threshold, batch_size)
         if threshold is None:
             threshold = self.config.get("threshold")
         if threshold is not None and len(self.labels) != 2:
@@ -169,6 +180,31 @@ class Classifier:
         return [
             Prediction(self.labels[int(k)], {lab: float(p) for lab, p in zip(self.labels, row.tolist())}, t)
             for k, row, t in zip(pred.tolist(), probs, truncated)
+        ]
+
+    def thresholds(self, threshold: float | None = None) -> list[float]:
+        """Multi-label: each label's threshold (`threshold` for all of them, else the run's
+        per-label thresholds tuned on validation, else 0.5)."""
+        if threshold is not None:
+            if not (isinstance(threshold, (int, float)) and threshold == threshold):
+                raise UserError(f"threshold must be a number, got {threshold!r}")
+            return [float(threshold)] * len(self.labels)
+        saved = self.config.get("threshold")
+        return [float(t) for t in saved] if isinstance(saved, list) else [0.5] * len(self.labels)
+
+    def _predict_multi(self, texts: Sequence[str], threshold: float | None, batch_size: int) -> list[Prediction]:
+        thr = torch.tensor(self.thresholds(threshold))
+        texts = list(texts)
+        if not texts:
+            return []
+        ids, truncated = self.encode(texts)
+        with torch.inference_mode():
+            probs = self._proba(ids, batch_size)
+        chosen = probs >= thr
+        return [
+            Prediction(self.labels[int(row.argmax())], {lab: float(p) for lab, p in zip(self.labels, row.tolist())}, t,
+                       labels=[lab for lab, c in zip(self.labels, on.tolist()) if c])
+            for row, on, t in zip(probs, chosen, truncated)
         ]
 
     def predict_stream(self, texts: Iterable[str], *, chunk: int = 1024, **kw) -> Iterator[Prediction]:
@@ -213,6 +249,7 @@ class Classifier:
             "max_length": self.max_length,
             "truncation": bool(c.get("truncation")),
             "threshold": c.get("threshold"),
+            "multi_label": self.multi_label,
             "trainable": c.get("trainable"),
             "run_dir": str(self.run_dir) if self.run_dir else None,
         }
@@ -234,6 +271,8 @@ def write_predictions(path: Path, preds: Iterable[Prediction | tuple[int, Predic
             for item in preds:
                 line, p = item if isinstance(item, tuple) else (None, item)
                 row = {"label": p.label, "probabilities": p.probabilities, "truncated": p.truncated}
+                if p.labels is not None:  # multi-label: the decision
+                    row["labels"] = p.labels
                 if line is not None:
                     row = {"line": line, **row}
                 f.write(json.dumps(row) + "\n")
@@ -265,15 +304,27 @@ def evaluate_run(run_dir, *, data: str | None = None, text_column=None, label_co
         except (ValueError, UnicodeDecodeError, KeyError, TypeError) as e:
             raise UserError(f"{split_path}: not a valid split file ({type(e).__name__}: {e})") from None
     else:
-        table = load_dataset(data, text_column=text_column, label_column=label_column, fmt=fmt)
-        texts, labels, name = table.texts, [str(x) for x in table.labels], Path(data).name
-        unknown = sorted(set(labels) - set(clf.labels))
+        label_sep = (clf.config.get("train_config") or {}).get("label_sep")
+        table = load_dataset(data, text_column=text_column, label_column=label_column, fmt=fmt,
+                             label_sep=label_sep if clf.multi_label else None)
+        texts, labels, name = table.texts, table.labels, Path(data).name
+        if not clf.multi_label:
+            labels = [str(x) for x in labels]
+        seen = {n for lab in labels for n in (lab if isinstance(lab, list) else [lab])}
+        unknown = sorted(seen - set(clf.labels))
         if unknown:
             raise UserError(f"{data}: label '{unknown[0]}' was not among the run's labels ({', '.join(clf.labels)})")
     lm = LabelMap(clf.labels)
-    y = [lm.index(x) if isinstance(x, str) else int(x) for x in labels]
+
+    def ids_of(x):
+        if isinstance(x, list):  # multi-label: names (a data file) or ids (split.json)
+            return [lm.index(v) if isinstance(v, str) else int(v) for v in x]
+        return lm.index(x) if isinstance(x, str) else int(x)
+
+    y = [ids_of(x) for x in labels]
     where = data if data is not None else split_path
-    absent = [n for i, n in enumerate(clf.labels) if i not in set(y)]
+    present = {i for x in y for i in (x if isinstance(x, list) else [x])}
+    absent = [n for i, n in enumerate(clf.labels) if i not in present]
     if absent:
         log.warning("%s: %d of the run's %d labels never occur (%s); their recall and F1 are 0 "
                     "and ROC-AUC may be undefined", where, len(absent), len(clf.labels), ", ".join(absent))
@@ -284,7 +335,14 @@ def evaluate_run(run_dir, *, data: str | None = None, text_column=None, label_co
         probs = clf._proba(ids, batch_size).numpy()
     import numpy as np
 
-    metrics = compute_metrics(np.asarray(y), probs.argmax(-1), probs, clf.labels)
+    if clf.multi_label:
+        from .multilabel import multi_hot, multilabel_metrics, predict_multi_hot
+
+        metrics = multilabel_metrics(multi_hot(y, len(clf.labels)).numpy(),
+                                     predict_multi_hot(probs, clf.thresholds()), clf.labels)
+        metrics["accuracy"] = metrics["subset_accuracy"]
+    else:
+        metrics = compute_metrics(np.asarray(y), probs.argmax(-1), probs, clf.labels)
     metrics["truncated"] = int(sum(truncated))
     if metrics["truncated"]:
         log.warning("%s: %d of %d texts are longer than %d tokens and were truncated", where,

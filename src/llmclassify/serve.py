@@ -80,6 +80,8 @@ class ClassifyResult(BaseModel):
     label: str
     probabilities: dict[str, float]
     truncated: bool
+    labels: list[str] | None = Field(default=None, description="Multi-label runs: every label whose "
+                                     "probability reaches its threshold (the decision).")
 
 
 class ClassifyResponse(BaseModel):
@@ -507,7 +509,7 @@ def create_app(
         texts = req.texts
         if len(texts) > max_texts:
             raise ApiError(413, f"too many texts: {len(texts)} sent, the limit is {max_texts} per request")
-        if req.threshold is not None and not two_class:
+        if req.threshold is not None and not (two_class or getattr(classifier, "multi_label", False)):
             raise ApiError(422, f"threshold: applies only to 2-class runs; this run has {len(labels)} labels")
         if req.truncate and not can_truncate:
             # Accept the flag only where it means something; say so rather than ignore it.
@@ -550,6 +552,7 @@ def create_app(
                 {"label": p.label,
                  "probabilities": {k: float(v) for k, v in p.probabilities.items()},
                  "truncated": bool(p.truncated) or c}
+                | ({"labels": p.labels} if p.labels is not None else {})
                 for p, c in zip(preds, cut)
             ],
             "model": model_id,

@@ -61,6 +61,9 @@ class TrainConfig:
     dedupe: bool = True
     balance: str = "none"  # none | undersample
     split_method: str = "stratified"  # stratified | reference (the book's exact split)
+    # Multi-label: a separator that splits the label field ("|" in "sport|politics"); JSONL
+    # lists are multi-label without it. Sigmoid + BCE, one threshold per label (validation).
+    label_sep: str | None = None
     pooling: str = "last"
     trainable: str = "last-block"
     padding: str = "batch"  # batch | longest-train | fixed:N
@@ -208,11 +211,22 @@ def train_batches(lengths: list[int], batch_size: int, gen: torch.Generator, buc
     return [batches[i] for i in order]
 
 
-class Features:
-    """Inputs of one split for the top of the model: cached trunk states, or token ids."""
+def targets(labels: list, n_labels: int, multi: bool) -> torch.Tensor:
+    """Class ids (N,) long, or for multi-label (N, L) float multi-hot rows."""
+    if multi:
+        from .multilabel import multi_hot
 
-    def __init__(self, ids: list[list[int]], labels: list[int], pad_id: int, cache: TrunkCache | None):
-        self.ids, self.labels, self.pad_id, self.cache = ids, torch.tensor(labels, dtype=torch.long), pad_id, cache
+        return multi_hot(labels, n_labels)
+    return torch.tensor(labels, dtype=torch.long)
+
+
+class Features:
+    """Inputs of one split for the top of the model: cached trunk states, or token ids;
+    `labels` are class ids (N,) or multi-hot rows (N, L) for multi-label."""
+
+    def __init__(self, ids: list[list[int]], labels, pad_id: int, cache: TrunkCache | None):
+        labels = labels if torch.is_tensor(labels) else torch.tensor(labels, dtype=torch.long)
+        self.ids, self.labels, self.pad_id, self.cache = ids, labels, pad_id, cache
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -288,7 +302,15 @@ def batch_loss(logits: torch.Tensor, labels: torch.Tensor, mine: list[int], batc
     """Cross-entropy of the global `batch`, from this rank's texts `mine` of it: sum(w_i * l_i)
     over `mine` / sum(w_i) over `batch` (every rank knows every label, so the denominator
     needs no message), so the ranks' losses and gradients add up to the weighted mean over
-    the global batch that one process would compute. One process: F.cross_entropy as ever."""
+    the global batch that one process would compute. One process: F.cross_entropy as ever.
+    Multi-label (float multi-hot labels): binary cross-entropy, `weight` is its pos_weight,
+    the mean over the global batch's (text, label) pairs."""
+    if labels.is_floating_point():
+        from .multilabel import bce_loss
+
+        if dist.world_size() == 1:
+            return bce_loss(logits, labels[mine], weight)
+        return bce_loss(logits, labels[mine], weight, reduction="sum") / (len(batch) * labels.shape[1])
     if dist.world_size() == 1:
         return F.cross_entropy(logits, labels[mine], weight=weight)
     denom = weight[labels[batch]].sum() if weight is not None else len(batch)
@@ -296,9 +318,18 @@ def batch_loss(logits: torch.Tensor, labels: torch.Tensor, mine: list[int], batc
 
 
 def split_metrics(logits: torch.Tensor, labels: torch.Tensor, names: list[str], weight=None,
-                  temperature: float = 1.0, threshold: float | None = None) -> dict:
+                  temperature: float = 1.0, threshold: float | list[float] | None = None) -> dict:
     """Metrics of one split from its logits; with `threshold` (two classes) the second label
-    is predicted when its probability reaches it, as predict.py does."""
+    is predicted when its probability reaches it, as predict.py does. Multi-label (float
+    labels): a label is predicted when its sigmoid reaches its threshold (a list, or 0.5);
+    "accuracy" is then subset accuracy (every label of the text right), as scikit-learn's."""
+    if labels.is_floating_point():
+        from .multilabel import bce_loss, multilabel_metrics, predict_multi_hot
+
+        pred = predict_multi_hot(torch.sigmoid(logits), 0.5 if threshold is None else threshold)
+        m = multilabel_metrics(labels.numpy(), pred, names, loss=float(bce_loss(logits, labels, weight)))
+        m["accuracy"] = m["subset_accuracy"]
+        return m
     logits = logits / temperature
     probs = torch.softmax(logits, -1).numpy()
     pred = (probs[:, 1] >= threshold).astype(np.int64) if threshold is not None else probs.argmax(-1)
@@ -307,10 +338,16 @@ def split_metrics(logits: torch.Tensor, labels: torch.Tensor, names: list[str], 
     return m
 
 
-def class_weight_tensor(labels: list[int], n_classes: int, mode: str) -> torch.Tensor | None:
-    """'auto': n / (C * count_c), so every class carries the same total weight."""
+def class_weight_tensor(labels: list, n_classes: int, mode: str, multi: bool = False) -> torch.Tensor | None:
+    """'auto': n / (C * count_c), so every class carries the same total weight. Multi-label:
+    BCE's pos_weight n_negative / n_positive per label, capped at 10 (a rare label would
+    otherwise get a weight in the hundreds and swamp the loss)."""
     if mode == "none":
         return None
+    if multi:
+        from .multilabel import multi_hot, pos_weight_from_targets
+
+        return pos_weight_from_targets(multi_hot(labels, n_classes), max_weight=10.0)
     counts = np.bincount(np.asarray(labels), minlength=n_classes).astype(np.float64)
     w = len(labels) / (n_classes * np.maximum(counts, 1))
     return torch.tensor(w, dtype=torch.float32)
@@ -324,7 +361,7 @@ def _prepare_data(cfg: TrainConfig):
     reference = cfg.split_method == "reference"
     table = data.load_dataset(
         cfg.data, text_column=cfg.text_column, label_column=cfg.label_column, fmt=cfg.data_format,
-        quoting=True if reference else None,
+        quoting=True if reference else None, label_sep=cfg.label_sep,
     )
     if reference:
         return data.reference_split(table, seed=cfg.seed)
@@ -390,7 +427,7 @@ def split_digest(prep) -> str:
     h = hashlib.sha256()
     for s in ("train", "val", "test"):
         part = getattr(prep, s)
-        h.update(json.dumps([s, list(part.texts), [int(x) for x in part.labels]]).encode())
+        h.update(json.dumps([s, list(part.texts), part.labels], default=int).encode())
     return h.hexdigest()
 
 
@@ -405,7 +442,14 @@ def _train(cfg: TrainConfig, out_dir: Path, feats: dict, shared_caches: dict | N
     # --- data -----------------------------------------------------------------------------
     prep = _prepare_data(cfg)
     names = list(prep.label_map.names)
+    multi = prep.label_map.multi_label
     log(describe_report(prep.report), cfg)
+    if multi and cfg.calibrate:
+        raise UserError("--calibrate (temperature scaling) is for single-label runs; multi-label runs tune "
+                        "one threshold per label on validation instead")
+    if multi and cfg.tune_threshold not in (None, "f1"):
+        raise UserError("multi-label runs tune one threshold per label for F1; --tune-threshold precision "
+                        "is for two-class runs")
 
     # --- model ----------------------------------------------------------------------------
     with dist.local_main_first():  # one download per machine
@@ -443,8 +487,8 @@ def _train(cfg: TrainConfig, out_dir: Path, feats: dict, shared_caches: dict | N
 
     # --- frozen-trunk cache ---------------------------------------------------------------
     use_cache = cfg.trunk_cache == "auto" and boundary > 0
-    cache_key = (cfg.model, cfg.data, cfg.text_column, cfg.label_column, cfg.split_method, cfg.split, cfg.seed,
-                 cfg.dedupe, cfg.balance, boundary, pad_to, max_len, cfg.causal, cfg.cache_dtype,
+    cache_key = (cfg.model, cfg.data, cfg.text_column, cfg.label_column, cfg.label_sep, cfg.split_method, cfg.split,
+                 cfg.seed, cfg.dedupe, cfg.balance, boundary, pad_to, max_len, cfg.causal, cfg.cache_dtype,
                  bool(cfg.extra.get("random_init")))
     reuse = (shared_caches or {}).get(cache_key) if use_cache else None
     t_cache = time.perf_counter()
@@ -457,7 +501,7 @@ def _train(cfg: TrainConfig, out_dir: Path, feats: dict, shared_caches: dict | N
                 spill_dir=str(out_dir) if dist.is_main() else None,  # out_dir is rank 0's
                 desc=f"frozen trunk ({s})", progress=progress,
             )
-        feats[s] = Features(ids[s], getattr(prep, s).labels, tok.pad_id, cache)
+        feats[s] = Features(ids[s], targets(getattr(prep, s).labels, len(names), multi), tok.pad_id, cache)
     if use_cache and shared_caches is not None:
         shared_caches[cache_key] = {s: f.cache for s, f in feats.items()}
     t_cache = time.perf_counter() - t_cache
@@ -467,7 +511,7 @@ def _train(cfg: TrainConfig, out_dir: Path, feats: dict, shared_caches: dict | N
             f"({mb:.0f} MiB cached)", cfg)
 
     # --- fit ------------------------------------------------------------------------------
-    weight = class_weight_tensor(prep.train.labels, len(names), cfg.class_weights)
+    weight = class_weight_tensor(prep.train.labels, len(names), cfg.class_weights, multi)
     params = [p for p in clf.parameters() if p.requires_grad]
     # AdamW over every trainable tensor, as the reference does (weight decay included).
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -597,7 +641,15 @@ def _train(cfg: TrainConfig, out_dir: Path, feats: dict, shared_caches: dict | N
         temperature = float(calibration["temperature"])
         log(f"temperature {temperature:.3f} (validation ECE {calibration['val']['ece_before']:.4f} -> "
             f"{calibration['val']['ece_after']:.4f})", cfg)
-    if cfg.tune_threshold:
+    if multi and len(feats["val"]):  # one threshold per label, each maximising its F1 on validation
+        from .calibrate import per_label_thresholds
+
+        thr, threshold_report = per_label_thresholds(torch.sigmoid(logits["val"]).numpy(), feats["val"].labels.numpy())
+        threshold = [float(t) for t in thr]
+        threshold_report = dict(zip(names, threshold_report))
+        log("per-label thresholds (tuned on validation for F1): "
+            + ", ".join(f"{n} {t:.3f}" for n, t in zip(names, threshold)), cfg)
+    elif cfg.tune_threshold:
         if len(names) != 2:
             raise UserError(f"--tune-threshold needs two classes; the data has {len(names)}")
         from .calibrate import tune_threshold
@@ -628,6 +680,7 @@ def _train(cfg: TrainConfig, out_dir: Path, feats: dict, shared_caches: dict | N
         "base_model": lm.identity,
         "model_config": lm.config.to_dict(),
         "labels": names,
+        "multi_label": multi,
         "pooling": cfg.pooling,
         "causal": cfg.causal,
         "padding": cfg.padding,
