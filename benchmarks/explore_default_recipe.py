@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from llmclassify.files import atomic_write_bytes
 from llmclassify.train import TrainConfig, train, with_preset
 
 REFERENCE = with_preset(TrainConfig(), "reference").to_dict()
@@ -63,7 +64,7 @@ def main(out_root: str = "runs/explore", only: str = "", out: str = "benchmarks/
              "|---|---|---|---|---|"]
     lines += [f"| {n} | {100 * a:.2f}% | {f:.4f} | {100 * b:.2f}% | {sec:.0f} |" for n, a, f, b, sec in rows]
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text("\n".join(lines) + "\n")
+    atomic_write_bytes(Path(out), ("\n".join(lines) + "\n").encode())
 
 
 if __name__ == "__main__":
