@@ -95,7 +95,7 @@ def load_split(spec: dict):
 
 
 def encode(tok, texts, max_len):
-    from llmclassify.train import encode_texts
+    from llmclassify.inputs import encode_texts
 
     return encode_texts(tok, texts, max_len)[0]
 

@@ -56,7 +56,7 @@ def tiny_train_config(model_dir: Path, data: Path, out: Path, **kw):
     from llmclassify.train import TrainConfig
 
     base = dict(model=str(model_dir), data=str(data), output_dir=str(out), epochs=2, batch_size=8,
-                lr=1e-3, progress=False, seed=7)
+                lr=1e-3, progress=False, seed=7, recipe="finetune")
     base.update(kw)
     return TrainConfig(**base)
 

@@ -8,6 +8,7 @@ Layout::
     tokenizer.json, tokenizer_meta.json
     metrics.json           train / val / test metrics, timings, data report
     metrics.jsonl          one line per epoch
+    baseline.json, baseline.safetensors   the TF-IDF + logistic regression baseline (baseline.py)
     curves.png             loss and accuracy per epoch
     split.json             which source rows went to which split
 
@@ -96,6 +97,7 @@ def save_run(
     split: dict | None,
     full_weights: bool,
     trainable: list[str],
+    baseline=None,
 ) -> None:
     out_dir = Path(out_dir)
     state = clf.state_dict()
@@ -108,6 +110,8 @@ def save_run(
             os.replace(f, out_dir / f.name)
     finally:
         shutil.rmtree(tmp_tok, ignore_errors=True)
+    if baseline is not None:  # baseline.Baseline: TF-IDF vocabulary + linear weights
+        baseline.save(out_dir)
     atomic_write_json(out_dir / "metrics.json", metrics)
     if split is not None:
         atomic_write_json(out_dir / "split.json", split)

@@ -63,6 +63,14 @@ def add_train(sub) -> None:
                    help="keep exact duplicate texts (they leak test texts into training)")
     p.add_argument("--balance", choices=["none", "undersample"])
     p.add_argument("--preset", choices=["reference"], help="'reference': the book's chapter-6 recipe exactly")
+    p.add_argument("--recipe", choices=["auto", "finetune", "probe"],
+                   help="auto (default): search probes on the trunk's layers, a probe + TF-IDF hybrid and the "
+                        "fine-tuned top by held-out macro-F1; finetune: the book's recipe; probe: probes only")
+    p.add_argument("--probe", help="one probe instead of the search: POOLING@LAYER[+LAYER..][,POOLING@..], "
+                   "e.g. mean@22 or mean@16+22,last@30 (pooling mean or last)")
+    p.add_argument("--baseline", choices=["tfidf", "none"],
+                   help="TF-IDF + logistic regression on the same split, shown beside the run (default tfidf)")
+    p.add_argument("--template", help="prompt template applied before tokenising, e.g. 'Message: {text}\nCategory:'")
     p.add_argument("--pooling", choices=["last", "first", "mean"])
     p.add_argument("--trainable", help="head | last-block | last-N-blocks | all (default last-block)")
     p.add_argument("--padding", help="batch (default, masked) | longest-train | fixed:N (visible pad tokens)")
@@ -124,7 +132,11 @@ def cmd_train(a) -> int:
               f"macro-F1 {test['macro_f1']:.4f}")
     else:
         print(f"test accuracy {test['accuracy']:.4f}  macro-F1 {test['macro_f1']:.4f}  "
-              f"balanced accuracy {test['balanced_accuracy']:.4f}")
+              f"balanced accuracy {test['balanced_accuracy']:.4f}  ({summary['recipe']['chosen']})")
+    base = (summary.get("baseline") or {}).get("splits", {}).get("test")
+    if base:
+        print(f"baseline (TF-IDF + logistic regression, same split): test accuracy {base['accuracy']:.4f}  "
+              f"macro-F1 {base['macro_f1']:.4f}  balanced accuracy {base['balanced_accuracy']:.4f}")
     print(f"run saved to {summary['run_dir']}")
     return 0
 
@@ -151,7 +163,8 @@ def cmd_evaluate(a) -> int:
         check_output_file(Path(a.json_out))
     name, metrics = evaluate_run(a.run, data=a.data, text_column=a.text_column, label_column=a.label_column,
                                  fmt=a.data_format)
-    print(format_table({name: metrics}))
+    base = metrics.get("baseline")
+    print(format_table({name: metrics}, baseline={name: base} if base else None))
     if a.json_out:
         from .checkpoint import atomic_write_json
 

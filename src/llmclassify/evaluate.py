@@ -127,15 +127,21 @@ def _fmt(v, pct=True) -> str:
     return f"{100 * v:.2f}%" if pct else f"{v:.4f}"
 
 
-def format_table(metrics_by_split: Mapping[str, Mapping]) -> str:
+def format_table(metrics_by_split: Mapping[str, Mapping], baseline: Mapping[str, Mapping] | None = None) -> str:
     """A fixed-width table of splits (columns) by metrics (rows), then each confusion matrix.
 
     `metrics_by_split`: e.g. `{"train": compute_metrics(...), "val": ..., "test": ...}`.
+    `baseline`: the TF-IDF baseline's metrics by split, shown as extra columns ("test TF-IDF")
+    for validation and test, so every figure stands beside the baseline's on the same texts.
     """
     splits = [s for s, m in metrics_by_split.items() if m is not None]
     if not splits:
         return "(no metrics)"
     ms = [metrics_by_split[s] for s in splits]
+    extra = [s for s in splits if baseline and baseline.get(s)]
+    cm_splits = list(splits)
+    splits = splits + [f"{s} TF-IDF" for s in extra]
+    ms = ms + [baseline[s] for s in extra]
     names = list(ms[0].get("labels", []))
     rows: list[tuple[str, list[str]]] = [
         ("examples", [str(m.get("n", "-")) for m in ms]),
@@ -159,7 +165,7 @@ def format_table(metrics_by_split: Mapping[str, Mapping]) -> str:
     for label, vals in rows:
         out.append("  ".join([label.ljust(w0)] + [v.rjust(w) for v, w in zip(vals, widths)]))
 
-    for s, m in zip(splits, ms):
+    for s, m in zip(cm_splits, ms):
         cm = m.get("confusion_matrix")
         labels = list(m.get("labels", names))
         if not cm:

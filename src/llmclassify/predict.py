@@ -20,11 +20,11 @@ import torch
 from . import checkpoint
 from .config import ModelConfig
 from .errors import UserError
-from .heads import SequenceClassifier
+from .inputs import apply_padding, encode_texts, length_batches, pad_batch
 from .model import Decoder
-from .tokenizer import Tokenizer, pad_batch
-from .train import apply_padding, encode_texts
-from .trunk_cache import length_batches
+from .scoring import decide, probabilities, score
+from .spec import RunSpec, build_classifier
+from .tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -53,58 +53,75 @@ class StreamReport:
     first_empty: int | None = None
 
 
+def _build_model(run_dir: Path, cfg: dict, spec: RunSpec) -> torch.nn.Module:
+    """The run's module: base weights (unless the run saved full weights), LoRA adapters, the
+    trained tensors; LoRA merged; a probe's decoder cut after the deepest layer it reads."""
+    from .loaders import load_model
+
+    trained = checkpoint.load_weights(run_dir, cfg)
+    decoder = Decoder(ModelConfig.from_dict(spec.model_config))
+    clf = build_classifier(spec, decoder)
+    if not cfg["weights"].get("full"):
+        base = spec.base_model
+        lm = load_model(base["source"])
+        if base.get("sha256") and lm.identity.get("sha256") and base["sha256"] != lm.identity["sha256"]:
+            raise UserError(
+                f"{run_dir / checkpoint.CONFIG}: base model {base['source']} has changed since training "
+                f"(sha256 {lm.identity['sha256'][:12]}..., run expects {base['sha256'][:12]}...)"
+            )
+        decoder.load_state_dict(lm.state_dict, strict=True)
+    if spec.lora:  # adapters go on after the base weights, before the trained tensors
+        from .lora import apply_lora
+
+        apply_lora(clf, **spec.lora)
+    unexpected = [k for k in trained if k not in clf.state_dict()]
+    if unexpected:
+        raise UserError(f"{run_dir / checkpoint.WEIGHTS}: unexpected tensor '{unexpected[0]}'")
+    clf.load_state_dict(trained, strict=bool(cfg["weights"].get("full")))
+    if spec.lora:
+        from .lora import merge_lora
+
+        merge_lora(clf)  # fold adapters into the weights: plain Linear layers predict faster
+    if spec.depth is not None:  # early exit: the blocks above the probe's deepest layer never run
+        del decoder.blocks[spec.depth:]
+    return clf
+
+
 class Classifier:
     """A trained run, ready to classify text."""
 
-    def __init__(self, model: SequenceClassifier, tokenizer: Tokenizer, config: dict, metrics: dict | None,
-                 run_dir: Path | None = None, dtype: str = "float32", quantize: str | None = None):
+    def __init__(self, model: torch.nn.Module, tokenizer: Tokenizer, config: dict, metrics: dict | None,
+                 run_dir: Path | None = None, dtype: str = "float32", quantize: str | None = None,
+                 baseline=None):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.config = config
+        self.spec = RunSpec.from_dict(config)
         self.metrics = metrics
         self.run_dir = run_dir
-        self.labels: list[str] = list(config["labels"])
-        self.max_length: int = int(config["max_length"])
-        self.pad_to: int | None = config.get("pad_to")
-        self.temperature: float = float(config.get("temperature") or 1.0)  # from calibration on validation
-        self.multi_label: bool = bool(config.get("multi_label"))
+        self.labels: list[str] = list(self.spec.labels)
+        self.max_length: int = int(self.spec.max_length)
+        self.pad_to: int | None = self.spec.pad_to
+        self.temperature: float = self.spec.temperature  # from calibration on validation
+        self.multi_label: bool = self.spec.multi_label
         self.dtype = dtype
         self.quantize = quantize
+        self.baseline = baseline  # baseline.Baseline: scored beside the run, mixed in by hybrid runs
 
     @classmethod
     def load(cls, run_dir, *, device: str = "cpu", dtype: str = "float32", quantize: str | None = None) -> Classifier:
-        from .loaders import load_model
+        """Rebuild the run's classifier from its spec: the base model (checksum checked), the
+        trained tensors, the tokenizer. A probe keeps only the blocks it reads (early exit)."""
+        from .baseline import Baseline
 
         run_dir = Path(run_dir)
+        if dtype not in ("float32", "bfloat16"):
+            raise UserError(f"unknown dtype '{dtype}' (choose from float32, bfloat16)")
+        if quantize not in (None, "int8"):
+            raise UserError(f"unknown --quantize '{quantize}' (choose from int8)")
         cfg = checkpoint.load_run_config(run_dir)
-        trained = checkpoint.load_weights(run_dir, cfg)
-        mcfg = ModelConfig.from_dict(cfg["model_config"])
-        decoder = Decoder(mcfg)
-        clf = SequenceClassifier(decoder, len(cfg["labels"]), pooling=cfg.get("pooling", "last"),
-                                 causal=cfg.get("causal", True))
-        if cfg["weights"].get("full"):
-            if cfg.get("lora"):
-                from .lora import apply_lora
-
-                apply_lora(clf, **cfg["lora"])
-            clf.load_state_dict(trained, strict=True)
-        else:
-            base = cfg["base_model"]
-            lm = load_model(base["source"])
-            if base.get("sha256") and lm.identity.get("sha256") and base["sha256"] != lm.identity["sha256"]:
-                raise UserError(
-                    f"{run_dir / checkpoint.CONFIG}: base model {base['source']} has changed since training "
-                    f"(sha256 {lm.identity['sha256'][:12]}..., run expects {base['sha256'][:12]}...)"
-                )
-            decoder.load_state_dict(lm.state_dict, strict=True)
-            if cfg.get("lora"):  # adapters go on after the base weights, before the trained tensors
-                from .lora import apply_lora
-
-                apply_lora(clf, **cfg["lora"])
-            missing = [k for k in trained if k not in clf.state_dict()]
-            if missing:
-                raise UserError(f"{run_dir / checkpoint.WEIGHTS}: unexpected tensor '{missing[0]}'")
-            clf.load_state_dict(trained, strict=False)
+        spec = RunSpec.from_dict(cfg)
+        clf = _build_model(run_dir, cfg, spec)
         tok = Tokenizer.load(run_dir)
         metrics = None
         if (run_dir / "metrics.json").exists():
@@ -112,14 +129,6 @@ class Classifier:
                 metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
             except (ValueError, UnicodeDecodeError) as e:
                 raise UserError(f"{run_dir / 'metrics.json'}: not valid JSON ({e})") from None
-        if dtype not in ("float32", "bfloat16"):
-            raise UserError(f"unknown dtype '{dtype}' (choose from float32, bfloat16)")
-        if quantize not in (None, "int8"):
-            raise UserError(f"unknown --quantize '{quantize}' (choose from int8)")
-        if cfg.get("lora"):
-            from .lora import merge_lora
-
-            merge_lora(clf)  # fold adapters into the weights: plain Linear layers predict faster
         if quantize == "int8":
             import warnings
 
@@ -129,20 +138,30 @@ class Classifier:
                 warnings.simplefilter("ignore")
                 clf = torch.ao.quantization.quantize_dynamic(clf, {torch.nn.Linear}, dtype=torch.qint8)
         clf.to(device)
-        return cls(clf, tok, cfg, metrics, run_dir, dtype=dtype, quantize=quantize)
+        return cls(clf, tok, cfg, metrics, run_dir, dtype=dtype, quantize=quantize, baseline=Baseline.load(run_dir))
 
     # --- prediction -------------------------------------------------------------------------
     def encode(self, texts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
-        ids, truncated = encode_texts(self.tokenizer, texts, self.max_length)
+        ids, truncated = encode_texts(self.tokenizer, texts, self.max_length, self.spec.template)
         return apply_padding(ids, self.pad_to, self.tokenizer.pad_id), truncated
 
     @torch.inference_mode()
     def predict_proba(self, texts: Sequence[str], batch_size: int = 32) -> torch.Tensor:
         """(N, C) class probabilities, in the order of `texts`."""
         ids, _ = self.encode(texts)
-        return self._proba(ids, batch_size)
+        return self._proba(ids, batch_size, texts)
 
-    def _proba(self, ids: list[list[int]], batch_size: int) -> torch.Tensor:
+    def _proba(self, ids: list[list[int]], batch_size: int, texts: Sequence[str] | None = None) -> torch.Tensor:
+        """(N, C) probabilities of encoded texts; a hybrid run averages in the baseline's,
+        which reads the `texts` themselves."""
+        out = self._model_proba(ids, batch_size)
+        if self.spec.recipe == "hybrid":
+            w = self.spec.hybrid_weight
+            out = w * out + (1 - w) * torch.from_numpy(self.baseline.proba(texts)).float()
+        return out
+
+    @torch.inference_mode()
+    def _model_proba(self, ids: list[list[int]], batch_size: int) -> torch.Tensor:
         out = torch.empty(len(ids), len(self.labels))
         device = next(self.model.parameters(), torch.empty(0)).device
         for b in length_batches([len(x) for x in ids], batch_size, 8192):
@@ -150,62 +169,52 @@ class Classifier:
             with torch.autocast("cpu" if device.type == "cpu" else device.type, dtype=torch.bfloat16,
                                 enabled=self.dtype == "bfloat16"):
                 logits = self.model(input_ids.to(device), mask.to(device))
-            if self.multi_label:  # independent labels: one sigmoid each
-                out[b] = torch.sigmoid(logits.float()).cpu()
-            else:
-                out[b] = torch.softmax(logits.float() / self.temperature, -1).cpu()
+            out[b] = probabilities(logits.cpu(), multi_label=self.multi_label, temperature=self.temperature)
         return out
 
     def predict(self, texts: Sequence[str], *, threshold: float | None = None, batch_size: int = 32) -> list[Prediction]:
         """Label and per-label probabilities for each text. `threshold` (two classes only):
-        the second label wins when its probability is at least `threshold`."""
-        if self.multi_label:
-            return self._predict_multi(texts, threshold, batch_size)
-        if threshold is None:
-            threshold = self.config.get("threshold")
-        if threshold is not None and len(self.labels) != 2:
-            raise UserError(f"a threshold needs exactly two labels; this run has {len(self.labels)}")
-        if threshold is not None and not (isinstance(threshold, (int, float)) and threshold == threshold):
-            raise UserError(f"threshold must be a number, got {threshold!r}")
+        the second label wins when its probability is at least `threshold` (default: the
+        run's tuned threshold, if any). Multi-label: `threshold` applies to every label
+        (default: the run's per-label thresholds)."""
+        decision = self.decision_threshold(threshold)
         texts = list(texts)
         if not texts:
             return []
         ids, truncated = self.encode(texts)
         with torch.inference_mode():
-            probs = self._proba(ids, batch_size)
-        if threshold is not None:
-            pred = (probs[:, 1] >= threshold).long()
-        else:
-            pred = probs.argmax(-1)
-        return [
-            Prediction(self.labels[int(k)], {lab: float(p) for lab, p in zip(self.labels, row.tolist())}, t)
-            for k, row, t in zip(pred.tolist(), probs, truncated)
-        ]
+            probs = self._proba(ids, batch_size, texts)
+        chosen = decide(probs.numpy(), multi_label=self.multi_label, threshold=decision)
+        out = []
+        for row, c, t in zip(probs, chosen, truncated):
+            p = {lab: float(v) for lab, v in zip(self.labels, row.tolist())}
+            if self.multi_label:
+                out.append(Prediction(self.labels[int(row.argmax())], p, t,
+                                      labels=[lab for lab, on in zip(self.labels, c.tolist()) if on]))
+            else:
+                out.append(Prediction(self.labels[int(c)], p, t))
+        return out
+
+    def decision_threshold(self, threshold: float | None = None) -> float | list[float] | None:
+        """The threshold `scoring.decide` applies: `threshold` if given, else the run's own.
+        Single-label: a number (two classes only) or None (argmax). Multi-label: one per label."""
+        if threshold is not None and not (isinstance(threshold, (int, float)) and threshold == threshold):
+            raise UserError(f"threshold must be a number, got {threshold!r}")
+        if self.multi_label:
+            return self.thresholds(threshold)
+        if threshold is None:
+            threshold = self.config.get("threshold")
+        if threshold is not None and len(self.labels) != 2:
+            raise UserError(f"a threshold needs exactly two labels; this run has {len(self.labels)}")
+        return threshold
 
     def thresholds(self, threshold: float | None = None) -> list[float]:
         """Multi-label: each label's threshold (`threshold` for all of them, else the run's
         per-label thresholds tuned on validation, else 0.5)."""
         if threshold is not None:
-            if not (isinstance(threshold, (int, float)) and threshold == threshold):
-                raise UserError(f"threshold must be a number, got {threshold!r}")
             return [float(threshold)] * len(self.labels)
         saved = self.config.get("threshold")
         return [float(t) for t in saved] if isinstance(saved, list) else [0.5] * len(self.labels)
-
-    def _predict_multi(self, texts: Sequence[str], threshold: float | None, batch_size: int) -> list[Prediction]:
-        thr = torch.tensor(self.thresholds(threshold))
-        texts = list(texts)
-        if not texts:
-            return []
-        ids, truncated = self.encode(texts)
-        with torch.inference_mode():
-            probs = self._proba(ids, batch_size)
-        chosen = probs >= thr
-        return [
-            Prediction(self.labels[int(row.argmax())], {lab: float(p) for lab, p in zip(self.labels, row.tolist())}, t,
-                       labels=[lab for lab, c in zip(self.labels, on.tolist()) if c])
-            for row, on, t in zip(probs, chosen, truncated)
-        ]
 
     def predict_stream(self, texts: Iterable[str], *, chunk: int = 1024, **kw) -> Iterator[Prediction]:
         """Predict an iterable of any length, holding `chunk` texts at a time. Under torchrun
@@ -251,6 +260,9 @@ class Classifier:
             "threshold": c.get("threshold"),
             "multi_label": self.multi_label,
             "trainable": c.get("trainable"),
+            "recipe": self.spec.recipe,
+            "probe": self.spec.probe,
+            "baseline": (self.metrics or {}).get("baseline"),
             "run_dir": str(self.run_dir) if self.run_dir else None,
         }
 
@@ -291,7 +303,6 @@ def evaluate_run(run_dir, *, data: str | None = None, text_column=None, label_co
     Warns (logging) when texts were truncated or a run label is absent from the data; the
     metrics record `truncated` (how many texts were cut to the run's max length)."""
     from .data import LabelMap, load_dataset
-    from .evaluate import compute_metrics
 
     clf = Classifier.load(run_dir)
     if data is None:
@@ -332,17 +343,14 @@ def evaluate_run(run_dir, *, data: str | None = None, text_column=None, label_co
         raise UserError(f"{where}: no texts to evaluate")
     ids, truncated = clf.encode(texts)
     with torch.inference_mode():
-        probs = clf._proba(ids, batch_size).numpy()
-    import numpy as np
-
+        probs = clf._proba(ids, batch_size, texts).numpy()
     if clf.multi_label:
-        from .multilabel import multi_hot, multilabel_metrics, predict_multi_hot
+        from .multilabel import multi_hot
 
-        metrics = multilabel_metrics(multi_hot(y, len(clf.labels)).numpy(),
-                                     predict_multi_hot(probs, clf.thresholds()), clf.labels)
-        metrics["accuracy"] = metrics["subset_accuracy"]
-    else:
-        metrics = compute_metrics(np.asarray(y), probs.argmax(-1), probs, clf.labels)
+        y = multi_hot(y, len(clf.labels)).numpy()
+    metrics = score(probs, y, clf.labels, multi_label=clf.multi_label, threshold=clf.decision_threshold())
+    if clf.baseline is not None and not clf.multi_label:  # the baseline on the same texts
+        metrics["baseline"] = score(clf.baseline.proba(texts), y, clf.labels)
     metrics["truncated"] = int(sum(truncated))
     if metrics["truncated"]:
         log.warning("%s: %d of %d texts are longer than %d tokens and were truncated", where,

@@ -29,15 +29,16 @@ from tqdm.auto import tqdm
 from . import checkpoint
 from . import distributed as dist
 from .errors import Interrupted, UserError
-from .evaluate import compute_metrics, format_table
+from .evaluate import format_table
 from .files import atomic_write_bytes
 from .freeze import apply_strategy, count_parameters, trainable_names
 from .heads import POOLINGS, SequenceClassifier
+from .inputs import apply_padding, check_template, encode_texts, length_batches, pad_batch
 from .model import Decoder
 from .presets import DEFAULT_MODEL
 from .resume import STATE_FILE, GracefulStop, read_state, restore, save_state
-from .tokenizer import pad_batch
-from .trunk_cache import TrunkCache, allocate, length_batches
+from .scoring import logit_metrics
+from .trunk_cache import TrunkCache, allocate
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +47,23 @@ logger = logging.getLogger(__name__)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 
 
+SPLITS = ("train", "val", "test")
+RECIPES = ("auto", "finetune", "probe")
+
+
 @dataclass
 class TrainConfig:
     """Everything a training run needs; the CLI fills it from flags, tests build it directly."""
 
     model: str = DEFAULT_MODEL
     data: str = "sms-spam"
+    # auto: search probes on the trunk's layers, a probe + TF-IDF hybrid and the fine-tuned top
+    # by held-out macro-F1 (search.py); finetune: the book's recipe; probe: probes only.
+    recipe: str = "auto"
+    probe: str | None = None  # one probe instead of the search, e.g. "mean@22" or "mean@16+22,last@30"
+    probe_layers: tuple[int, ...] | None = None  # layers the pass keeps (default: features.probe_layers)
+    baseline: str = "tfidf"  # tfidf | none: the TF-IDF + logistic regression shown beside the run
+    template: str | None = None  # prompt template applied before tokenising, e.g. "Message: {text}\nCategory:"
     output_dir: str | None = None
     text_column: str | None = None
     label_column: str | None = None
@@ -103,6 +115,15 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.recipe not in RECIPES:
+            raise UserError(f"unknown --recipe '{self.recipe}' (choose from {', '.join(RECIPES)})")
+        if self.baseline not in ("tfidf", "none"):
+            raise UserError(f"unknown --baseline '{self.baseline}' (choose from tfidf, none)")
+        if self.probe is not None and self.recipe == "finetune":
+            raise UserError("--probe names a probe; it needs --recipe probe or auto, not finetune")
+        check_template(self.template)
+        if self.probe_layers is not None:
+            self.probe_layers = tuple(int(x) for x in self.probe_layers)
         if self.pooling not in POOLINGS:
             raise UserError(f"unknown --pooling '{self.pooling}' (choose from {', '.join(POOLINGS)})")
         if self.balance not in ("none", "undersample"):
@@ -137,6 +158,7 @@ class TrainConfig:
 # `--padding longest-train` (the experiments table has both rows).
 PRESETS = {
     "reference": dict(
+        recipe="finetune",
         split_method="reference",
         dedupe=False,
         balance="undersample",
@@ -177,22 +199,6 @@ def parse_padding(padding: str) -> tuple[str, int | None]:
         if n >= 1:
             return "fixed", n
     raise UserError(f"unknown --padding '{padding}' (choose from batch, longest-train, fixed:N)")
-
-
-def encode_texts(tok, texts, max_len: int) -> tuple[list[list[int]], list[bool]]:
-    """Token ids cut to `max_len`, and which texts were cut. An empty text becomes the pad
-    token alone, so every text has a token to pool."""
-    raw = tok.encode_batch(list(texts))
-    return [x[:max_len] or [tok.pad_id] for x in raw], [len(x) > max_len for x in raw]
-
-
-def apply_padding(ids: list[list[int]], length: int | None, pad_id: int) -> list[list[int]]:
-    """The reference's visible padding: every text is cut or padded with `pad_id` to `length`
-    and the pad tokens are ordinary input (attended to, and the last one pooled). `None`
-    (padding 'batch') leaves texts alone: per-batch padding is masked and changes nothing."""
-    if length is None:
-        return ids
-    return [x[:length] + [pad_id] * (length - len(x[:length])) for x in ids]
 
 
 def train_batches(lengths: list[int], batch_size: int, gen: torch.Generator, bucket: bool) -> list[list[int]]:
@@ -317,27 +323,6 @@ def batch_loss(logits: torch.Tensor, labels: torch.Tensor, mine: list[int], batc
     return F.cross_entropy(logits, labels[mine], weight=weight, reduction="sum") / denom
 
 
-def split_metrics(logits: torch.Tensor, labels: torch.Tensor, names: list[str], weight=None,
-                  temperature: float = 1.0, threshold: float | list[float] | None = None) -> dict:
-    """Metrics of one split from its logits; with `threshold` (two classes) the second label
-    is predicted when its probability reaches it, as predict.py does. Multi-label (float
-    labels): a label is predicted when its sigmoid reaches its threshold (a list, or 0.5);
-    "accuracy" is then subset accuracy (every label of the text right), as scikit-learn's."""
-    if labels.is_floating_point():
-        from .multilabel import bce_loss, multilabel_metrics, predict_multi_hot
-
-        pred = predict_multi_hot(torch.sigmoid(logits), 0.5 if threshold is None else threshold)
-        m = multilabel_metrics(labels.numpy(), pred, names, loss=float(bce_loss(logits, labels, weight)))
-        m["accuracy"] = m["subset_accuracy"]
-        return m
-    logits = logits / temperature
-    probs = torch.softmax(logits, -1).numpy()
-    pred = (probs[:, 1] >= threshold).astype(np.int64) if threshold is not None else probs.argmax(-1)
-    m = compute_metrics(labels.numpy(), pred, probs, names)
-    m["loss"] = float(F.cross_entropy(logits, labels, weight=weight))
-    return m
-
-
 def class_weight_tensor(labels: list, n_classes: int, mode: str, multi: bool = False) -> torch.Tensor | None:
     """'auto': n / (C * count_c), so every class carries the same total weight. Multi-label:
     BCE's pos_weight n_negative / n_positive per label, capped at 10 (a rare label would
@@ -431,15 +416,67 @@ def split_digest(prep) -> str:
     return h.hexdigest()
 
 
+@dataclass
+class Run:
+    """What the stages of one run share: the data, the model and the encoded texts."""
+
+    cfg: TrainConfig
+    out_dir: Path
+    progress: bool
+    t_start: float
+    prep: object
+    names: list[str]
+    multi: bool
+    lm: object  # loaders.LoadedModel (its state dict dropped once loaded)
+    tok: object
+    clf: torch.nn.Module
+    boundary: int
+    max_len: int
+    pad_to: int | None
+    ids: dict
+    truncated: dict
+    seconds: dict = field(default_factory=dict)
+
+
+@dataclass
+class Fitted:
+    """The chosen classifier, its logits on every split and what the search saw."""
+
+    spec_fields: dict
+    clf: torch.nn.Module
+    logits: dict
+    trainable: list[str]
+    history: list = field(default_factory=list)
+    best_epoch: int = 0
+    candidates: list = field(default_factory=list)
+    chosen: str = ""
+    val_logits_held_out: torch.Tensor | None = None
+
+
 def _train(cfg: TrainConfig, out_dir: Path, feats: dict, shared_caches: dict | None,
            stop: GracefulStop, resume_state: tuple[dict, dict] | None) -> dict:
+    """The stages of a run: prepare -> encode -> trunk pass -> baseline -> fit (probe search
+    and / or the fine-tuned top) -> post-hoc (temperature, threshold) -> save."""
+    run = _prepare(cfg, out_dir)
+    recipe = _resolve_recipe(run)
+    pooled = _trunk_pass(run, recipe, feats, shared_caches)
+    pool_rows, folds = _pool_and_folds(run)
+    base = _fit_baseline(run, pool_rows, folds) if cfg.baseline != "none" else None
+    probe_cands = _search_probes(run, pooled, pool_rows, folds, base) if pooled else []
+    finetuned = None
+    if recipe in ("finetune", "auto"):
+        finetuned = _fit_top(run, feats, stop, resume_state)
+    fitted = _choose(run, recipe, probe_cands, finetuned, pooled, pool_rows, base)
+    stop.notice = "finishing the run (final evaluation and save)"  # a signal now changes nothing
+    return _report_and_save(run, fitted, base, feats)
+
+
+def _prepare(cfg: TrainConfig, out_dir: Path) -> Run:
+    """Read and split the data, load the model, build the classifier, encode every text."""
     from .loaders import load_model
 
     t_start = time.perf_counter()
-    progress = cfg.progress and dist.is_main()
     torch.manual_seed(cfg.seed)
-
-    # --- data -----------------------------------------------------------------------------
     prep = _prepare_data(cfg)
     names = list(prep.label_map.names)
     multi = prep.label_map.multi_label
@@ -450,8 +487,6 @@ def _train(cfg: TrainConfig, out_dir: Path, feats: dict, shared_caches: dict | N
     if multi and cfg.tune_threshold not in (None, "f1"):
         raise UserError("multi-label runs tune one threshold per label for F1; --tune-threshold precision "
                         "is for two-class runs")
-
-    # --- model ----------------------------------------------------------------------------
     with dist.local_main_first():  # one download per machine
         lm = load_model(cfg.model)
     tok = lm.tokenizer
@@ -472,45 +507,222 @@ def _train(cfg: TrainConfig, out_dir: Path, feats: dict, shared_caches: dict | N
     else:
         boundary = apply_strategy(clf, cfg.trainable)
     n_train, n_total = count_parameters(clf)
-    log(f"model {cfg.model}: {lm.config.n_layers} blocks, {n_total:,} parameters, "
-        f"{n_train:,} trainable ({cfg.trainable}); {tok.describe()}", cfg)
+    log(f"model {cfg.model}: {lm.config.n_layers} blocks, {n_total:,} parameters; {tok.describe()}", cfg)
 
-    # --- tokens ---------------------------------------------------------------------------
     max_len = min(cfg.max_length or lm.config.context_length, lm.config.context_length)
-    enc = {s: encode_texts(tok, getattr(prep, s).texts, max_len) for s in ("train", "val", "test")}
+    enc = {s: encode_texts(tok, getattr(prep, s).texts, max_len, cfg.template) for s in SPLITS}
     truncated = {s: sum(t) for s, (_, t) in enc.items()}
     if any(truncated.values()) and dist.is_main():  # a warning: shown even with --quiet
         logger.warning("truncated to %d tokens: %s", max_len, ", ".join(f"{s} {n}" for s, n in truncated.items()))
     mode, fixed = parse_padding(cfg.padding)
     pad_to = {"batch": None, "fixed": fixed, "longest-train": max(len(x) for x in enc["train"][0])}[mode]
     ids = {s: apply_padding(v, pad_to, tok.pad_id) for s, (v, _) in enc.items()}
+    return Run(cfg, out_dir, cfg.progress and dist.is_main(), t_start, prep, names, multi, lm, tok, clf,
+               boundary, max_len, pad_to, ids, truncated)
 
-    # --- frozen-trunk cache ---------------------------------------------------------------
-    use_cache = cfg.trunk_cache == "auto" and boundary > 0
-    cache_key = (cfg.model, cfg.data, cfg.text_column, cfg.label_column, cfg.label_sep, cfg.split_method, cfg.split,
-                 cfg.seed, cfg.dedupe, cfg.balance, boundary, pad_to, max_len, cfg.causal, cfg.cache_dtype,
-                 bool(cfg.extra.get("random_init")))
-    reuse = (shared_caches or {}).get(cache_key) if use_cache else None
-    t_cache = time.perf_counter()
-    for s in ("train", "val", "test"):
-        cache = reuse[s] if reuse else None
-        if use_cache and cache is None:
-            cache = build_trunk_cache(
-                clf, ids[s], boundary, pad_id=tok.pad_id, dtype=getattr(torch, cfg.cache_dtype),
-                memory_budget=int(cfg.cache_memory_gb * (1 << 30)),
-                spill_dir=str(out_dir) if dist.is_main() else None,  # out_dir is rank 0's
-                desc=f"frozen trunk ({s})", progress=progress,
-            )
-        feats[s] = Features(ids[s], targets(getattr(prep, s).labels, len(names), multi), tok.pad_id, cache)
-    if use_cache and shared_caches is not None:
-        shared_caches[cache_key] = {s: f.cache for s, f in feats.items()}
-    t_cache = time.perf_counter() - t_cache
+
+def _resolve_recipe(run: Run) -> str:
+    """`auto` searches probes and the fine-tuned top; where probes cannot apply it is
+    `finetune` (said in one line)."""
+    cfg = run.cfg
+    if cfg.recipe == "finetune":
+        return "finetune"
+    why = None
+    if run.multi:
+        why = "multi-label runs fine-tune (probes are single-label)"
+    elif dist.world_size() > 1:
+        why = "under torchrun the fine-tuned top is trained (probes run in one process)"
+    elif run.pad_to is not None:
+        why = f"--padding {cfg.padding} makes pad tokens input, which probes do not read"
+    elif cfg.extra.get("random_init"):
+        why = "random weights: nothing to probe"
+    if why:
+        if cfg.recipe == "probe":
+            raise UserError(f"--recipe probe: {why}")
+        log(f"recipe: fine-tuning ({why})", cfg)
+        return "finetune"
+    return cfg.recipe
+
+
+def _trunk_pass(run: Run, recipe: str, feats: dict, shared_caches: dict | None) -> dict | None:
+    """The one pass over every text: pooled vectors per layer (probe candidates) and, when the
+    top is fine-tuned, the states entering its first trainable block (the trunk cache)."""
+    cfg, clf = run.cfg, run.clf
+    use_cache = recipe != "probe" and cfg.trunk_cache == "auto" and run.boundary > 0
+    labels = {s: targets(getattr(run.prep, s).labels, len(run.names), run.multi) for s in SPLITS}
+    t0 = time.perf_counter()
+    pooled = None
+    if recipe == "finetune":
+        caches = _finetune_caches(run, use_cache, shared_caches)
+    else:
+        from .features import probe_layers, trunk_pass
+
+        layers = [int(x) for x in cfg.probe_layers] if cfg.probe_layers else probe_layers(clf.n_layers)
+        if cfg.probe:
+            from .probes import parse_probe
+
+            layers = sorted({layer for layer, _ in parse_probe(cfg.probe, clf.n_layers)})
+        pooled, caches = {}, {}
+        for s in SPLITS:
+            pooled[s], caches[s] = trunk_pass(
+                clf.decoder, run.ids[s], run.tok.pad_id, layers=layers,
+                boundary=run.boundary if use_cache else None, causal=cfg.causal,
+                cache_dtype=getattr(torch, cfg.cache_dtype), memory_budget=int(cfg.cache_memory_gb * (1 << 30)),
+                spill_dir=str(run.out_dir), desc=f"trunk pass ({s})", progress=run.progress)
+    for s in SPLITS:
+        feats[s] = Features(run.ids[s], labels[s], run.tok.pad_id, caches[s])
+    run.seconds["trunk_pass"] = time.perf_counter() - t0
+    what = []
+    if pooled:
+        what.append(f"pooled vectors of layers {','.join(map(str, pooled['train'].layers))}")
     if use_cache:
         mb = sum(f.cache.nbytes for f in feats.values()) / 2**20
-        log(f"frozen trunk: blocks 0-{boundary - 1} computed once for all splits in {t_cache:.1f} s "
-            f"({mb:.0f} MiB cached)", cfg)
+        what.append(f"states entering block {run.boundary} ({mb:.0f} MiB)")
+    if what:
+        log(f"trunk pass: {' and '.join(what)} for every text in {run.seconds['trunk_pass']:.1f} s", cfg)
+    return pooled
 
-    # --- fit ------------------------------------------------------------------------------
+
+def _finetune_caches(run: Run, use_cache: bool, shared_caches: dict | None) -> dict:
+    """The trunk cache alone (fine-tuning only), shared between runs of one process that
+    agree on everything it depends on (experiments.py), and built by every rank under torchrun."""
+    cfg = run.cfg
+    if not use_cache:
+        return dict.fromkeys(SPLITS)
+    cache_key = (cfg.model, cfg.data, cfg.text_column, cfg.label_column, cfg.label_sep, cfg.split_method, cfg.split,
+                 cfg.seed, cfg.dedupe, cfg.balance, run.boundary, run.pad_to, run.max_len, cfg.causal,
+                 cfg.cache_dtype, cfg.template, bool(cfg.extra.get("random_init")))
+    reuse = (shared_caches or {}).get(cache_key)
+    caches = {}
+    for s in SPLITS:
+        caches[s] = reuse[s] if reuse else build_trunk_cache(
+            run.clf, run.ids[s], run.boundary, pad_id=run.tok.pad_id, dtype=getattr(torch, cfg.cache_dtype),
+            memory_budget=int(cfg.cache_memory_gb * (1 << 30)),
+            spill_dir=str(run.out_dir) if dist.is_main() else None,  # out_dir is rank 0's
+            desc=f"frozen trunk ({s})", progress=run.progress,
+        )
+    if shared_caches is not None:
+        shared_caches[cache_key] = caches
+    return caches
+
+
+def _pool_and_folds(run: Run):
+    """Train + validation rows as one pool, and its cross-validation folds (search.py)."""
+    from .probes import stratified_folds
+    from .search import FOLDS
+
+    if run.multi:
+        return None, None
+    y = np.asarray(run.prep.train.labels + run.prep.val.labels)
+    return y, stratified_folds(y, FOLDS, run.cfg.seed)
+
+
+def _fit_baseline(run: Run, y_pool, folds):
+    """TF-IDF + logistic regression: C by the search's folds, refitted on train + validation
+    (single-label); multi-label runs fit one-vs-rest on train with C 10. Never sees the test split."""
+    from . import baseline
+    from .scoring import score
+
+    t0 = time.perf_counter()
+    if run.multi:
+        return None
+    texts = list(run.prep.train.texts) + list(run.prep.val.texts)
+    best = None
+    for C in baseline.C_GRID:
+        oof = baseline.out_of_fold(texts, y_pool, len(run.names), folds, C)
+        f1 = score(oof, y_pool, run.names)["macro_f1"]
+        if best is None or f1 > best[0]:
+            best = (f1, C, oof)
+    f1, C, oof = best
+    model = baseline.fit(texts, y_pool, len(run.names), C)
+    run.seconds["baseline"] = time.perf_counter() - t0
+    log(f"baseline ({baseline.NAME}): CV macro-F1 {f1:.4f} (C {C}, {run.seconds['baseline']:.1f} s)", run.cfg)
+    return {"model": model, "oof": oof, "cv_macro_f1": float(f1), "C": C}
+
+
+def _search_probes(run: Run, pooled: dict, y_pool, folds, base) -> list:
+    """Probe candidates (and the hybrid) scored out of fold over train + validation."""
+    from .features import PooledFeatures
+    from .probes import candidate_probes, parse_probe
+    from .search import hybrid_candidates, search_probes
+
+    t0 = time.perf_counter()
+    cfg = run.cfg
+    pool = PooledFeatures(torch.cat([pooled["train"].data, pooled["val"].data]), pooled["train"].layers)
+    val_rows = np.arange(len(run.prep.train.labels), len(y_pool))
+    cands = [parse_probe(cfg.probe, run.clf.n_layers)] if cfg.probe else candidate_probes(pool.layers)
+    log(f"probe search: {len(cands)} candidates, {len(folds)}-fold cross-validation over train + validation", cfg)
+    found = search_probes(pool, y_pool, run.names, folds, val_rows, cands, balanced=cfg.class_weights == "auto",
+                          log=lambda m: log(m, cfg))
+    if base is not None and cfg.recipe == "auto":
+        from .search import choose
+
+        found.append(hybrid_candidates(choose(found, "cv_macro_f1"), base["oof"], y_pool, run.names, val_rows))
+    run.seconds["probe_search"] = time.perf_counter() - t0
+    return found
+
+
+def _choose(run: Run, recipe: str, probe_cands: list, finetuned: Fitted | None, pooled, y_pool, base) -> Fitted:
+    """The search's choice (search.py), refitted on train + validation when it is a probe."""
+    from .search import Candidate, choose
+
+    if recipe == "finetune":
+        return finetuned
+    best = choose(probe_cands, "cv_macro_f1")
+    llm_only = choose([c for c in probe_cands if c.kind == "probe"], "cv_macro_f1")
+    pick = best
+    cands = list(probe_cands)
+    if finetuned is not None:
+        val_y = run.prep.val.labels
+        from .scoring import logit_metrics
+
+        f1 = logit_metrics(finetuned.logits["val"], torch.as_tensor(val_y), run.names)["macro_f1"]
+        ft = Candidate(f"finetune {run.cfg.trainable}, {run.cfg.pooling} token", "finetune", None, float(f1),
+                       cost=(2,))
+        cands.append(ft)
+        pick = choose([best, ft], "val_macro_f1")
+        log(f"  {ft.name:<40} val macro-F1 {f1:.4f} (epoch {finetuned.best_epoch} of {run.cfg.epochs})", run.cfg)
+    log(f"recipe: {pick.name} (best LLM-only probe: {llm_only.name}, CV macro-F1 {llm_only.cv_macro_f1:.4f})",
+        run.cfg)
+    report = [c.report() for c in cands]
+    if pick.kind == "finetune":
+        finetuned.candidates, finetuned.chosen = report, pick.name
+        return finetuned
+    return _refit_probe(run, pick, pooled, y_pool, base, report)
+
+
+def _refit_probe(run: Run, pick, pooled: dict, y_pool, base, report: list) -> Fitted:
+    """The chosen probe fitted on train + validation, as a ProbeClassifier over the decoder."""
+    from .probes import ProbeClassifier, fit_probe
+
+    x_pool = np.concatenate([pooled[s].matrix(list(pick.picks)) for s in ("train", "val")])
+    probe = fit_probe(x_pool, y_pool, len(run.names), pick.C, balanced=run.cfg.class_weights == "auto")
+    clf = ProbeClassifier(run.clf.decoder, pick.picks, len(run.names), causal=run.cfg.causal)
+    clf.load_probe(probe)
+    logits = {s: torch.from_numpy(probe.logits(pooled[s].matrix(list(pick.picks)))).float() for s in SPLITS}
+    if pick.kind == "hybrid":  # log of the averaged probabilities: softmax gives them back
+        from .probes import softmax
+
+        for s in SPLITS:
+            p_base = base["model"].proba(getattr(run.prep, s).texts)
+            mix = pick.hybrid_weight * softmax(logits[s].numpy()) + (1 - pick.hybrid_weight) * p_base
+            logits[s] = torch.from_numpy(np.log(np.clip(mix, 1e-12, None))).float()
+    spec = {"recipe": pick.kind, "probe": [list(x) for x in pick.picks], "hybrid_weight": pick.hybrid_weight,
+            "probe_C": pick.C}
+    oof_val = pick.oof[len(run.prep.train.labels):]
+    return Fitted(spec, clf, logits, ["mean", "scale", "head.weight", "head.bias"], candidates=report,
+                  chosen=pick.name, val_logits_held_out=torch.from_numpy(np.log(np.clip(oof_val, 1e-12, None))).float())
+
+
+def _fit_top(run: Run, feats: dict, stop: GracefulStop, resume_state) -> Fitted:
+    """Train the top (last block(s) + final norm + head, LoRA adapters, or all) for the
+    configured epochs, keeping the epoch with the lowest validation loss (or the last);
+    SIGINT / SIGTERM at a step boundary save a resumable state (resume.py)."""
+    cfg, prep, names, multi, clf, boundary, out_dir = (run.cfg, run.prep, run.names, run.multi, run.clf,
+                                                       run.boundary, run.out_dir)
+    progress = run.progress
+    n_train, _ = count_parameters(clf)
+    log(f"fine-tuning {cfg.trainable}: {n_train:,} trainable parameters, {cfg.epochs} epochs", cfg)
     weight = class_weight_tensor(prep.train.labels, len(names), cfg.class_weights, multi)
     params = [p for p in clf.parameters() if p.requires_grad]
     # AdamW over every trainable tensor, as the reference does (weight decay included).
@@ -532,7 +744,7 @@ def _train(cfg: TrainConfig, out_dir: Path, feats: dict, shared_caches: dict | N
     start_epoch, start_step = 1, 0
     if resume_state is not None:
         meta, tensors = resume_state
-        if meta["base_model"].get("sha256") != lm.identity.get("sha256"):
+        if meta["base_model"].get("sha256") != run.lm.identity.get("sha256"):
             raise UserError(f"{out_dir / STATE_FILE}: the base model {cfg.model} has changed since the run "
                             "was interrupted; resuming would not give the same model")
         if meta["data_sha256"] != digest:
@@ -569,7 +781,7 @@ def _train(cfg: TrainConfig, out_dir: Path, feats: dict, shared_caches: dict | N
                 state = {
                     "config": cfg.to_dict(), "epoch": epoch, "step": step - 1, "history": history,
                     "best_loss": best_loss, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-                    "seen": seen, "run_loss": run_loss, "run_n": run_n, "base_model": lm.identity,
+                    "seen": seen, "run_loss": run_loss, "run_n": run_n, "base_model": run.lm.identity,
                     "data_sha256": digest, "world_size": dist.world_size(),
                 }
                 dist.on_main(save_state, out_dir / STATE_FILE, meta=state, opt=opt, sched=sched, best=best,
@@ -599,7 +811,7 @@ def _train(cfg: TrainConfig, out_dir: Path, feats: dict, shared_caches: dict | N
             bar.set_postfix(loss=f"{run_loss / run_n:.4f}", ex_s=f"{seen / (time.perf_counter() - t_ep):.0f}")
         bar.close()
         clf.eval()
-        val = split_metrics(predict_features(clf, feats["val"], boundary), feats["val"].labels, names, weight)
+        val = logit_metrics(predict_features(clf, feats["val"], boundary), feats["val"].labels, names, weight=weight)
         rec = {
             "epoch": epoch, "train_loss": run_loss / max(run_n, 1), "val_loss": val["loss"],
             "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"],
@@ -629,24 +841,39 @@ def _train(cfg: TrainConfig, out_dir: Path, feats: dict, shared_caches: dict | N
     else:
         best_epoch = len(history)
 
-    # --- evaluate and save ----------------------------------------------------------------
+
     clf.eval()
-    logits = {s: predict_features(clf, feats[s], boundary) for s in ("train", "val", "test")}
+    logits = {s: predict_features(clf, feats[s], boundary) for s in SPLITS}
+    spec = {"recipe": "finetune"}
+    if cfg.trainable == "lora":
+        from .lora import lora_config
+
+        spec["lora"] = lora_config(clf)
+    run.seconds["fit"] = t_fit
+    return Fitted(spec, clf, logits, trainable_names(clf), history=history, best_epoch=best_epoch,
+                  chosen=f"finetune {cfg.trainable}, {cfg.pooling} token")
+
+
+def _post_hoc(run: Run, fitted: Fitted, feats: dict) -> tuple[float, object, dict | None, dict | None]:
+    """Temperature (--calibrate) and decision thresholds, from held-out validation logits:
+    the fine-tuned model's, or a refitted probe's out-of-fold ones."""
+    cfg, names = run.cfg, run.names
+    val_logits = fitted.val_logits_held_out if fitted.val_logits_held_out is not None else fitted.logits["val"]
+    val_y = feats["val"].labels
     temperature, threshold, calibration, threshold_report = 1.0, None, None, None
     if cfg.calibrate:
         from .calibrate import calibration_report
 
-        calibration = calibration_report(logits["val"], feats["val"].labels.numpy(),
-                                         logits["test"], feats["test"].labels.numpy())
+        calibration = calibration_report(val_logits, val_y.numpy(), fitted.logits["test"], feats["test"].labels.numpy())
         temperature = float(calibration["temperature"])
         log(f"temperature {temperature:.3f} (validation ECE {calibration['val']['ece_before']:.4f} -> "
             f"{calibration['val']['ece_after']:.4f})", cfg)
-    if multi and len(feats["val"]):  # one threshold per label, each maximising its F1 on validation
+    if run.multi and len(val_y):  # one threshold per label, each maximising its F1 on validation
         from .calibrate import per_label_thresholds
 
-        thr, threshold_report = per_label_thresholds(torch.sigmoid(logits["val"]).numpy(), feats["val"].labels.numpy())
+        thr, report = per_label_thresholds(torch.sigmoid(val_logits).numpy(), val_y.numpy())
         threshold = [float(t) for t in thr]
-        threshold_report = dict(zip(names, threshold_report))
+        threshold_report = dict(zip(names, report))
         log("per-label thresholds (tuned on validation for F1): "
             + ", ".join(f"{n} {t:.3f}" for n, t in zip(names, threshold)), cfg)
     elif cfg.tune_threshold:
@@ -654,64 +881,79 @@ def _train(cfg: TrainConfig, out_dir: Path, feats: dict, shared_caches: dict | N
             raise UserError(f"--tune-threshold needs two classes; the data has {len(names)}")
         from .calibrate import tune_threshold
 
-        p_val = torch.softmax(logits["val"] / temperature, -1)[:, 1].numpy()
-        threshold, threshold_report = tune_threshold(p_val, feats["val"].labels.numpy(),
-                                                     objective=cfg.tune_threshold,
+        p_val = torch.softmax(val_logits / temperature, -1)[:, 1].numpy()
+        threshold, threshold_report = tune_threshold(p_val, val_y.numpy(), objective=cfg.tune_threshold,
                                                      target_precision=cfg.target_precision)
         threshold = float(threshold)
         log(f"decision threshold for '{names[1]}': {threshold:.4f} (tuned on validation, {cfg.tune_threshold})", cfg)
-    metrics = {s: split_metrics(logits[s], feats[s].labels, names, temperature=temperature, threshold=threshold)
-               for s in ("train", "val", "test")}
+    return temperature, threshold, calibration, threshold_report
+
+
+def _baseline_metrics(run: Run, base) -> dict | None:
+    """The baseline scored on every split with the same scoring path as the run."""
+    from . import baseline
+    from .scoring import score
+
+    if base is None:
+        return None
+    splits = {s: score(base["model"].proba(getattr(run.prep, s).texts), np.asarray(getattr(run.prep, s).labels),
+                       run.names) for s in SPLITS}
+    return {"name": baseline.NAME, "C": base["C"], "cv_macro_f1": base["cv_macro_f1"], "refit_on": "train+val",
+            "seconds": run.seconds.get("baseline"), "splits": splits}
+
+
+def _report_and_save(run: Run, fitted: Fitted, base, feats: dict) -> dict:
+    """Metrics of every split (one scoring path), the baseline beside them, the run directory."""
+    from .spec import RunSpec
+
+    cfg, names = run.cfg, run.names
+    temperature, threshold, calibration, threshold_report = _post_hoc(run, fitted, feats)
+    metrics = {s: logit_metrics(fitted.logits[s], feats[s].labels, names, temperature=temperature,
+                                threshold=threshold) for s in SPLITS}
+    n_train, n_total = count_parameters(fitted.clf)
+    run.seconds["total"] = time.perf_counter() - run.t_start
     summary = {
         "splits": metrics,
-        "best_epoch": best_epoch,
-        "epochs_run": len(history),
-        "seconds": {"total": time.perf_counter() - t_start, "trunk_cache": t_cache if use_cache else 0.0,
-                    "fit": t_fit},
-        "data": prep.report,
-        "truncated": truncated,
-        "max_length": max_len,
+        "baseline": _baseline_metrics(run, base),
+        "recipe": {"requested": cfg.recipe, "chosen": fitted.chosen, "candidates": fitted.candidates,
+                   "refit_on": "train+val" if fitted.spec_fields["recipe"] != "finetune" else "train"},
+        "best_epoch": fitted.best_epoch,
+        "epochs_run": len(fitted.history),
+        "seconds": dict(run.seconds),
+        "data": run.prep.report,
+        "truncated": run.truncated,
+        "max_length": run.max_len,
         "calibration": calibration,
         "threshold": threshold_report,
         "trainable_parameters": n_train,
         "total_parameters": n_total,
     }
-    run_config = {
-        "base_model": lm.identity,
-        "model_config": lm.config.to_dict(),
-        "labels": names,
-        "multi_label": multi,
-        "pooling": cfg.pooling,
-        "causal": cfg.causal,
-        "padding": cfg.padding,
-        "pad_to": pad_to,
-        "max_length": max_len,
-        "truncation": cfg.max_length is not None,
-        "trainable": cfg.trainable,
-        "dtype": "float32",
-        "threshold": threshold,
-        "temperature": temperature,
-        "lora": None,
-        "train_config": cfg.to_dict(),
-    }
-    if cfg.trainable == "lora":
-        from .lora import lora_config
-
-        run_config["lora"] = lora_config(clf)
+    spec = RunSpec(
+        base_model=run.lm.identity, model_config=run.lm.config.to_dict(), labels=names, multi_label=run.multi,
+        pooling=cfg.pooling, causal=cfg.causal, padding=cfg.padding, pad_to=run.pad_to, max_length=run.max_len,
+        truncation=cfg.max_length is not None, template=cfg.template, trainable=cfg.trainable,
+        threshold=threshold, temperature=temperature, train_config=cfg.to_dict(),
+        **{k: v for k, v in fitted.spec_fields.items() if k in ("recipe", "probe", "hybrid_weight", "lora")},
+    )
     if dist.world_size() > 1:  # batch_size above is per process
-        run_config["distributed"] = {"world_size": dist.world_size(), "global_batch_size": global_batch}
+        spec.extra["distributed"] = {"world_size": dist.world_size(),
+                                     "global_batch_size": cfg.batch_size * dist.world_size()}
     summary = dist.broadcast_object(summary)  # rank 0's timings, so every rank returns the same
     dist.on_main(
-        checkpoint.save_run, out_dir, clf, run_config=run_config, tokenizer=tok, metrics=summary,
-        history=history,
-        split={s: asdict(getattr(prep, s)) for s in ("train", "val", "test")} | {"labels": names},
-        full_weights=cfg.full_weights, trainable=trainable_names(clf),
+        checkpoint.save_run, run.out_dir, fitted.clf, run_config=spec.to_dict(), tokenizer=run.tok,
+        metrics=summary, history=fitted.history,
+        split={s: asdict(getattr(run.prep, s)) for s in SPLITS} | {"labels": names},
+        full_weights=cfg.full_weights, trainable=fitted.trainable,
+        baseline=base["model"] if base else None,
     )
     if dist.is_main():
-        (out_dir / STATE_FILE).unlink(missing_ok=True)  # the run is complete
-    summary["run_dir"] = str(out_dir)
-    log(format_table(metrics), cfg)
-    log(f"saved {out_dir}  ({summary['seconds']['total']:.0f} s)", cfg)
+        (run.out_dir / STATE_FILE).unlink(missing_ok=True)  # the run is complete
+    summary["run_dir"] = str(run.out_dir)
+    base_splits = (summary["baseline"] or {}).get("splits") or {}
+    log(format_table(metrics, baseline={s: base_splits.get(s) for s in ("val", "test")}), cfg)
+    if summary["baseline"] and metrics["val"]["macro_f1"] < summary["baseline"]["splits"]["val"]["macro_f1"]:
+        log("note: this run does not beat the TF-IDF baseline on validation macro-F1", cfg)
+    log(f"saved {run.out_dir}  ({run.seconds['total']:.0f} s)", cfg)
     return summary
 
 

@@ -16,24 +16,7 @@ import tempfile
 import torch
 from tqdm.auto import tqdm
 
-from .tokenizer import pad_batch
-
-
-def length_batches(lengths, max_batch: int, max_tokens: int | None = None) -> list[list[int]]:
-    """Indices sorted by length and cut into batches of at most max_batch texts and
-    max_tokens padded tokens: little padding, and long texts get smaller batches."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    batches, cur, cur_max = [], [], 0
-    for i in order:
-        m = max(cur_max, lengths[i])
-        if cur and (len(cur) >= max_batch or (max_tokens and m * (len(cur) + 1) > max_tokens)):
-            batches.append(cur)
-            cur, m = [], lengths[i]
-        cur.append(i)
-        cur_max = m
-    if cur:
-        batches.append(cur)
-    return batches
+from .inputs import length_batches, pad_batch
 
 
 def allocate(total: int, d: int, dtype: torch.dtype, memory_budget: int, spill_dir: str | None):

@@ -1,0 +1,193 @@
+"""Probe recipes: a linear classifier on pooled hidden states of chosen layers.
+
+A probe reads the vectors `features.trunk_pass` keeps (per layer: the mean over real tokens
+and the last real token, after the final norm), standardises them, and fits a multinomial
+logistic regression (scikit-learn, L2, C chosen by cross-validation). No gradient reaches the
+model, so a probe trains in seconds on cached features, and at prediction time the decoder
+runs only up to the deepest layer the probe reads (`ProbeClassifier`).
+
+A probe's "picks" name what it reads: ((22, "mean"),) is the mean of layer 22;
+((16, "mean"), (16, "last"), (30, "last")) concatenates three vectors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .features import pooled_layer
+
+Pick = tuple[int, str]
+
+
+def probe_name(picks) -> str:
+    """'mean@22', or 'mean@10+16+22+30,last@16+22+30' for a concatenation."""
+    by_pool: dict[str, list[int]] = {}
+    for layer, p in picks:
+        by_pool.setdefault(p, []).append(layer)
+    return ",".join(f"{p}@{'+'.join(str(x) for x in sorted(ls))}" for p, ls in by_pool.items())
+
+
+def parse_probe(name: str, n_layers: int) -> tuple[Pick, ...]:
+    """The inverse of `probe_name`; layer numbers must lie in [1, n_layers]."""
+    from .errors import UserError
+
+    picks = []
+    for part in name.split(","):
+        pooling, _, layers = part.partition("@")
+        if pooling not in ("mean", "last") or not layers:
+            raise UserError(f"--probe '{name}': expected POOLING@LAYER[+LAYER...] with POOLING mean or last, "
+                            "e.g. mean@22 or mean@16+22,last@30")
+        for x in layers.split("+"):
+            if not x.isdigit() or not 1 <= int(x) <= n_layers:
+                raise UserError(f"--probe '{name}': layer '{x}' is not between 1 and {n_layers}")
+            picks.append((int(x), pooling))
+    return tuple(picks)
+
+
+def candidate_probes(layers: list[int]) -> list[tuple[Pick, ...]]:
+    """The probes a search tries over the kept `layers`: every single (layer, pooling), the
+    mean and last token of the same layer together, and concatenations across depth (mean of
+    four layers from a third of the way up + last token of the top three)."""
+    singles = [((layer, p),) for layer in layers for p in ("mean", "last")]
+    n = len(layers)
+    spread = sorted({layers[round(i * (n - 1) / 3)] for i in range(4)})
+    top = spread[-3:]
+    concat = tuple([(layer, "mean") for layer in spread] + [(layer, "last") for layer in top])
+    upper = [layer for layer in layers if layer > layers[-1] * 0.6]
+    mean_upper = tuple((layer, "mean") for layer in upper[::2] or upper)
+    return list(dict.fromkeys(singles + [concat, mean_upper]))  # in order, each once
+
+
+# --- fitting -----------------------------------------------------------------------------------
+C_GRID = (0.003, 0.03, 0.3)
+
+
+@dataclass
+class LinearProbe:
+    """Standardise, then a linear map: logits = ((x - mean) / scale) @ weight.T + bias."""
+
+    mean: np.ndarray  # (F,)
+    scale: np.ndarray  # (F,)
+    weight: np.ndarray  # (C, F)
+    bias: np.ndarray  # (C,)
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        return ((x - self.mean) / self.scale) @ self.weight.T + self.bias
+
+
+def standardiser(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = x.mean(0)
+    scale = x.std(0)
+    return mean, np.where(scale > 1e-6, scale, 1.0)
+
+
+def fit_logistic(z: np.ndarray, y: np.ndarray, n_classes: int, C: float, balanced: bool = False
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Multinomial L2 logistic regression on standardised `z`; (weight (C, F), bias (C,)) for
+    all `n_classes` even when a fold lacks one (its row stays at -inf-like bias)."""
+    from sklearn.linear_model import LogisticRegression
+
+    lr = LogisticRegression(C=C, max_iter=300, tol=1e-3, class_weight="balanced" if balanced else None)
+    lr.fit(z, y)
+    weight = np.zeros((n_classes, z.shape[1]), dtype=np.float32)
+    bias = np.full(n_classes, -30.0, dtype=np.float32)
+    coef, icpt = lr.coef_, lr.intercept_
+    if len(lr.classes_) == 2:  # scikit-learn's binary form: one row for class 1
+        coef = np.vstack([-coef / 2, coef / 2])
+        icpt = np.array([-icpt[0] / 2, icpt[0] / 2])
+    weight[lr.classes_] = coef
+    bias[lr.classes_] = icpt
+    return weight, bias
+
+
+def fit_probe(x: np.ndarray, y: np.ndarray, n_classes: int, C: float, balanced: bool = False) -> LinearProbe:
+    mean, scale = standardiser(x)
+    w, b = fit_logistic((x - mean) / scale, y, n_classes, C, balanced)
+    return LinearProbe(mean.astype(np.float32), scale.astype(np.float32), w, b)
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def out_of_fold(x: np.ndarray, y: np.ndarray, n_classes: int, folds: list[np.ndarray], C: float,
+                balanced: bool = False) -> np.ndarray:
+    """(N, C) probabilities, each row from a probe fitted without that row's fold."""
+    z = (x - x.mean(0)) / np.where(x.std(0) > 1e-6, x.std(0), 1.0)  # unsupervised: no labels used
+    probs = np.zeros((len(y), n_classes), dtype=np.float64)
+    for held in folds:
+        keep = np.ones(len(y), dtype=bool)
+        keep[held] = False
+        w, b = fit_logistic(z[keep], y[keep], n_classes, C, balanced)
+        probs[held] = softmax(z[held] @ w.T + b)
+    return probs
+
+
+def stratified_folds(y: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
+    """k folds with each class spread evenly (scikit-learn's StratifiedKFold, shuffled)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    k = max(2, min(k, int(np.bincount(y).max())))
+    counts = np.bincount(y)
+    if counts[counts > 0].min() < k:  # a class rarer than k rows: plain shuffled folds
+        from sklearn.model_selection import KFold
+
+        splitter = KFold(k, shuffle=True, random_state=seed).split(y)
+    else:
+        splitter = StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)
+    return [held for _, held in splitter]
+
+
+# --- the module that predicts --------------------------------------------------------------------
+class ProbeClassifier(nn.Module):
+    """Decoder up to the deepest picked layer + pooling + the standardised linear probe.
+
+    forward(input_ids, attention_mask) -> logits (B, C), the same contract as
+    `heads.SequenceClassifier`, so prediction, serving and export treat both alike.
+    """
+
+    def __init__(self, decoder, picks, n_classes: int, causal: bool = True):
+        super().__init__()
+        self.decoder = decoder
+        self.picks = [(int(layer), p) for layer, p in picks]
+        self.causal = causal
+        self.depth = max(layer for layer, _ in self.picks)
+        f = len(self.picks) * decoder.cfg.emb_dim
+        self.register_buffer("mean", torch.zeros(f))
+        self.register_buffer("scale", torch.ones(f))
+        self.head = nn.Linear(f, n_classes)
+
+    def load_probe(self, probe: LinearProbe) -> None:
+        with torch.no_grad():
+            self.mean.copy_(torch.from_numpy(probe.mean))
+            self.scale.copy_(torch.from_numpy(probe.scale))
+            self.head.weight.copy_(torch.from_numpy(probe.weight))
+            self.head.bias.copy_(torch.from_numpy(probe.bias))
+
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, F): the picked pooled vectors side by side, running `depth` blocks only."""
+        dec = self.decoder
+        pos = dec.positions(attention_mask)
+        x = dec.embed(input_ids, pos)
+        ctx = dec.context(attention_mask, pos, self.causal, x.dtype)
+        wanted = {layer for layer, _ in self.picks}
+        pooled = {}
+        for k in range(self.depth + 1):  # x: the states after layer k
+            if k in wanted:
+                v = pooled_layer(dec, x, attention_mask)  # (B, 2, D)
+                pooled[k] = {"mean": v[:, 0], "last": v[:, 1]}
+            if k < self.depth:
+                x = dec.blocks[k](x, attention_mask, pos, causal=self.causal, ctx=ctx)
+        return torch.cat([pooled[layer][p] for layer, p in self.picks], dim=1)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        f = self.features(input_ids, attention_mask).float()
+        return self.head((f - self.mean) / self.scale)

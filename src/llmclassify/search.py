@@ -1,0 +1,106 @@
+"""The recipe search behind `--recipe auto`: choose among probes, a hybrid and the fine-tuned
+top by held-out macro-F1, never looking at the test split.
+
+Protocol (one trunk pass has already produced every candidate's features):
+
+1. The pool is train + validation. It is cut into k stratified folds (k = 5).
+2. Every probe candidate (probes.candidate_probes) x every C of probes.C_GRID gets
+   out-of-fold probabilities over the pool: each text is scored by a probe fitted without
+   its fold. Its score is the macro-F1 of those probabilities over the whole pool: on a
+   validation split of 149 texts one text moves macro-F1 by most of a point, while the pool
+   is eight times larger. The baseline gets the same folds and its C the same way.
+3. The hybrid averages the best probe's out-of-fold probabilities with the baseline's
+   (weights HYBRID_WEIGHTS on the probe), scored the same way; it is named "hybrid" in every
+   report, beside the best LLM-only candidate.
+4. The fine-tuned top (trained on train, its epoch chosen on validation) is compared on the
+   validation texts only, where every candidate's predictions are held out: the probes' and
+   hybrid's out-of-fold predictions of those texts against the fine-tuned model's.
+5. Ties (within TIE macro-F1) go to the cheaper candidate: a probe (fewer blocks first), then
+   the hybrid, then fine-tuning. A chosen probe or hybrid is refitted on the whole pool with
+   its C; the test split is scored once, for the chosen candidate alone.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import probes
+from .scoring import score
+
+HYBRID_WEIGHTS = (0.3, 0.5, 0.7)
+TIE = 0.002
+FOLDS = 5
+
+
+@dataclass
+class Candidate:
+    """One recipe tried: its name, what it is, and its held-out scores."""
+
+    name: str
+    kind: str  # probe | hybrid | finetune
+    cv_macro_f1: float | None  # out-of-fold over train + validation (probes, hybrid, baseline)
+    val_macro_f1: float  # on the validation texts, held out
+    cost: tuple = ()
+    picks: tuple = ()
+    C: float | None = None
+    hybrid_weight: float | None = None
+    seconds: float = 0.0
+    oof: np.ndarray | None = field(default=None, repr=False)
+
+    def report(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "cv_macro_f1": self.cv_macro_f1,
+                "val_macro_f1": self.val_macro_f1, "C": self.C, "hybrid_weight": self.hybrid_weight,
+                "seconds": round(self.seconds, 2)}
+
+
+def _macro_f1(probs, y, names) -> float:
+    return float(score(probs, y, names)["macro_f1"])
+
+
+def search_probes(pooled, y: np.ndarray, names: list[str], folds, val_rows: np.ndarray,
+                  candidates, balanced: bool = False, log=print) -> list[Candidate]:
+    """Every probe candidate's best C and scores (see the module docstring)."""
+    out = []
+    n_classes = len(names)
+    for picks in candidates:
+        t0 = time.perf_counter()
+        x = pooled.matrix(list(picks))
+        best = None
+        for C in probes.C_GRID:
+            oof = probes.out_of_fold(x, y, n_classes, folds, C, balanced)
+            f1 = _macro_f1(oof, y, names)
+            if best is None or f1 > best[0]:
+                best = (f1, C, oof)
+        f1, C, oof = best
+        depth = max(layer for layer, _ in picks)
+        cand = Candidate(f"probe {probes.probe_name(picks)}", "probe", f1,
+                         _macro_f1(oof[val_rows], y[val_rows], names), cost=(0, depth, len(picks)),
+                         picks=tuple(picks), C=C, seconds=time.perf_counter() - t0, oof=oof)
+        log(f"  {cand.name:<40} CV macro-F1 {f1:.4f}  val {cand.val_macro_f1:.4f}  (C {C}, {cand.seconds:.1f} s)")
+        out.append(cand)
+    return out
+
+
+def hybrid_candidates(best_probe: Candidate, baseline_oof: np.ndarray, y, names, val_rows) -> Candidate:
+    """The best probe averaged with the baseline, its weight chosen on the same folds."""
+    best = None
+    for w in HYBRID_WEIGHTS:
+        p = w * best_probe.oof + (1 - w) * baseline_oof
+        f1 = _macro_f1(p, y, names)
+        if best is None or f1 > best[0]:
+            best = (f1, w, p)
+    f1, w, p = best
+    return Candidate(f"hybrid ({best_probe.name.removeprefix('probe ')} + TF-IDF, w {w})", "hybrid", f1,
+                     _macro_f1(p[val_rows], y[val_rows], names), cost=(1,) + best_probe.cost[1:],
+                     picks=best_probe.picks, C=best_probe.C, hybrid_weight=w, oof=p)
+
+
+def choose(candidates: list[Candidate], by: str) -> Candidate:
+    """The candidate with the highest score `by` ('cv_macro_f1' or 'val_macro_f1'); within TIE
+    of the best, the cheapest."""
+    top = max(getattr(c, by) for c in candidates)
+    close = [c for c in candidates if getattr(c, by) >= top - TIE]
+    return min(close, key=lambda c: c.cost)

@@ -1,0 +1,190 @@
+"""Probes, the recipe search, the baseline and the one scoring path, on the tiny model.
+
+Each test checks a definition against an independent computation: pooled features against
+Hugging Face's own hidden states, a probe run against a probe run with every block kept, the
+search against a copy of the data whose test labels were scrambled, the baseline against a
+plain scikit-learn fit, `evaluate` against what training printed.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from llmclassify import train as train_mod
+from llmclassify.features import POOLED, probe_layers, trunk_pass
+from llmclassify.loaders import load_model
+from llmclassify.model import Decoder
+from llmclassify.predict import Classifier, evaluate_run
+from llmclassify.probes import ProbeClassifier, candidate_probes, parse_probe, probe_name
+from llmclassify.train import train
+
+from .conftest import tiny_train_config
+from .tiny import tiny_gpt2_hf, tiny_llama_hf
+
+
+def _decoder(hf_dir):
+    lm = load_model(str(hf_dir))
+    dec = Decoder(lm.config)
+    dec.load_state_dict(lm.state_dict)
+    return dec.eval()
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_pooled_features_equal_hf_hidden_states(tmp_path, family):
+    """Layer l's vectors = final norm of HF's hidden_states[l], mean / last over real tokens."""
+    hf_dir, hf = (tiny_gpt2_hf if family == "gpt2" else tiny_llama_hf)(tmp_path)
+    dec = _decoder(hf_dir)
+    g = torch.Generator().manual_seed(0)
+    ids = [torch.randint(1, 250, (int(n),), generator=g).tolist() for n in (3, 9, 1, 6)]
+    pooled, _ = trunk_pass(dec, ids, 0, layers=[0, 1, 2], progress=False)
+    for i, seq in enumerate(ids):  # each text alone, no padding: HF's own forward
+        with torch.no_grad():
+            hs = hf(torch.tensor([seq]), output_hidden_states=True).hidden_states
+        for j, layer in enumerate([0, 1, 2]):
+            # HF applies the final norm to its last hidden state already
+            h = hs[layer][0] if layer == len(hs) - 1 else dec.final_norm(hs[layer][0])
+            want = torch.stack([h.mean(0), h[-1]])
+            got = pooled.data[i, j].float()
+            torch.testing.assert_close(got, want, atol=2e-2 * want.abs().max().item() + 1e-3, rtol=1e-2)
+
+
+def test_probe_classifier_equals_its_definition_and_exits_early(tmp_path):
+    """ProbeClassifier logits = standardised linear map of the picked pooled vectors; cutting
+    the blocks above its deepest layer changes nothing."""
+    hf_dir, _ = tiny_llama_hf(tmp_path)
+    dec = _decoder(hf_dir)
+    picks = ((1, "mean"), (1, "last"))
+    clf = ProbeClassifier(dec, picks, 3)
+    torch.nn.init.normal_(clf.head.weight)
+    clf.mean.normal_()
+    clf.scale.uniform_(0.5, 2.0)
+    ids = torch.randint(1, 250, (4, 7))
+    mask = torch.ones_like(ids)
+    mask[1, 5:] = 0
+    mask[3, 2:] = 0
+    with torch.no_grad():
+        pooled, _ = trunk_pass(dec, [r[m.bool()].tolist() for r, m in zip(ids, mask)], 0, layers=[1],
+                               progress=False)
+        x = torch.cat([pooled.data[:, 0, POOLED.index(p)].float() for _, p in picks], 1)
+        want = clf.head((x - clf.mean) / clf.scale)
+        full = clf(ids, mask)
+        del dec.blocks[clf.depth:]  # early exit: layer 1 needs block 0 only
+        assert len(dec.blocks) == 1
+        cut = clf(ids, mask)
+    torch.testing.assert_close(full, cut, atol=0, rtol=0)
+    torch.testing.assert_close(full, want, atol=5e-3, rtol=1e-3)  # the pass stores float16
+
+
+def test_probe_names_round_trip_and_candidates():
+    picks = ((10, "mean"), (16, "mean"), (30, "last"))
+    assert parse_probe(probe_name(picks), 30) == picks
+    with pytest.raises(Exception, match="between 1 and 30"):
+        parse_probe("mean@31", 30)
+    layers = probe_layers(30)
+    assert layers[-1] == 30 and layers[0] >= 7
+    cands = candidate_probes(layers)
+    assert len(set(cands)) == len(cands)  # no candidate twice
+    assert ((30, "last"),) in cands  # today's last-token view is always tried
+
+
+def test_probe_run_predicts_what_training_reported_and_runs_fewer_blocks(tiny_model_dir, small_data, tmp_path):
+    run = tmp_path / "probe"
+    s = train(tiny_train_config(tiny_model_dir, small_data, run, recipe="probe", probe="mean@1"))
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["recipe"] == "probe" and cfg["probe"] == [[1, "mean"]]
+    clf = Classifier.load(run)
+    assert len(clf.model.decoder.blocks) == 1  # of 2: early exit
+    name, m = evaluate_run(run)
+    for k in ("accuracy", "macro_f1", "confusion_matrix"):
+        assert m[k] == s["splits"]["test"][k]
+    assert m["baseline"]["macro_f1"] == pytest.approx(s["baseline"]["splits"]["test"]["macro_f1"])
+
+
+def test_auto_search_never_reads_the_test_split(tiny_model_dir, small_data, tmp_path, monkeypatch):
+    """Flipping every test label turns test accuracy a into 1 - a, and changes nothing else."""
+    first = train(tiny_train_config(tiny_model_dir, small_data, tmp_path / "a", recipe="auto", epochs=1))
+    real = train_mod._prepare_data
+
+    def scrambled(cfg):
+        prep = real(cfg)
+        prep.test.labels[:] = [1 - y for y in prep.test.labels]
+        return prep
+
+    monkeypatch.setattr(train_mod, "_prepare_data", scrambled)
+    second = train(tiny_train_config(tiny_model_dir, small_data, tmp_path / "b", recipe="auto", epochs=1))
+    def scores(summary):
+        return [{k: v for k, v in c.items() if k != "seconds"} for c in summary["recipe"]["candidates"]]
+
+    assert scores(first) == scores(second)
+    assert first["recipe"]["chosen"] == second["recipe"]["chosen"]
+    assert first["splits"]["test"]["accuracy"] + second["splits"]["test"]["accuracy"] == pytest.approx(1.0)
+    assert first["splits"]["val"] == second["splits"]["val"]
+    kinds = {c["kind"] for c in first["recipe"]["candidates"]}
+    assert kinds == {"probe", "hybrid", "finetune"}
+
+
+def test_baseline_is_fitted_on_the_same_split(tiny_model_dir, small_data, tmp_path):
+    """The saved baseline equals scikit-learn's TfidfVectorizer + LogisticRegression fitted on
+    the run's own train + validation texts, and is scored on its test texts."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    run = tmp_path / "b"
+    s = train(tiny_train_config(tiny_model_dir, small_data, run, recipe="probe", probe="last@2"))
+    split = json.loads((run / "split.json").read_text())
+    texts = split["train"]["texts"] + split["val"]["texts"]
+    y = split["train"]["labels"] + split["val"]["labels"]
+    vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
+    lr = LogisticRegression(C=s["baseline"]["C"], max_iter=1000).fit(vec.fit_transform(texts), y)
+    want = lr.predict(vec.transform(split["test"]["texts"]))
+    base = Classifier.load(run).baseline
+    got = base.proba(split["test"]["texts"]).argmax(1)
+    assert (got == want).mean() >= 0.95  # same model up to the solver's tolerance
+    assert s["baseline"]["splits"]["test"]["n"] == len(split["test"]["texts"]) == s["splits"]["test"]["n"]
+
+
+def test_evaluate_reports_the_test_metrics_training_printed_with_a_tuned_threshold(
+        tiny_model_dir, small_data, tmp_path):
+    """The #14 bug: evaluate scored with argmax where training applied the tuned threshold."""
+    run = tmp_path / "thr"
+    s = train(tiny_train_config(tiny_model_dir, small_data, run, tune_threshold="precision",
+                                target_precision=0.99))
+    assert json.loads((run / "config.json").read_text())["threshold"] not in (None, 0.5)
+    _, m = evaluate_run(run)
+    for k in ("accuracy", "macro_f1", "balanced_accuracy", "confusion_matrix", "per_class"):
+        assert m[k] == s["splits"]["test"][k]
+
+
+def test_template_is_applied_saved_and_used(tiny_model_dir, small_data, tmp_path):
+    run = tmp_path / "tpl"
+    template = "Message: {text}\nCategory:"
+    s = train(tiny_train_config(tiny_model_dir, small_data, run, recipe="probe", probe="last@2",
+                                template=template))
+    clf = Classifier.load(run)
+    assert clf.spec.template == template
+    ids, _ = clf.encode(["hi"])
+    assert ids[0] == clf.tokenizer.encode("Message: hi\nCategory:")
+    _, m = evaluate_run(run)
+    assert m["accuracy"] == s["splits"]["test"]["accuracy"]
+    with pytest.raises(Exception, match="exactly once"):
+        tiny_train_config(tiny_model_dir, small_data, run, template="no field here")
+
+
+def test_hybrid_prediction_mixes_the_baseline(tiny_model_dir, small_data, tmp_path):
+    run = tmp_path / "auto"
+    s = train(tiny_train_config(tiny_model_dir, small_data, run, recipe="auto", epochs=1))
+    clf = Classifier.load(run)
+    split = json.loads((run / "split.json").read_text())
+    texts = split["test"]["texts"]
+    if clf.spec.recipe == "hybrid":
+        w = clf.spec.hybrid_weight
+        ids, _ = clf.encode(texts)
+        own = clf._model_proba(ids, 32).numpy()
+        np.testing.assert_allclose(clf.predict_proba(texts).numpy(),
+                                   w * own + (1 - w) * clf.baseline.proba(texts), atol=1e-6)
+    _, m = evaluate_run(run)
+    assert m["accuracy"] == s["splits"]["test"]["accuracy"]
