@@ -164,3 +164,12 @@ def test_errors_are_shown(page, clf):
         assert "truncated" in page.inner_text("#note")
     else:
         assert "limit is 500" in page.inner_text("#error")
+
+
+def test_model_line_shows_the_baseline_beside_the_run(page, clf):
+    line = page.inner_text("#model-line")
+    test_acc = clf.metrics["splits"]["test"]["accuracy"]
+    base_acc = clf.metrics["baseline"]["splits"]["test"]["accuracy"]
+    assert f"test accuracy {100 * test_acc:.2f}%" in line
+    assert f"TF-IDF baseline {100 * base_acc:.2f}%" in line
+    assert f"recipe: {clf.spec.recipe}" in line

@@ -188,3 +188,23 @@ def test_hybrid_prediction_mixes_the_baseline(tiny_model_dir, small_data, tmp_pa
                                    w * own + (1 - w) * clf.baseline.proba(texts), atol=1e-6)
     _, m = evaluate_run(run)
     assert m["accuracy"] == s["splits"]["test"]["accuracy"]
+
+
+def test_ridge_screen_equals_scikit_learn_ridge_per_fold():
+    from sklearn.linear_model import Ridge
+
+    from llmclassify.probes import RIDGE_ALPHAS, ridge_screen, stratified_folds
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(90, 12)) * rng.uniform(0.1, 5, size=12)
+    y = (x[:, 0] + rng.normal(size=90) > 0).astype(int) + (x[:, 1] > 1)
+    folds = stratified_folds(y, 5, 0)
+    got = ridge_screen(x, y, 3, folds)
+    z = (x - x.mean(0)) / x.std(0)
+    for a in RIDGE_ALPHAS:
+        want = np.zeros(len(y), dtype=int)
+        for held in folds:
+            keep = np.setdiff1d(np.arange(len(y)), held)
+            r = Ridge(alpha=a * len(keep)).fit(z[keep], np.eye(3)[y[keep]])
+            want[held] = r.predict(z[held]).argmax(1)
+        np.testing.assert_array_equal(got[a], want)

@@ -122,6 +122,9 @@ def test_model_info(client, clf, tiny_run):
     info = client.get("/v1/model").json()
     assert info["labels"] == list(clf.labels) == ["ham", "spam"]
     assert "base_model" in info and "metrics" in info
+    # the TF-IDF baseline stands beside the run's metrics, on the same test split
+    assert info["baseline"]["splits"]["test"]["n"] == info["metrics"]["test"]["n"]
+    assert info["recipe"] == clf.spec.recipe
     assert info["limits"]["max_texts"] == 8 and info["limits"]["max_chars"] == 300
     json.dumps(info, allow_nan=False)  # strict JSON: no NaN sneaks through
     # no server-side paths: the run directory is dropped, a local base model shows its name only

@@ -129,6 +129,32 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, n_classes: int, folds: list[np.nda
     return probs
 
 
+RIDGE_ALPHAS = (1e-3, 1e-2, 1e-1, 1.0)  # times the number of training rows
+
+
+def ridge_screen(x: np.ndarray, y: np.ndarray, n_classes: int, folds: list[np.ndarray]) -> dict[float, np.ndarray]:
+    """Out-of-fold class decisions (N,) of a ridge classifier (least squares on one-hot
+    targets, with intercept) for each alpha of RIDGE_ALPHAS: the cheap first pass of the
+    search. Every fold reuses one Gram matrix (the fold's rows subtracted from the whole) and
+    one eigendecomposition for every alpha, so a 576-wide candidate costs milliseconds."""
+    z = ((x - x.mean(0)) / np.where(x.std(0) > 1e-6, x.std(0), 1.0)).astype(np.float64)
+    t = np.eye(n_classes)[y]
+    gram, zt, zsum, tsum = z.T @ z, z.T @ t, z.sum(0), t.sum(0)
+    out = {a: np.zeros(len(y), dtype=np.int64) for a in RIDGE_ALPHAS}
+    for held in folds:
+        zf, tf = z[held], t[held]
+        n_tr = len(y) - len(held)
+        mu, tbar = (zsum - zf.sum(0)) / n_tr, (tsum - tf.sum(0)) / n_tr
+        g = gram - zf.T @ zf - n_tr * np.outer(mu, mu)  # centred Gram of the training rows
+        b = zt - zf.T @ tf - n_tr * np.outer(mu, tbar)
+        evals, evecs = np.linalg.eigh(g)
+        proj = evecs.T @ b
+        for a in RIDGE_ALPHAS:
+            w = evecs @ (proj / (evals + a * n_tr)[:, None])
+            out[a][held] = ((zf - mu) @ w + tbar).argmax(1)
+    return out
+
+
 def stratified_folds(y: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
     """k folds with each class spread evenly (scikit-learn's StratifiedKFold, shuffled)."""
     from sklearn.model_selection import StratifiedKFold
