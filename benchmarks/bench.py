@@ -70,7 +70,7 @@ def train_config(spec: dict, output_dir: str | None = None):
         model=spec["model"], data=spec["data"], output_dir=output_dir, seed=spec["seed"],
         split_method="reference" if reference else "stratified",
         dedupe=not reference, balance="none",
-        padding="batch", pooling="last", trainable="last-block",
+        recipe="finetune", padding="batch", pooling="last", trainable="last-block",
         epochs=spec["epochs"], batch_size=spec["batch_size"], lr=spec["lr"],
         weight_decay=spec["weight_decay"], class_weights="none",
         progress=False, overwrite=True, bucket=spec.get("bucket", True),

@@ -57,7 +57,7 @@ def main(out_root: str = "runs/explore", only: str = "", out: str = "benchmarks/
         if only not in name:
             continue
         t = time.perf_counter()
-        cfg = TrainConfig(**(TrainConfig().to_dict() | over | {
+        cfg = TrainConfig(**(TrainConfig(recipe="finetune").to_dict() | over | {
             "output_dir": f"{out_root}/{len(rows)}", "overwrite": True, "progress": False}))
         s = train(cfg, shared_caches=caches)
         te = s["splits"]["test"]

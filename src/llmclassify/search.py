@@ -9,8 +9,10 @@ Protocol (one trunk pass has already produced every candidate's features):
    probes.C_GRID get logistic-regression out-of-fold probabilities over the pool: each text
    is scored by a probe fitted without its fold. A candidate's score is the macro-F1 of those
    probabilities over the whole pool: on a validation split of 149 texts one text moves
-   macro-F1 by most of a point, while the pool is eight times larger. The baseline gets the
-   same folds and its C the same way.
+   macro-F1 by most of a point, while the pool is eight times larger. Concatenations skip
+   the screen (a 4,000-wide ridge costs more than its logistic regression) and go straight on;
+   the best is tried once more with balanced class weights. The baseline gets the same folds
+   and its C the same way.
 3. The hybrid averages the best probe's out-of-fold probabilities with the baseline's
    (weights HYBRID_WEIGHTS on the probe), scored the same way; it is named "hybrid" in every
    report, beside the best LLM-only candidate.
@@ -48,13 +50,14 @@ class Candidate:
     cost: tuple = ()
     picks: tuple = ()
     C: float | None = None
+    balanced: bool = False  # class-weighted logistic regression
     hybrid_weight: float | None = None
     seconds: float = 0.0
     oof: np.ndarray | None = field(default=None, repr=False)
 
     def report(self) -> dict:
         return {"name": self.name, "kind": self.kind, "cv_macro_f1": self.cv_macro_f1,
-                "val_macro_f1": self.val_macro_f1, "C": self.C, "hybrid_weight": self.hybrid_weight,
+                "val_macro_f1": self.val_macro_f1, "C": self.C, "balanced": self.balanced, "hybrid_weight": self.hybrid_weight,
                 "seconds": round(self.seconds, 2)}
 
 
@@ -66,37 +69,48 @@ SHORTLIST = 3  # candidates that go on from the ridge screen to logistic regress
 
 
 def search_probes(pooled, y: np.ndarray, names: list[str], folds, val_rows: np.ndarray,
-                  candidates, balanced: bool = False, log=print) -> list[Candidate]:
-    """Every probe candidate screened by a ridge classifier's out-of-fold macro-F1 (seconds
-    for all of them), then the SHORTLIST best fitted as logistic regressions over probes.C_GRID
-    on the same folds: their out-of-fold probabilities are what the choice reads."""
+                  candidates, log=print) -> list[Candidate]:
+    """Single-vector probes screened by a ridge classifier's out-of-fold macro-F1 (seconds for
+    all of them); the SHORTLIST best and every concatenation are then fitted as logistic
+    regressions over probes.C_GRID on the same folds, and the best of those once more with
+    balanced class weights: their out-of-fold probabilities are what the choice reads."""
     n_classes = len(names)
-    screened = []
+    singles = [p for p in candidates if len(p) == 1]
     t0 = time.perf_counter()
-    for picks in candidates:
+    screened = []
+    for picks in singles:
         oof = probes.ridge_screen(pooled.matrix(list(picks)), y, n_classes, folds)
         screened.append((max(_macro_f1(np.eye(n_classes)[d], y, names) for d in oof.values()), picks))
     screened.sort(key=lambda s: -s[0])
-    log(f"  ridge screen of {len(candidates)} probes: {time.perf_counter() - t0:.1f} s; best "
-        + ", ".join(f"{probes.probe_name(p)} {f:.4f}" for f, p in screened[:SHORTLIST]))
-    out = []
-    for _, picks in screened[:SHORTLIST]:
-        t0 = time.perf_counter()
-        x = pooled.matrix(list(picks))
-        best = None
-        for C in probes.C_GRID:
-            oof = probes.out_of_fold(x, y, n_classes, folds, C, balanced)
-            f1 = _macro_f1(oof, y, names)
-            if best is None or f1 > best[0]:
-                best = (f1, C, oof)
-        f1, C, oof = best
-        depth = max(layer for layer, _ in picks)
-        cand = Candidate(f"probe {probes.probe_name(picks)}", "probe", f1,
-                         _macro_f1(oof[val_rows], y[val_rows], names), cost=(0, depth, len(picks)),
-                         picks=tuple(picks), C=C, seconds=time.perf_counter() - t0, oof=oof)
-        log(f"  {cand.name:<40} CV macro-F1 {f1:.4f}  val {cand.val_macro_f1:.4f}  (C {C}, {cand.seconds:.1f} s)")
-        out.append(cand)
+    if screened:
+        log(f"  ridge screen of {len(singles)} single-layer probes: {time.perf_counter() - t0:.1f} s; best "
+            + ", ".join(f"{probes.probe_name(p)} {f:.4f}" for f, p in screened[:SHORTLIST]))
+    shortlist = [p for _, p in screened[:SHORTLIST]] + [p for p in candidates if len(p) > 1]
+    out = [_logistic_candidate(pooled, y, names, folds, val_rows, picks, False, log) for picks in shortlist]
+    best = max(out, key=lambda c: c.cv_macro_f1)
+    if n_classes > 1:
+        weighted = _logistic_candidate(pooled, y, names, folds, val_rows, best.picks, True, log)
+        if weighted.cv_macro_f1 > best.cv_macro_f1:
+            out.append(weighted)
     return out
+
+
+def _logistic_candidate(pooled, y, names, folds, val_rows, picks, balanced: bool, log) -> Candidate:
+    t0 = time.perf_counter()
+    x = pooled.matrix(list(picks))
+    best = None
+    for C in probes.C_GRID:
+        oof = probes.out_of_fold(x, y, len(names), folds, C, balanced)
+        f1 = _macro_f1(oof, y, names)
+        if best is None or f1 > best[0]:
+            best = (f1, C, oof)
+    f1, C, oof = best
+    depth = max(layer for layer, _ in picks)
+    cand = Candidate(f"probe {probes.probe_name(picks)}" + (" balanced" if balanced else ""), "probe", f1,
+                     _macro_f1(oof[val_rows], y[val_rows], names), cost=(0, depth, len(picks), balanced),
+                     picks=tuple(picks), C=C, balanced=balanced, seconds=time.perf_counter() - t0, oof=oof)
+    log(f"  {cand.name:<44} CV macro-F1 {f1:.4f}  val {cand.val_macro_f1:.4f}  (C {C}, {cand.seconds:.1f} s)")
+    return cand
 
 
 def hybrid_candidates(best_probe: Candidate, baseline_oof: np.ndarray, y, names, val_rows) -> Candidate:
@@ -110,7 +124,7 @@ def hybrid_candidates(best_probe: Candidate, baseline_oof: np.ndarray, y, names,
     f1, w, p = best
     return Candidate(f"hybrid ({best_probe.name.removeprefix('probe ')} + TF-IDF, w {w})", "hybrid", f1,
                      _macro_f1(p[val_rows], y[val_rows], names), cost=(1,) + best_probe.cost[1:],
-                     picks=best_probe.picks, C=best_probe.C, hybrid_weight=w, oof=p)
+                     picks=best_probe.picks, C=best_probe.C, balanced=best_probe.balanced, hybrid_weight=w, oof=p)
 
 
 def choose(candidates: list[Candidate], by: str) -> Candidate:

@@ -652,12 +652,13 @@ def _search_probes(run: Run, pooled: dict, y_pool, folds, base) -> list:
     val_rows = np.arange(len(run.prep.train.labels), len(y_pool))
     cands = [parse_probe(cfg.probe, run.clf.n_layers)] if cfg.probe else candidate_probes(pool.layers)
     log(f"probe search: {len(cands)} candidates, {len(folds)}-fold cross-validation over train + validation", cfg)
-    found = search_probes(pool, y_pool, run.names, folds, val_rows, cands, balanced=cfg.class_weights == "auto",
-                          log=lambda m: log(m, cfg))
+    found = search_probes(pool, y_pool, run.names, folds, val_rows, cands, log=lambda m: log(m, cfg))
     if base is not None and cfg.recipe == "auto":
         from .search import choose
 
-        found.append(hybrid_candidates(choose(found, "cv_macro_f1"), base["oof"], y_pool, run.names, val_rows))
+        hybrid = hybrid_candidates(choose(found, "cv_macro_f1"), base["oof"], y_pool, run.names, val_rows)
+        log(f"  {hybrid.name:<44} CV macro-F1 {hybrid.cv_macro_f1:.4f}  val {hybrid.val_macro_f1:.4f}", cfg)
+        found.append(hybrid)
     run.seconds["probe_search"] = time.perf_counter() - t0
     return found
 
@@ -696,7 +697,7 @@ def _refit_probe(run: Run, pick, pooled: dict, y_pool, base, report: list) -> Fi
     from .probes import ProbeClassifier, fit_probe
 
     x_pool = np.concatenate([pooled[s].matrix(list(pick.picks)) for s in ("train", "val")])
-    probe = fit_probe(x_pool, y_pool, len(run.names), pick.C, balanced=run.cfg.class_weights == "auto")
+    probe = fit_probe(x_pool, y_pool, len(run.names), pick.C, balanced=pick.balanced)
     clf = ProbeClassifier(run.clf.decoder, pick.picks, len(run.names), causal=run.cfg.causal)
     clf.load_probe(probe)
     logits = {s: torch.from_numpy(probe.logits(pooled[s].matrix(list(pick.picks)))).float() for s in SPLITS}
@@ -707,8 +708,7 @@ def _refit_probe(run: Run, pick, pooled: dict, y_pool, base, report: list) -> Fi
             p_base = base["model"].proba(getattr(run.prep, s).texts)
             mix = pick.hybrid_weight * softmax(logits[s].numpy()) + (1 - pick.hybrid_weight) * p_base
             logits[s] = torch.from_numpy(np.log(np.clip(mix, 1e-12, None))).float()
-    spec = {"recipe": pick.kind, "probe": [list(x) for x in pick.picks], "hybrid_weight": pick.hybrid_weight,
-            "probe_C": pick.C}
+    spec = {"recipe": pick.kind, "probe": [list(x) for x in pick.picks], "hybrid_weight": pick.hybrid_weight}
     oof_val = pick.oof[len(run.prep.train.labels):]
     return Fitted(spec, clf, logits, ["mean", "scale", "head.weight", "head.bias"], candidates=report,
                   chosen=pick.name, val_logits_held_out=torch.from_numpy(np.log(np.clip(oof_val, 1e-12, None))).float())
