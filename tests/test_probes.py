@@ -208,3 +208,31 @@ def test_ridge_screen_equals_scikit_learn_ridge_per_fold():
             r = Ridge(alpha=a * len(keep)).fit(z[keep], np.eye(3)[y[keep]])
             want[held] = r.predict(z[held]).argmax(1)
         np.testing.assert_array_equal(got[a], want)
+
+
+def test_windows_combine_to_their_definition(tmp_path):
+    """A text cut into windows: `mean` = mean over all its tokens of each window's own states,
+    `last` = the last window's last token; texts within one window are unchanged."""
+    hf_dir, _ = tiny_llama_hf(tmp_path)
+    dec = _decoder(hf_dir)
+    g = torch.Generator().manual_seed(3)
+    ids = [torch.randint(1, 250, (n,), generator=g).tolist() for n in (11, 4, 8)]
+    got, _ = trunk_pass(dec, ids, 0, layers=[1, 2], window=4, progress=False)
+    whole, _ = trunk_pass(dec, ids, 0, layers=[1, 2], progress=False)
+    for i, seq in enumerate(ids):
+        pieces = [seq[s:s + 4] for s in range(0, len(seq), 4)]
+        alone = [trunk_pass(dec, [p], 0, layers=[1, 2], progress=False)[0].data[0].float() for p in pieces]
+        mean = sum(a[:, 0] * len(p) for a, p in zip(alone, pieces)) / len(seq)
+        torch.testing.assert_close(got.data[i, :, 0].float(), mean, atol=2e-3, rtol=2e-3)
+        torch.testing.assert_close(got.data[i, :, 1].float(), alone[-1][:, 1], atol=1e-3, rtol=1e-3)
+    torch.testing.assert_close(got.data[1], whole.data[1])  # 4 tokens: one window
+
+
+def test_windowed_probe_run_predicts_what_training_reported(tiny_model_dir, small_data, tmp_path):
+    run = tmp_path / "win"
+    s = train(tiny_train_config(tiny_model_dir, small_data, run, recipe="probe", window=6))
+    clf = Classifier.load(run)
+    assert clf.spec.window == 6
+    _, m = evaluate_run(run)
+    assert m["accuracy"] == s["splits"]["test"]["accuracy"]
+    assert m["confusion_matrix"] == s["splits"]["test"]["confusion_matrix"]

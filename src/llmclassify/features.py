@@ -11,6 +11,12 @@ so 100,000 texts cost about 100,000 x layers x 2 x D x 2 bytes (2.2 GB for 10 la
 entering the first trainable block), in a `TrunkCache`, and only when a recipe asks for them.
 
 The pass stops at the deepest layer anyone reads: a probe on layer 18 of 30 runs 18 blocks.
+
+Long texts: with a `window` of W tokens a text longer than W is cut into consecutive windows
+of W tokens, each run as its own sequence (attention cost linear in the text's length, memory
+independent of it), and the text's vectors are combined from its windows: `mean` is the mean
+over all of its tokens (each window's mean weighted by its token count), `last` is the last
+token of its last window. A text of at most W tokens is unchanged.
 """
 
 from __future__ import annotations
@@ -76,6 +82,35 @@ def pooled_layer(decoder, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.stack([pool(h, mask, p) for p in POOLED], dim=1)
 
 
+def split_windows(ids: list[list[int]], window: int | None) -> tuple[list[list[int]], list[int]]:
+    """Each text cut into consecutive windows of at most `window` tokens; returns the windows
+    and, for each, the index of its text (texts in order, windows in order)."""
+    if window is None:
+        return ids, list(range(len(ids)))
+    pieces, owner = [], []
+    for i, x in enumerate(ids):
+        for s in range(0, max(len(x), 1), window):
+            pieces.append(x[s : s + window])
+            owner.append(i)
+    return pieces, owner
+
+
+def combine_windows(pooled: torch.Tensor, counts: torch.Tensor, owner: list[int], n: int) -> torch.Tensor:
+    """Per-window vectors (W, ..., 2, D) -> per-text (n, ..., 2, D): the token-weighted mean of
+    the windows' means, and the last window's last token."""
+    owner_t = torch.tensor(owner, dtype=torch.long)
+    if len(owner) == n:  # no text was cut
+        return pooled
+    out = torch.zeros((n, *pooled.shape[1:]), dtype=torch.float32)
+    w = counts.float().view(-1, *([1] * (pooled.dim() - 2)))  # (W, 1, ..., 1)
+    out[..., 0, :].index_add_(0, owner_t, pooled[..., 0, :].float() * w)
+    total = torch.zeros(n).index_add_(0, owner_t, counts.float())
+    out[..., 0, :] /= total.view(-1, *([1] * (pooled.dim() - 2)))
+    last = torch.zeros(n, dtype=torch.long).scatter_reduce_(0, owner_t, torch.arange(len(owner)), "amax")
+    out[..., 1, :] = pooled[last][..., 1, :].float()
+    return out
+
+
 @torch.inference_mode()
 def trunk_pass(
     decoder,
@@ -84,6 +119,7 @@ def trunk_pass(
     *,
     layers: list[int],
     boundary: int | None = None,
+    window: int | None = None,
     causal: bool = True,
     dtype: torch.dtype = torch.float32,
     cache_dtype: torch.dtype = torch.float32,
@@ -100,6 +136,10 @@ def trunk_pass(
     entering block `boundary` (a TrunkCache, real tokens only). `dtype` bfloat16 runs the
     blocks under autocast (a CPU with AVX512-BF16/AMX or a GPU); the results are float32.
     """
+    if window is not None and boundary is not None:
+        raise ValueError("per-token boundary states are kept for whole texts only (window None)")
+    n_texts = len(ids)
+    ids, owner = split_windows(ids, window)
     n = len(ids)
     lengths = [len(x) for x in ids]
     d = decoder.cfg.emb_dim
@@ -114,7 +154,7 @@ def trunk_pass(
         cache = TrunkCache(data, offsets, spill)
     device = next(decoder.parameters()).device
     where = {layer: j for j, layer in enumerate(layers)}
-    bar = tqdm(total=n, desc=desc, unit="text", disable=not progress, leave=False)
+    bar = tqdm(total=n, desc=desc, unit="window" if n != n_texts else "text", disable=not progress, leave=False)
     for b in length_batches(lengths, max_batch, max_tokens):
         input_ids, mask = pad_batch([ids[i] for i in b], pad_id, side="right")
         input_ids, mask = input_ids.to(device), mask.to(device)
@@ -131,6 +171,16 @@ def trunk_pass(
                     x = decoder.blocks[k](x, mask, pos, causal=causal, ctx=ctx)
         bar.update(len(b))
     bar.close()
+    if n != n_texts:  # windows -> texts (float16 again: the store's type)
+        counts = torch.tensor(lengths, dtype=torch.long)
+        combined = combine_windows(pooled_data, counts, owner, n_texts).to(torch.float16)
+        if pooled_spill:
+            import os
+
+            os.unlink(pooled_spill)
+        pooled_data, pooled_spill = allocate(n_texts * len(layers) * 2, d, torch.float16, memory_budget, spill_dir)
+        pooled_data = pooled_data.view(n_texts, len(layers), 2, d)
+        pooled_data.copy_(combined)
     return PooledFeatures(pooled_data, list(layers), pooled_spill), cache
 
 

@@ -162,6 +162,9 @@ class Classifier:
 
     @torch.inference_mode()
     def _model_proba(self, ids: list[list[int]], batch_size: int) -> torch.Tensor:
+        if self.spec.window and max(map(len, ids), default=0) > self.spec.window:  # long texts: windows
+            logits = self.model.logits_windowed(ids, self.tokenizer.pad_id, self.spec.window, batch_size)
+            return probabilities(logits.cpu(), multi_label=self.multi_label, temperature=self.temperature)
         out = torch.empty(len(ids), len(self.labels))
         device = next(self.model.parameters(), torch.empty(0)).device
         for b in length_batches([len(x) for x in ids], batch_size, 8192):

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .features import pooled_layer
+from .features import POOLED, combine_windows, pooled_layer, split_windows
+from .inputs import length_batches, pad_batch
 
 Pick = tuple[int, str]
 
@@ -196,24 +197,44 @@ class ProbeClassifier(nn.Module):
             self.head.weight.copy_(torch.from_numpy(probe.weight))
             self.head.bias.copy_(torch.from_numpy(probe.bias))
 
-    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(B, F): the picked pooled vectors side by side, running `depth` blocks only."""
+    def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, L, 2, D): mean and last vectors of each picked layer (in `self.layers` order),
+        running `depth` blocks only."""
         dec = self.decoder
         pos = dec.positions(attention_mask)
         x = dec.embed(input_ids, pos)
         ctx = dec.context(attention_mask, pos, self.causal, x.dtype)
-        wanted = {layer for layer, _ in self.picks}
-        pooled = {}
+        out = []
         for k in range(self.depth + 1):  # x: the states after layer k
-            if k in wanted:
-                v = pooled_layer(dec, x, attention_mask)  # (B, 2, D)
-                pooled[k] = {"mean": v[:, 0], "last": v[:, 1]}
+            if k in self.layers:
+                out.append(pooled_layer(dec, x, attention_mask))  # (B, 2, D)
             if k < self.depth:
                 x = dec.blocks[k](x, attention_mask, pos, causal=self.causal, ctx=ctx)
-        return torch.cat([pooled[layer][p] for layer, p in self.picks], dim=1)
+        return torch.stack(out, dim=1)
+
+    @property
+    def layers(self) -> list[int]:
+        return sorted({layer for layer, _ in self.picks})
+
+    def head_logits(self, pooled: torch.Tensor) -> torch.Tensor:
+        """(B, L, 2, D) pooled vectors -> logits (B, C): the picks side by side, standardised."""
+        f = torch.cat([pooled[:, self.layers.index(layer), POOLED.index(p)] for layer, p in self.picks], dim=1)
+        return self.head((f.float() - self.mean) / self.scale)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        f = self.features(input_ids, attention_mask).float()
-        return self.head((f - self.mean) / self.scale)
+        return self.head_logits(self.pooled(input_ids, attention_mask))
+
+    @torch.inference_mode()
+    def logits_windowed(self, ids: list[list[int]], pad_id: int, window: int, batch_size: int) -> torch.Tensor:
+        """Logits (N, C) of texts longer than the model should attend over at once: each cut
+        into windows of `window` tokens, their vectors combined as in training (features.py)."""
+        pieces, owner = split_windows(ids, window)
+        device = self.head.weight.device
+        pooled = torch.empty(len(pieces), len(self.layers), 2, self.decoder.cfg.emb_dim)
+        for b in length_batches([len(x) for x in pieces], batch_size, 8192):
+            input_ids, mask = pad_batch([pieces[i] for i in b], pad_id, side="right")
+            pooled[b] = self.pooled(input_ids.to(device), mask.to(device)).float().cpu()
+        counts = torch.tensor([len(x) for x in pieces], dtype=torch.long)
+        return self.head_logits(combine_windows(pooled, counts, owner, len(ids)).to(device))

@@ -35,6 +35,7 @@ class RunSpec:
     pooling: str = "last"  # finetune: which token(s) the head reads
     probe: list[tuple[int, str]] | None = None  # probe / hybrid: the (layer, pooling) vectors read
     hybrid_weight: float | None = None  # hybrid: the probe's share of the averaged probabilities
+    window: int | None = None  # probe / hybrid: texts longer than this are read in windows (features.py)
     causal: bool = True
     max_length: int = 1024
     truncation: bool = False

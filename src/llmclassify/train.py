@@ -64,6 +64,9 @@ class TrainConfig:
     probe_layers: tuple[int, ...] | None = None  # layers the pass keeps (default: features.probe_layers)
     baseline: str = "tfidf"  # tfidf | none: the TF-IDF + logistic regression shown beside the run
     template: str | None = None  # prompt template applied before tokenising, e.g. "Message: {text}\nCategory:"
+    # Probes read texts longer than `window` tokens as consecutive windows (features.py): the
+    # attention cost stays linear in a text's length. 0: whole texts (up to --max-length).
+    window: int = 512
     output_dir: str | None = None
     text_column: str | None = None
     label_column: str | None = None
@@ -122,6 +125,8 @@ class TrainConfig:
         if self.probe is not None and self.recipe == "finetune":
             raise UserError("--probe names a probe; it needs --recipe probe or auto, not finetune")
         check_template(self.template)
+        if self.window < 0:
+            raise UserError("--window must be 0 (whole texts) or a number of tokens")
         if self.probe_layers is not None:
             self.probe_layers = tuple(int(x) for x in self.probe_layers)
         if self.pooling not in POOLINGS:
@@ -536,6 +541,11 @@ def _resolve_recipe(run: Run) -> str:
         why = f"--padding {cfg.padding} makes pad tokens input, which probes do not read"
     elif cfg.extra.get("random_init"):
         why = "random weights: nothing to probe"
+    longest = max(len(x) for v in run.ids.values() for x in v)
+    if not why and cfg.recipe == "auto" and cfg.window and longest > cfg.window:
+        log(f"recipe: probes only: texts up to {longest} tokens are read in windows of {cfg.window}; "
+            "fine-tuning would keep every token's states (--recipe finetune does)", cfg)
+        return "probe"
     if why:
         if cfg.recipe == "probe":
             raise UserError(f"--recipe probe: {why}")
@@ -566,7 +576,8 @@ def _trunk_pass(run: Run, recipe: str, feats: dict, shared_caches: dict | None) 
         for s in SPLITS:
             pooled[s], caches[s] = trunk_pass(
                 clf.decoder, run.ids[s], run.tok.pad_id, layers=layers,
-                boundary=run.boundary if use_cache else None, causal=cfg.causal,
+                boundary=run.boundary if use_cache else None, window=None if use_cache else cfg.window or None,
+                causal=cfg.causal,
                 cache_dtype=getattr(torch, cfg.cache_dtype), memory_budget=int(cfg.cache_memory_gb * (1 << 30)),
                 spill_dir=str(run.out_dir), desc=f"trunk pass ({s})", progress=run.progress)
     for s in SPLITS:
@@ -708,7 +719,10 @@ def _refit_probe(run: Run, pick, pooled: dict, y_pool, base, report: list) -> Fi
             p_base = base["model"].proba(getattr(run.prep, s).texts)
             mix = pick.hybrid_weight * softmax(logits[s].numpy()) + (1 - pick.hybrid_weight) * p_base
             logits[s] = torch.from_numpy(np.log(np.clip(mix, 1e-12, None))).float()
-    spec = {"recipe": pick.kind, "probe": [list(x) for x in pick.picks], "hybrid_weight": pick.hybrid_weight}
+    longest = max(len(x) for v in run.ids.values() for x in v)
+    window = run.cfg.window if run.cfg.window and longest > run.cfg.window else None
+    spec = {"recipe": pick.kind, "probe": [list(x) for x in pick.picks], "hybrid_weight": pick.hybrid_weight,
+            "window": window}
     oof_val = pick.oof[len(run.prep.train.labels):]
     return Fitted(spec, clf, logits, ["mean", "scale", "head.weight", "head.bias"], candidates=report,
                   chosen=pick.name, val_logits_held_out=torch.from_numpy(np.log(np.clip(oof_val, 1e-12, None))).float())
@@ -897,7 +911,9 @@ def _baseline_metrics(run: Run, base) -> dict | None:
     if base is None:
         return None
     splits = {s: score(base["model"].proba(getattr(run.prep, s).texts), np.asarray(getattr(run.prep, s).labels),
-                       run.names) for s in SPLITS}
+                       run.names) for s in ("train", "test")}
+    # refitted on train + validation: its validation figures are the out-of-fold ones
+    splits["val"] = score(base["oof"][len(run.prep.train.labels):], np.asarray(run.prep.val.labels), run.names)
     return {"name": baseline.NAME, "C": base["C"], "cv_macro_f1": base["cv_macro_f1"], "refit_on": "train+val",
             "seconds": run.seconds.get("baseline"), "splits": splits}
 
@@ -908,8 +924,12 @@ def _report_and_save(run: Run, fitted: Fitted, base, feats: dict) -> dict:
 
     cfg, names = run.cfg, run.names
     temperature, threshold, calibration, threshold_report = _post_hoc(run, fitted, feats)
-    metrics = {s: logit_metrics(fitted.logits[s], feats[s].labels, names, temperature=temperature,
+    # A probe refitted on train + validation reports its validation metrics out of fold (held out).
+    held_out = {"val": fitted.val_logits_held_out} if fitted.val_logits_held_out is not None else {}
+    metrics = {s: logit_metrics(held_out.get(s, fitted.logits[s]), feats[s].labels, names, temperature=temperature,
                                 threshold=threshold) for s in SPLITS}
+    if held_out:
+        metrics["val"]["held_out"] = "out-of-fold (the model was refitted on train + validation)"
     n_train, n_total = count_parameters(fitted.clf)
     run.seconds["total"] = time.perf_counter() - run.t_start
     summary = {
@@ -933,7 +953,7 @@ def _report_and_save(run: Run, fitted: Fitted, base, feats: dict) -> dict:
         pooling=cfg.pooling, causal=cfg.causal, padding=cfg.padding, pad_to=run.pad_to, max_length=run.max_len,
         truncation=cfg.max_length is not None, template=cfg.template, trainable=cfg.trainable,
         threshold=threshold, temperature=temperature, train_config=cfg.to_dict(),
-        **{k: v for k, v in fitted.spec_fields.items() if k in ("recipe", "probe", "hybrid_weight", "lora")},
+        **{k: v for k, v in fitted.spec_fields.items() if k in ("recipe", "probe", "hybrid_weight", "lora", "window")},
     )
     if dist.world_size() > 1:  # batch_size above is per process
         spec.extra["distributed"] = {"world_size": dist.world_size(),
