@@ -16,6 +16,7 @@ from pathlib import Path
 from ..errors import DataError, UserError
 from .columns import _close
 from .readers import Table, read_table
+from .rows import _codec
 
 # Built-in data sets: name -> (file in llmclassify/datasets, format).
 BUILTIN_DATASETS = {"sms-spam": ("sms_spam_collection.tsv", "tsv")}
@@ -46,6 +47,8 @@ def load_dataset(name_or_path: str | os.PathLike, **kw) -> Table:
     key = os.fspath(name_or_path)
     if key in BUILTIN_DATASETS:
         kw.setdefault("fmt", BUILTIN_DATASETS[key][1])
+        _codec(kw.get("encoding", "utf-8"))  # a bad name is still an error
+        kw["encoding"] = "utf-8"  # the packaged files are UTF-8, whatever the user's files are
         return read_table(builtin_path(key), **kw)
     if not Path(key).exists():
         guess = _close(key, list(BUILTIN_DATASETS))
