@@ -248,7 +248,7 @@ def add_models(sub) -> None:
 
 
 def cmd_models(a) -> int:
-    from .presets import list_models
+    from .loaders.presets import list_models
 
     print(f"{'name':36} {'cached':7} {'kind':6} source")
     for r in list_models():
@@ -338,7 +338,7 @@ def add_experiments(sub) -> None:
 
 def cmd_experiments(a) -> int:
     from .experiments import format_table, run_experiments
-    from .presets import DEFAULT_MODEL
+    from .loaders.presets import DEFAULT_MODEL
 
     model = a.model or DEFAULT_MODEL
     rows = [r.strip() for r in a.rows.split(",")] if a.rows else None
@@ -360,7 +360,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .presets import DEFAULT_MODEL
+    from .loaders.presets import DEFAULT_MODEL
 
     p = Parser(prog="llmclassify", description="Turn a pretrained decoder LLM into a text classifier.")
     p.add_argument("--debug", action="store_true", help="show tracebacks")

@@ -33,8 +33,8 @@ from .evaluate import compute_metrics, format_table
 from .files import atomic_write_bytes
 from .freeze import apply_strategy, count_parameters, trainable_names
 from .heads import POOLINGS, SequenceClassifier
+from .loaders.presets import DEFAULT_MODEL
 from .model import Decoder
-from .presets import DEFAULT_MODEL
 from .resume import STATE_FILE, GracefulStop, read_state, restore, save_state
 from .tokenizer import pad_batch
 from .trunk_cache import TrunkCache, allocate, length_batches
