@@ -604,7 +604,7 @@ def main(argv=None) -> int:
     import torch
     import transformers
 
-    from llmclassify.presets import DEFAULT_MODEL
+    from llmclassify.loaders.presets import DEFAULT_MODEL
 
     mode = "quick" if a.quick else "full"
     spec = dict(QUICK if a.quick else FULL, **RECIPE, model=a.model or DEFAULT_MODEL, data=a.data)

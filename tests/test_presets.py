@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from llmclassify import cache, presets
+from llmclassify import cache
 from llmclassify.errors import ModelLoadError
-from llmclassify.loaders import load_model
-from llmclassify.presets import DEFAULT_MODEL, PRESETS, list_models
+from llmclassify.loaders import load_model, presets
+from llmclassify.loaders.presets import DEFAULT_MODEL, PRESETS, list_models
 
 try:
     from .test_gguf import tiny_weights, write_tiny_gguf

@@ -198,10 +198,10 @@ def test_labels_through_a_file_map_back_to_the_same_names(tmp_path, values):
 
 @pytest.fixture(scope="module")
 def gpt2():
-    from llmclassify.tokenizer import Tokenizer
+    from llmclassify.loaders.tokenizer_files import tokenizer_from_gpt2_files
 
     d = FIXTURES / "gpt2-tokenizer"
-    return Tokenizer.from_gpt2_files(d / "encoder.json", d / "vocab.bpe")
+    return tokenizer_from_gpt2_files(d / "encoder.json", d / "vocab.bpe")
 
 
 @settings(max_examples=200, **SETTINGS)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from llmclassify.loaders import load_model
-from llmclassify.presets import DEFAULT_MODEL, preset_file
+from llmclassify.loaders.presets import DEFAULT_MODEL, preset_file
 
 pytestmark = pytest.mark.slow
 

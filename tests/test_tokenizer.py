@@ -10,6 +10,11 @@ import pytest
 import torch
 
 from llmclassify.errors import ModelLoadError
+from llmclassify.loaders.tokenizer_files import (
+    tokenizer_from_gpt2_files,
+    tokenizer_from_hf_dir,
+    tokenizer_from_json,
+)
 from llmclassify.tokenizer import Tokenizer, pad_batch
 
 GPT2 = Path(__file__).parent / "fixtures" / "gpt2-tokenizer"
@@ -17,7 +22,7 @@ GPT2 = Path(__file__).parent / "fixtures" / "gpt2-tokenizer"
 
 @pytest.fixture(scope="module")
 def gpt2() -> Tokenizer:
-    return Tokenizer.from_gpt2_files(GPT2 / "encoder.json", GPT2 / "vocab.bpe")
+    return tokenizer_from_gpt2_files(GPT2 / "encoder.json", GPT2 / "vocab.bpe")
 
 
 def test_gpt2_known_values(gpt2):
@@ -75,7 +80,7 @@ def test_from_hf_dir_gpt2_files(tmp_path):
     shutil.copy(GPT2 / "encoder.json", tmp_path / "vocab.json")
     shutil.copy(GPT2 / "vocab.bpe", tmp_path / "merges.txt")
     (tmp_path / "config.json").write_text(json.dumps({"bos_token_id": 50256, "eos_token_id": 50256}))
-    t = Tokenizer.from_hf_dir(tmp_path)
+    t = tokenizer_from_hf_dir(tmp_path)
     assert t.encode("Hello, world!") == [15496, 11, 995, 0]
     assert (t.eos_id, t.pad_id, t.pad_source, t.add_bos) == (50256, 50256, "eos", False)
 
@@ -85,7 +90,7 @@ def test_from_hf_dir_tokenizer_json_with_config(gpt2, tmp_path):
     (tmp_path / "tokenizer_config.json").write_text(json.dumps({
         "eos_token": {"content": "<|endoftext|>"}, "bos_token": "<|endoftext|>",
         "pad_token": "!", "add_bos_token": True}))
-    t = Tokenizer.from_hf_dir(tmp_path)
+    t = tokenizer_from_hf_dir(tmp_path)
     assert (t.eos_id, t.bos_id, t.pad_id, t.pad_source, t.add_bos) == (50256, 50256, 0, "pad token", True)
     assert t.encode("Hello") == [50256, 15496]
 
@@ -103,18 +108,18 @@ def test_from_hf_dir_bos_from_post_processor(gpt2, tmp_path):
     (tmp_path / "tokenizer.json").write_text(json.dumps(data))
     (tmp_path / "special_tokens_map.json").write_text(json.dumps({"bos_token": "<|endoftext|>",
                                                                   "eos_token": "<|endoftext|>"}))
-    t = Tokenizer.from_hf_dir(tmp_path)
+    t = tokenizer_from_hf_dir(tmp_path)
     assert t.add_bos and t.encode("Hello") == [50256, 15496]  # once, not twice
 
 
 def test_missing_files_are_one_line_errors(tmp_path):
     with pytest.raises(ModelLoadError, match="no tokenizer.json"):
-        Tokenizer.from_hf_dir(tmp_path)
+        tokenizer_from_hf_dir(tmp_path)
     with pytest.raises(ModelLoadError, match="not found"):
-        Tokenizer.from_gpt2_files(tmp_path / "v.json", tmp_path / "m.txt")
+        tokenizer_from_gpt2_files(tmp_path / "v.json", tmp_path / "m.txt")
     (tmp_path / "tokenizer.json").write_text("{not json")
     with pytest.raises(ModelLoadError, match="tokenizer.json"):
-        Tokenizer.from_file(tmp_path / "tokenizer.json")
+        tokenizer_from_json(tmp_path / "tokenizer.json")
 
 
 def test_pad_batch_right_and_left():

@@ -33,11 +33,6 @@ def models_dir(override: str | os.PathLike[str] | None = None) -> Path:
     return cache_dir(override) / "models"
 
 
-def gguf_cache_dir(sha256: str, override: str | os.PathLike[str] | None = None) -> Path:
-    """Where the dequantized weights of the GGUF file with this sha256 live."""
-    return cache_dir(override) / "gguf" / sha256
-
-
 def cached_sha256(path: str | os.PathLike[str], override: str | os.PathLike[str] | None = None) -> str:
     """sha256 of a file, remembered in the cache keyed by (absolute path, size, mtime)."""
     p = Path(path).resolve()

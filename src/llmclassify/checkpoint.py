@@ -23,11 +23,10 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from .errors import UserError
-from .files import atomic_write_bytes
+from .files import atomic_open, atomic_write_bytes
 
 CONFIG = "config.json"
 WEIGHTS = "classifier.safetensors"
@@ -103,13 +102,7 @@ def save_run(
     state = clf.state_dict()
     names = list(state) if full_weights else trainable
     sha = save_weights(out_dir / WEIGHTS, {n: state[n] for n in names})
-    tmp_tok = Path(tempfile.mkdtemp(prefix=".tokenizer.", dir=out_dir))
-    try:
-        tokenizer.save(tmp_tok)
-        for f in tmp_tok.iterdir():
-            os.replace(f, out_dir / f.name)
-    finally:
-        shutil.rmtree(tmp_tok, ignore_errors=True)
+    tokenizer.save(out_dir)  # each file through atomic_open
     if baseline is not None:  # baseline.Baseline: TF-IDF vocabulary + linear weights
         baseline.save(out_dir)
     atomic_write_json(out_dir / "metrics.json", metrics)
@@ -189,8 +182,8 @@ def write_curves(path: Path, history: list[dict]) -> None:
     b.set_ylabel("accuracy")
     b.legend()
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=".curves.", suffix=".png", dir=Path(path).parent)
-    os.close(fd)
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_open(path, "wb") as f:
+            fig.savefig(f, format="png", dpi=100)
+    finally:
+        plt.close(fig)

@@ -57,6 +57,7 @@ def add_train(sub) -> None:
     p.add_argument("--label-sep", help="multi-label: the separator between a text's labels, e.g. '|' "
                    "(JSONL label lists need none)")
     p.add_argument("--format", dest="data_format", choices=["csv", "tsv", "jsonl", "parquet"])
+    p.add_argument("--encoding", help="text encoding of the file: utf-8 (default), latin-1, cp1252, utf-16, ...")
     p.add_argument("--split", type=_split, help="train,validation,test fractions (default 0.7,0.1,0.2)")
     p.add_argument("--seed", type=int)
     p.add_argument("--no-dedupe", dest="dedupe", action="store_const", const=False,
@@ -149,6 +150,7 @@ def add_evaluate(sub) -> None:
     p.add_argument("--text-column")
     p.add_argument("--label-column")
     p.add_argument("--format", dest="data_format", choices=["csv", "tsv", "jsonl", "parquet"])
+    p.add_argument("--encoding", default="utf-8", help="text encoding of the file: utf-8 (default), latin-1, cp1252, utf-16, ...")
     p.add_argument("--json", dest="json_out", help="also write the metrics to this JSON file")
     p.set_defaults(func=cmd_evaluate)
 
@@ -162,7 +164,7 @@ def cmd_evaluate(a) -> int:
 
         check_output_file(Path(a.json_out))
     name, metrics = evaluate_run(a.run, data=a.data, text_column=a.text_column, label_column=a.label_column,
-                                 fmt=a.data_format)
+                                 fmt=a.data_format, encoding=a.encoding)
     base = metrics.get("baseline")
     print(format_table({name: metrics}, baseline={name: base} if base else None))
     if a.json_out:
@@ -180,6 +182,7 @@ def add_predict(sub) -> None:
     p.add_argument("--input", "-i", help="file of texts (.txt one per line, CSV/TSV/JSONL), or - for stdin")
     p.add_argument("--text-column")
     p.add_argument("--format", dest="data_format", choices=["txt", "csv", "tsv", "jsonl", "parquet"])
+    p.add_argument("--encoding", default="utf-8", help="text encoding of the file: utf-8 (default), latin-1, cp1252, utf-16, ...")
     p.add_argument("--output", "-o", help="write JSONL predictions here, one row per input row with its "
                                           "input line (default: print)")
     p.add_argument("--threshold", type=_probability,
@@ -211,7 +214,7 @@ def _predict(a, main: bool = True, shared: bool = False) -> int:
     if a.input and a.input != "-":
         from .data import detect_format
 
-        detect_format(a.input, a.data_format)  # a missing or unreadable file fails before the model loads
+        detect_format(a.input, a.data_format, a.encoding)  # a missing or unreadable file fails before the model loads
     clf = Classifier.load(a.run, dtype=a.dtype, quantize=a.quantize)
     stats: dict = {}
     if a.input:
@@ -220,7 +223,7 @@ def _predict(a, main: bool = True, shared: bool = False) -> int:
         from .data import iter_records
 
         records = chain.from_iterable(iter_records(a.input, text_column=a.text_column, fmt=a.data_format,
-                                                   stats=stats))
+                                                   stats=stats, encoding=a.encoding))
     else:
         records = enumerate(a.texts, 1)
     report = StreamReport()
@@ -258,7 +261,7 @@ def add_models(sub) -> None:
 
 
 def cmd_models(a) -> int:
-    from .presets import list_models
+    from .loaders.presets import list_models
 
     print(f"{'name':36} {'cached':7} {'kind':6} source")
     for r in list_models():
@@ -348,7 +351,7 @@ def add_experiments(sub) -> None:
 
 def cmd_experiments(a) -> int:
     from .experiments import format_table, run_experiments
-    from .presets import DEFAULT_MODEL
+    from .loaders.presets import DEFAULT_MODEL
 
     model = a.model or DEFAULT_MODEL
     rows = [r.strip() for r in a.rows.split(",")] if a.rows else None
@@ -370,7 +373,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .presets import DEFAULT_MODEL
+    from .loaders.presets import DEFAULT_MODEL
 
     p = Parser(prog="llmclassify", description="Turn a pretrained decoder LLM into a text classifier.")
     p.add_argument("--debug", action="store_true", help="show tracebacks")

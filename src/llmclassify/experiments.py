@@ -9,7 +9,6 @@ result is a Markdown table (and JSON) in the output directory, next to the book'
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,8 +120,3 @@ def format_table(model: str, data: str, results: list[dict]) -> str:
 def write_table(out_dir: Path, model: str, data: str, results: list[dict]) -> None:
     atomic_write_bytes(out_dir / "experiments.md", format_table(model, data, results).encode())
     atomic_write_json(out_dir / "experiments.json", {"model": model, "data": data, "rows": results})
-
-
-def main_table(out_dir: Path) -> str:
-    d = json.loads((Path(out_dir) / "experiments.json").read_text())
-    return format_table(d["model"], d["data"], d["rows"])

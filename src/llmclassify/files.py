@@ -1,28 +1,57 @@
-"""File primitives shared by the run directory, the model cache and the loaders: writes that
-never leave a half-written file, and streamed sha256 of one or several files."""
+"""File primitives shared by the run directory, the model cache, the loaders and the data
+download: `atomic_open`, the one way this project writes a file (never half-written), and
+streamed sha256 of one or several files."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import IO
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write `data` to a temporary file beside `path`, fsync it, and rename it into place."""
+@contextlib.contextmanager
+def atomic_open(
+    path: str | os.PathLike[str],
+    mode: str = "wb",
+    *,
+    encoding: str | None = None,
+    chmod: int | None = None,
+) -> Iterator[IO]:
+    """Open a temporary file beside `path` (`.<name>.XXXX.tmp`, same folder so the rename stays
+    on one file system) for writing; when the block ends normally, flush, fsync, and rename it
+    to `path`; when it raises (KeyboardInterrupt included), delete it. A reader sees the old
+    file or the new one, never part of one.
+
+    `mode` is "wb" or "w" (text: `encoding` defaults to UTF-8). The file is created owner-only
+    (mkstemp); `chmod` (e.g. 0o644) sets its mode before the rename.
+    """
+    if mode not in ("w", "wb", "wt"):
+        raise ValueError(f"atomic_open writes a new file: mode 'w' or 'wb', not {mode!r}")
     path = Path(path)
+    if "b" not in mode and encoding is None:
+        encoding = "utf-8"
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        with os.fdopen(fd, mode, encoding=encoding) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
+        if chmod is not None:
+            os.chmod(tmp, chmod)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write `data` to `path` through `atomic_open`."""
+    with atomic_open(path, "wb") as f:
+        f.write(data)
 
 
 def sha256_files(files: Iterable[str | os.PathLike[str]], chunk: int = 1 << 22) -> str:

@@ -300,7 +300,7 @@ def write_predictions(path: Path, preds: Iterable[Prediction | tuple[int, Predic
 
 
 def evaluate_run(run_dir, *, data: str | None = None, text_column=None, label_column=None, fmt=None,
-                 batch_size: int = 32) -> tuple[str, dict]:
+                 batch_size: int = 32, encoding: str = "utf-8") -> tuple[str, dict]:
     """Metrics of a saved run on a labelled file, or on its own test split (from split.json).
 
     Warns (logging) when texts were truncated or a run label is absent from the data; the
@@ -320,7 +320,7 @@ def evaluate_run(run_dir, *, data: str | None = None, text_column=None, label_co
     else:
         label_sep = (clf.config.get("train_config") or {}).get("label_sep")
         table = load_dataset(data, text_column=text_column, label_column=label_column, fmt=fmt,
-                             label_sep=label_sep if clf.multi_label else None)
+                             label_sep=label_sep if clf.multi_label else None, encoding=encoding)
         texts, labels, name = table.texts, table.labels, Path(data).name
         if not clf.multi_label:
             labels = [str(x) for x in labels]

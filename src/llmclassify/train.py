@@ -34,8 +34,8 @@ from .files import atomic_write_bytes
 from .freeze import apply_strategy, count_parameters, trainable_names
 from .heads import POOLINGS, SequenceClassifier
 from .inputs import apply_padding, check_template, encode_texts, length_batches, pad_batch
+from .loaders.presets import DEFAULT_MODEL
 from .model import Decoder
-from .presets import DEFAULT_MODEL
 from .resume import STATE_FILE, GracefulStop, read_state, restore, save_state
 from .scoring import logit_metrics
 from .trunk_cache import TrunkCache, allocate
@@ -71,6 +71,7 @@ class TrainConfig:
     text_column: str | None = None
     label_column: str | None = None
     data_format: str | None = None
+    encoding: str = "utf-8"  # text encoding of the data file: utf-8, latin-1, cp1252, utf-16, ...
     split: tuple[float, float, float] = (0.7, 0.1, 0.2)
     seed: int = 123
     dedupe: bool = True
@@ -351,7 +352,7 @@ def _prepare_data(cfg: TrainConfig):
     reference = cfg.split_method == "reference"
     table = data.load_dataset(
         cfg.data, text_column=cfg.text_column, label_column=cfg.label_column, fmt=cfg.data_format,
-        quoting=True if reference else None, label_sep=cfg.label_sep,
+        quoting=True if reference else None, label_sep=cfg.label_sep, encoding=cfg.encoding,
     )
     if reference:
         return data.reference_split(table, seed=cfg.seed)

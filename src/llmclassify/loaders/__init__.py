@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ModelLoadError
+from .presets import PRESETS, load_preset
 
 if TYPE_CHECKING:
     from .base import LoadedModel
@@ -25,8 +26,6 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
 def load_model(source: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None) -> LoadedModel:
     """Load a preset name, a Hugging Face model directory, a GGUF file, or a Hub id
     ("org/name", optionally "@revision"), in that order of precedence."""
-    from ..presets import PRESETS, load_preset
-
     s = os.fspath(source)
     if s in PRESETS:
         return load_preset(s, cache_dir)

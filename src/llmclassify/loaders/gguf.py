@@ -229,7 +229,7 @@ def _load_from_file(p: Path, identity: dict) -> LoadedModel:
     import torch
     from gguf import GGUFReader
 
-    from ..tokenizer import Tokenizer
+    from .tokenizer_files import tokenizer_from_gguf
 
     where = str(p)
     try:
@@ -296,7 +296,7 @@ def _load_from_file(p: Path, identity: dict) -> LoadedModel:
             continue
         sd[ours] = torch.from_numpy(np.ascontiguousarray(w))
     check_state_dict(cfg, sd, where)
-    tok = Tokenizer.from_gguf(reader, source=where)
+    tok = tokenizer_from_gguf(reader, source=where)
     return LoadedModel(config=cfg, state_dict=sd, tokenizer=tok, identity=identity)
 
 

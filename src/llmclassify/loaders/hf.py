@@ -212,9 +212,9 @@ def _tokenizer(path: Path):
     has_gpt2_files = (path / "vocab.json").is_file() and (path / "merges.txt").is_file()
     if not ((path / "tokenizer.json").is_file() or has_gpt2_files):
         return None
-    from ..tokenizer import Tokenizer  # lazy: tokenizer.py pulls in `tokenizers`
+    from .tokenizer_files import tokenizer_from_hf_dir  # lazy: pulls in `tokenizers`
 
-    return Tokenizer.from_hf_dir(path)
+    return tokenizer_from_hf_dir(path)
 
 
 def load_hf_dir(path: str | Path) -> LoadedModel:

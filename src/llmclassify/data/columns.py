@@ -1,0 +1,124 @@
+"""Which column holds the texts and which the labels: the header rule, well-known column names,
+the headerless two-column guess, and errors that suggest the closest column name.
+
+Shared by every reader in `readers.py` (labelled and text-only alike); the rules are listed in
+that module's docstring.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from collections.abc import Sequence
+
+from ..errors import DataError
+
+log = logging.getLogger(__name__)
+
+TEXT_COLUMN_NAMES = ("text", "sentence", "message", "content", "review", "body", "document", "sms")
+LABEL_COLUMN_NAMES = ("label", "labels", "class", "category", "target", "sentiment", "intent")
+KNOWN_COLUMN_NAMES = frozenset(TEXT_COLUMN_NAMES + LABEL_COLUMN_NAMES)
+
+
+def _close(name: str, choices: Sequence[str]) -> str | None:
+    lowered = {c.lower(): c for c in choices}
+    hits = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
+    return lowered[hits[0]] if hits else None
+
+
+def _resolve_columns(path, columns, text_column, label_column) -> tuple[str, str]:
+    """The text and label column names of a file with a header, or a DataError that names
+    the missing one and suggests the closest column."""
+    text_col = _find_column(path, columns, text_column, TEXT_COLUMN_NAMES, "text", "--text-column")
+    label_col = _find_column(path, columns, label_column, LABEL_COLUMN_NAMES, "label", "--label-column")
+    if text_col is None:
+        raise _missing_column_error(path, columns, TEXT_COLUMN_NAMES, "text", "--text-column", taken=label_col)
+    if label_col is None:
+        raise _missing_column_error(path, columns, LABEL_COLUMN_NAMES, "label", "--label-column", taken=text_col)
+    return text_col, label_col
+
+
+def _resolve_text_column(path, columns, text_column) -> str:
+    """The text column of a file with a header (text-only reading: no label column needed)."""
+    col = _find_column(path, columns, text_column, TEXT_COLUMN_NAMES, "text", "--text-column")
+    if col is None:
+        raise _missing_column_error(path, columns, TEXT_COLUMN_NAMES, "text", "--text-column")
+    return col
+
+
+def _find_column(
+    path, columns: list[str], wanted: str | None, defaults: Sequence[str], kind: str, flag: str
+) -> str | None:
+    """Resolve a column name: exact, then case-insensitive; None when not given and not found."""
+    listing = f"(columns: {', '.join(columns)})"
+    if wanted is not None:
+        if wanted in columns:
+            return wanted
+        for c in columns:
+            if c.lower() == wanted.lower():
+                return c
+        guess = _close(wanted, columns)
+        did = f"; did you mean '{guess}'?" if guess else ""
+        raise DataError(f"no column '{wanted}'{did} {listing}", file=path)
+    for name in defaults:
+        for c in columns:
+            if c.strip().lower() == name:
+                return c
+    return None
+
+
+def _missing_column_error(path, columns, defaults, kind, flag, taken=None) -> DataError:
+    """No column with a well-known name: suggest the column closest to one (not `taken`, the
+    column already chosen for the other role), e.g. 'lable' for a label column."""
+    guess, best = None, 0.0
+    for c in columns:
+        if c == taken:
+            continue
+        for name in defaults:
+            score = difflib.SequenceMatcher(None, c.strip().lower(), name).ratio()
+            if score >= 0.6 and score > best:
+                guess, best = c, score
+    did = f"; did you mean '{guess}'?" if guess else ""
+    return DataError(
+        f"no {kind} column found (looked for {', '.join(defaults)}){did}; pass {flag} "
+        f"(columns: {', '.join(columns)})",
+        file=path,
+    )
+
+
+def _headerless_columns(rows: Sequence[list[str]]) -> tuple[int, int]:
+    """(text index, label index) for a headerless two-column file: the label column is the one
+    with fewer distinct values (ties: shorter values, then the first)."""
+    distinct = [len({r[j].strip() for r in rows if len(r) > j}) for j in (0, 1)]
+    mean_len = [
+        sum(len(r[j]) for r in rows if len(r) > j) / max(1, sum(len(r) > j for r in rows))
+        for j in (0, 1)
+    ]
+    if distinct[0] != distinct[1]:
+        label = 0 if distinct[0] < distinct[1] else 1
+    elif mean_len[0] != mean_len[1]:
+        label = 0 if mean_len[0] < mean_len[1] else 1
+    else:
+        label = 0
+    return 1 - label, label
+
+
+def _is_header(first_row: list[str], text_column, label_column, path=None, line=1) -> bool:
+    if text_column is not None or label_column is not None:
+        return True
+    if any(f.strip().lower() in KNOWN_COLUMN_NAMES for f in first_row):
+        return True
+    # Read as data; but a misspelled header ('txt', 'lable') would silently become a row.
+    for f in first_row:
+        name = f.strip().lower()
+        if 0 < len(name) <= 20:
+            hit = difflib.get_close_matches(name, KNOWN_COLUMN_NAMES, n=1, cutoff=0.75)
+            if hit:
+                log.warning(
+                    "%s: line %d ('%s') is read as data, not a header: '%s' is not a known "
+                    "column name (did you mean '%s'?); name the column with --text-column "
+                    "or --label-column to use the line as a header",
+                    path, line, ",".join(first_row)[:60], f.strip(), hit[0],
+                )
+                break
+    return False

@@ -1,0 +1,489 @@
+"""Readers: one per format, each yielding records `(line, text, label)`, used both for labelled
+reading (`read_table`, training and evaluation) and for text-only reading (`iter_texts` /
+`iter_records`, prediction input). No torch here.
+
+Reading rules:
+
+- Format from `fmt` or the extension: `.csv` CSV, `.tsv`/`.tab` TSV, `.jsonl`/`.ndjson` JSON
+  lines, `.parquet` Parquet (needs pyarrow), `.txt` one text per line (unlabelled, for
+  `iter_texts` only). Any other extension: sniffed from the first non-blank line (`{` -> JSONL,
+  a tab -> TSV, a comma -> CSV, otherwise plain text).
+- CSV uses the csv module with standard double-quote rules. TSV is split on tabs with quoting
+  OFF, because real TSV files (SMSSpamCollection among them) hold unbalanced `"` in their texts;
+  a quoting reader silently merges lines (5,572 rows instead of 5,574). `quoting=True` turns
+  CSV quote rules on for TSV too; that is how `pandas.read_csv(sep="\\t")` reads, and the book.
+- CSV: a quoted field still open at the end of the file (an unbalanced `"`) is an error naming
+  the line it opened on, not one giant text holding the rest of the file.
+- `iter_texts` / `iter_records` (prediction input) also read `-`: standard input, as bytes.
+- Encoding: `encoding="utf-8"` by default, with or without a BOM; CRLF or LF line ends (lines
+  end at LF only, so a lone CR inside a text survives). Bytes that do not decode raise a
+  `DataError` naming the file and line (no silent replacement characters); the UTF-8 message
+  suggests `--encoding`. Any Python codec name works (`latin-1`, `cp1252`, `utf-16`, ...); an
+  unknown name is a one-line `UserError`.
+- Header rule for CSV/TSV: the first row is a header when `text_column` or `label_column` is
+  given, or when one of its fields is a well-known column name (`KNOWN_COLUMN_NAMES`: text,
+  sentence, message, content, label, class, category, target, ...; case-insensitive). Otherwise
+  the file is headerless and must have one column (texts, unlabelled) or two; of two columns the
+  label column is the one with fewer distinct values (ties: the one with shorter values, then
+  the first), so both `label<TAB>text` (SMSSpamCollection) and `text,label` work. A first
+  row read as data that holds a near miss of a known name ('txt', 'lable') logs a warning.
+- Columns default to the first well-known name present; a name that is not there is an error
+  suggesting the closest one: `data.csv: no column 'lable'; did you mean 'label'? (columns: ...)`.
+- Rows with an empty or whitespace-only text, or no label, are skipped and counted
+  (`Table.skipped`, one logged warning); if every row is skipped that is an error. Blank lines
+  are ignored. Labels are stripped of surrounding spaces; texts are kept exactly as written.
+- Multi-label: `label_sep="|"` splits each label field into a sorted list of names; a JSON list
+  as a label does the same.
+"""
+
+from __future__ import annotations
+
+import codecs
+import itertools
+import logging
+import os
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import DataError, UserError
+from .columns import _headerless_columns, _is_header, _resolve_columns, _resolve_text_column
+from .labels import _label_value
+from .rows import (
+    STDIN,
+    _cells,
+    _check_file,
+    _codec,
+    _count_blank,
+    _csv_rows,
+    _decoded_lines,
+    _jsonl_rows,
+    _lf_is_byte,
+    _strip_eol,
+    _tsv_rows,
+)
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("csv", "tsv", "jsonl", "parquet", "txt")
+_EXTENSIONS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".txt": "txt",
+}
+
+
+@dataclass
+class Table:
+    """Labelled texts as read from one file, in file order.
+
+    `labels[i]` is a string, or a sorted list of strings when `multi_label`. `lines[i]` is the
+    1-based line (record start) of row i in `source`, or the row number for Parquet.
+    """
+
+    texts: list[str]
+    labels: list
+    lines: list[int]
+    source: str
+    text_column: str
+    label_column: str
+    columns: list[str] = field(default_factory=list)
+    header: bool = True
+    multi_label: bool = False
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def label_counts(self) -> dict[str, int]:
+        """Rows per label name (each name of a multi-label row counts once)."""
+        counts: Counter = Counter()
+        for lab in self.labels:
+            counts.update(lab if isinstance(lab, list) else [lab])
+        return dict(counts)
+
+
+# --------------------------------------------------------------------------------------------
+# Formats and decoding
+
+
+def detect_format(path: str | os.PathLike, fmt: str | None = None, encoding: str = "utf-8") -> str:
+    """The format of `path`: `fmt` if given, else by extension, else sniffed (see module doc)."""
+    if fmt is not None:
+        f = fmt.lower().lstrip(".")
+        f = {"ndjson": "jsonl", "tab": "tsv", "text": "txt"}.get(f, f)
+        if f not in FORMATS:
+            raise UserError(f"unknown data format '{fmt}' (choose from {', '.join(FORMATS)})")
+        return f
+    if os.fspath(path) == STDIN:
+        return "txt"  # standard input cannot be sniffed without consuming it
+    ext = Path(path).suffix.lower()
+    if ext in _EXTENSIONS:
+        return _EXTENSIONS[ext]
+    _check_file(path)
+    if _lf_is_byte(_codec(encoding)):  # ASCII-compatible: sniff the raw bytes, decode nothing
+        with open(path, "rb") as fh:
+            lines = (raw.lstrip(codecs.BOM_UTF8).strip().decode("latin-1") for raw in fh)
+            return _sniff(lines)
+    return _sniff(line.strip() for _, line in _decoded_lines(path, encoding))
+
+
+def _sniff(lines: Iterator[str]) -> str:
+    for line in lines:
+        if not line:
+            continue
+        if line.startswith("{"):
+            return "jsonl"
+        if "\t" in line:
+            return "tsv"
+        if "," in line:
+            return "csv"
+        return "txt"
+    return "txt"
+
+
+def _text_value(v, path, line, column) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, str):
+        return v
+    raise DataError(
+        f"a text must be a string, found {type(v).__name__}", file=path, line=line, field=column
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Records: one reader per format, labelled or text-only
+
+
+@dataclass
+class ReadOptions:
+    """How to read: which columns, labelled or text-only, and the format's knobs."""
+
+    text_column: str | None = None
+    label_column: str | None = None
+    labelled: bool = True  # False: texts only (prediction input), no label column needed
+    quoting: bool | None = None  # TSV only: CSV quote rules on (the book's reading)
+    encoding: str = "utf-8"
+    # Headerless two-column text-only files: rows used to pick the text column (None: all).
+    sample_size: int | None = None
+    stats: dict | None = None  # counts skipped blank lines as `blank_lines`
+
+
+@dataclass
+class Records:
+    """What a reader found: the columns, which hold the texts (and labels), and the rows as
+    `(line, raw text, raw label or None)`, lazily, in file order."""
+
+    columns: list[str]
+    text_column: str
+    label_column: str | None
+    header: bool
+    rows: Iterator[tuple[int, object, object]]
+
+
+def open_records(path: str, fmt: str, opt: ReadOptions) -> Records:
+    """The reader of `fmt` on `path`. An empty file is an error when labelled, else no rows."""
+    if fmt == "txt":
+        return _txt_records(path, opt)
+    if fmt == "jsonl":
+        return _jsonl_records(path, opt)
+    if fmt == "parquet":
+        return _parquet_records(path, opt)
+    return _delimited_records(path, fmt, opt)
+
+
+def _pick_columns(path, columns: list[str], opt: ReadOptions) -> tuple[str, str | None]:
+    if opt.labelled:
+        return _resolve_columns(path, columns, opt.text_column, opt.label_column)
+    return _resolve_text_column(path, columns, opt.text_column), None
+
+
+def _no_rows(path, opt: ReadOptions, header: bool) -> Records:
+    if opt.labelled:
+        raise DataError("is empty", file=path)
+    return Records([], "", None, header, iter(()))
+
+
+def _txt_records(path, opt: ReadOptions) -> Records:
+    """Plain text: one text per line, blank lines skipped (and counted)."""
+
+    def rows():
+        for i, line in _decoded_lines(path, opt.encoding):
+            if line.strip():
+                yield i, _strip_eol(line), None
+            else:
+                _count_blank(opt.stats)
+
+    return Records(["text"], "text", None, False, rows())
+
+
+def _jsonl_records(path, opt: ReadOptions) -> Records:
+    """JSON lines: the columns are the keys of the first object."""
+    rows_iter = _jsonl_rows(path, opt.encoding, opt.stats)
+    first = next(rows_iter, None)
+    if first is None:
+        return _no_rows(path, opt, True)
+    columns = [str(k) for k in first[1]]
+    text_col, label_col = _pick_columns(path, columns, opt)
+
+    def rows():
+        for line, obj in itertools.chain([first], rows_iter):
+            yield line, obj.get(text_col), (obj.get(label_col) if label_col is not None else None)
+
+    return Records(columns, text_col, label_col, True, rows())
+
+
+def _import_pyarrow_parquet(path):
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError(
+            "reading Parquet needs pyarrow: pip install pyarrow (or convert the file to CSV, "
+            "TSV or JSONL)",
+            file=path,
+        ) from None
+    return pq
+
+
+def _parquet_records(path, opt: ReadOptions) -> Records:
+    """Parquet: read in record batches, only the needed columns; `line` is the row number."""
+    pq = _import_pyarrow_parquet(path)
+    _check_file(path)
+    try:
+        pf = pq.ParquetFile(path)
+        columns = list(pf.schema_arrow.names)
+    except Exception as e:  # pyarrow raises its own exception types
+        raise DataError(f"cannot read Parquet: {e}", file=path) from None
+    text_col, label_col = _pick_columns(path, columns, opt)
+    wanted = [text_col] if label_col is None else [text_col, label_col]
+
+    def rows():
+        n = 0
+        for batch in pf.iter_batches(columns=wanted):
+            texts = batch.column(0).to_pylist()
+            labels = batch.column(1).to_pylist() if label_col is not None else [None] * len(texts)
+            for text, label in zip(texts, labels):
+                n += 1
+                yield n, text, label
+
+    return Records(columns, text_col, label_col, True, rows())
+
+
+def _delimited_rows(path, fmt: str, opt: ReadOptions):
+    if fmt == "csv":
+        return _csv_rows(path, ",", opt.encoding, opt.stats)
+    if opt.quoting:
+        return _csv_rows(path, "\t", opt.encoding, opt.stats)
+    return _tsv_rows(path, opt.encoding, opt.stats)
+
+
+def _delimited_records(path, fmt: str, opt: ReadOptions) -> Records:
+    """CSV / TSV: with a header row (see the header rule), or headerless."""
+    rows_iter = _delimited_rows(path, fmt, opt)
+    first = next(rows_iter, None)
+    if first is None:
+        return _no_rows(path, opt, False)
+    line0, row0 = first
+    if _is_header(row0, opt.text_column, opt.label_column, path, line0):
+        return _header_records(path, fmt, opt, row0, rows_iter)
+    return _headerless_records(path, fmt, opt, first, rows_iter)
+
+
+def _header_records(path, fmt, opt: ReadOptions, row0: list[str], rows_iter) -> Records:
+    columns = [c.strip() for c in row0]
+    text_col, label_col = _pick_columns(path, columns, opt)
+    if text_col == label_col:
+        raise DataError(f"text and label columns are the same column '{text_col}'", file=path)
+    ti, ncols = columns.index(text_col), len(columns)
+    li = columns.index(label_col) if label_col is not None else None
+    allow_join = fmt == "tsv" and not opt.quoting
+
+    def rows():
+        for line, row in rows_iter:
+            row = _cells(path, fmt, row, ncols, ti, line, allow_join)
+            yield line, row[ti], (row[li] if li is not None else None)
+
+    return Records(columns, text_col, label_col, True, rows())
+
+
+def _headerless_records(path, fmt, opt: ReadOptions, first, rows_iter) -> Records:
+    """Headerless: one column of texts, or two (`label<TAB>text`, `text,label`): the label
+    column is picked on the rows (all of them when labelled, a sample when text-only)."""
+    line0, row0 = first
+    ncols = len(row0)
+    if ncols == 1 and opt.labelled:
+        raise DataError(
+            "has one column and no header, so no labels; add a header row naming a text and a "
+            "label column",
+            file=path,
+        )
+    if ncols > 2:
+        names = ", ".join(["text", "label"] + ["x"] * (ncols - 2))
+        what = (f"the text and label columns (e.g. {names})" if opt.labelled else "the text column")
+        raise DataError(
+            f"has {ncols} columns and no header row; add a header naming {what}",
+            file=path,
+            line=line0,
+        )
+    n_more = None if opt.sample_size is None else max(0, opt.sample_size - 1)
+    sample = [first, *itertools.islice(rows_iter, n_more)]
+    ti, li = (0, None) if ncols == 1 else _headerless_columns([r for _, r in sample])
+    if not opt.labelled:
+        li = None
+    columns = ["column1", "column2"][:ncols]
+    allow_join = fmt == "tsv" and not opt.quoting
+
+    def rows():
+        for line, row in itertools.chain(sample, rows_iter):
+            row = _cells(path, fmt, row, ncols, ti, line, allow_join)
+            yield line, row[ti], (row[li] if li is not None else None)
+
+    label_col = columns[li] if li is not None else None
+    return Records(columns, columns[ti], label_col, False, rows())
+
+
+# --------------------------------------------------------------------------------------------
+# Labelled tables and streamed texts
+
+
+def read_table(
+    path: str | os.PathLike,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    fmt: str | None = None,
+    label_sep: str | None = None,
+    quoting: bool | None = None,
+    encoding: str = "utf-8",
+) -> Table:
+    """Read a labelled CSV / TSV / JSONL / Parquet file into a `Table` (rules: module docstring).
+
+    `quoting` only affects TSV (default off; True reads it the way pandas does). Raises
+    `DataError` (a `UserError`) with a one-line message naming the file, line and field.
+    """
+    path = os.fspath(path)
+    fmt = detect_format(path, fmt, encoding)
+    if fmt == "txt":
+        raise DataError(
+            "plain text has one text per line and no labels; for training use CSV, TSV or "
+            "JSONL with a text and a label column",
+            file=path,
+        )
+    opt = ReadOptions(text_column, label_column, labelled=True, quoting=quoting, encoding=encoding)
+    return _table(path, open_records(path, fmt, opt), label_sep)
+
+
+def _table(path: str, records: Records, label_sep: str | None) -> Table:
+    """Records -> Table: skip (and count) rows without a text or a label, parse labels."""
+    texts: list[str] = []
+    labels: list = []
+    lines: list[int] = []
+    skipped = {"empty_text": 0, "missing_label": 0}
+    first_skip = None
+    multi = label_sep is not None
+    n_rows = 0
+    text_col, label_col = records.text_column, records.label_column
+    for line, text, label in records.rows:
+        n_rows += 1
+        text = _text_value(text, path, line, text_col)
+        label = _label_value(label, label_sep, path, line, label_col)
+        if not text.strip():
+            skipped["empty_text"] += 1
+            first_skip = first_skip or line
+            continue
+        if label is None:
+            skipped["missing_label"] += 1
+            first_skip = first_skip or line
+            continue
+        multi = multi or isinstance(label, list)
+        texts.append(text)
+        labels.append(label)
+        lines.append(line)
+
+    if n_rows == 0:
+        raise DataError("has a header row but no data rows" if records.header else "is empty", file=path)
+    if not texts:
+        raise DataError(
+            f"no usable rows: {skipped['empty_text']} with an empty text, "
+            f"{skipped['missing_label']} with no label in column '{label_col}'",
+            file=path,
+        )
+    if multi:
+        labels = [lab if isinstance(lab, list) else [lab] for lab in labels]
+    if first_skip is not None:
+        _warn_skipped(path, skipped, first_skip)
+    return Table(texts=texts, labels=labels, lines=lines, source=path, text_column=text_col,
+                 label_column=label_col, columns=records.columns, header=records.header,
+                 multi_label=multi, skipped=skipped)
+
+
+def _warn_skipped(path: str, skipped: dict[str, int], first_skip: int) -> None:
+    parts = []
+    if skipped["empty_text"]:
+        parts.append(f"{skipped['empty_text']} with an empty text")
+    if skipped["missing_label"]:
+        parts.append(f"{skipped['missing_label']} with no label")
+    n_skipped = skipped["empty_text"] + skipped["missing_label"]
+    log.warning(
+        "%s: skipped %d row%s: %s (first at line %d)",
+        path,
+        n_skipped,
+        "" if n_skipped == 1 else "s",
+        ", ".join(parts),
+        first_skip,
+    )
+
+
+def iter_texts(
+    path: str | os.PathLike,
+    text_column: str | None = None,
+    fmt: str | None = None,
+    chunk_size: int = 1024,
+    quoting: bool | None = None,
+    encoding: str = "utf-8",
+) -> Iterator[list[str]]:
+    """Stream the texts of a (possibly unlabelled, possibly huge) file in lists of `chunk_size`.
+
+    Memory stays flat: lines are decoded one at a time. `.txt` is one text per line. CSV/TSV
+    follow `read_table`'s header rule; a headerless file with one column is all texts, with two
+    columns the text column is picked on the first `chunk_size` rows. Every data row yields
+    exactly one text, an empty one as "" (so outputs line up with input rows); blank lines are
+    not rows and are skipped (`iter_records` gives each text's line). `path` "-" reads stdin.
+    """
+    for chunk in iter_records(path, text_column, fmt, chunk_size, quoting, encoding=encoding):
+        yield [text for _, text in chunk]
+
+
+def iter_records(
+    path: str | os.PathLike,
+    text_column: str | None = None,
+    fmt: str | None = None,
+    chunk_size: int = 1024,
+    quoting: bool | None = None,
+    stats: dict | None = None,
+    encoding: str = "utf-8",
+) -> Iterator[list[tuple[int, str]]]:
+    """`iter_texts` with the line (record start; row number for Parquet) of each text:
+    lists of `(line, text)`. `stats`, if given, counts skipped blank lines as `blank_lines`."""
+    if chunk_size < 1:
+        raise ValueError("chunk_size must be >= 1")
+    path = os.fspath(path)
+    fmt = detect_format(path, fmt, encoding)
+    if fmt == "parquet" and path == STDIN:
+        raise UserError("Parquet cannot be read from standard input; pass the file's path")
+    opt = ReadOptions(text_column, None, labelled=False, quoting=quoting, encoding=encoding,
+                      sample_size=chunk_size, stats=stats)
+    records = open_records(path, fmt, opt)
+    chunk: list[tuple[int, str]] = []
+    for line, text, _ in records.rows:
+        chunk.append((line, _text_value(text, path, line, records.text_column)))
+        if len(chunk) >= chunk_size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

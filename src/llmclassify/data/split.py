@@ -1,0 +1,329 @@
+"""Splitting: `parse_split`, `prepare` (conflicts, duplicates, label map, stratified split,
+balancing) and `reference_split` (the book's chapter-6 split, row for row). No torch here."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import DataError, UserError
+from .labels import LabelMap
+from .readers import Table
+
+
+@dataclass
+class Split:
+    """One split: texts, label ids (int, or sorted list of ints when multi-label), source lines."""
+
+    texts: list[str]
+    labels: list
+    lines: list[int]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass
+class Prepared:
+    train: Split
+    val: Split
+    test: Split
+    label_map: LabelMap
+    report: dict
+
+
+def parse_split(spec: str | Sequence[float]) -> tuple[float, float, float]:
+    """`"0.7,0.1,0.2"` (or `"70,10,20"`) -> (train, val, test) fractions.
+
+    Three non-negative numbers summing to 1 (or 100); train must be > 0; val or test may be 0.
+    """
+    if isinstance(spec, str):
+        parts = [p.strip() for p in spec.replace("/", ",").split(",")]
+        try:
+            values = [float(p) for p in parts]
+        except ValueError:
+            raise UserError(
+                f"--split '{spec}': expected three numbers such as 0.7,0.1,0.2"
+            ) from None
+    else:
+        values = [float(v) for v in spec]
+    if len(values) != 3:
+        raise UserError(
+            f"--split {spec!r}: expected three numbers (train,val,test), got {len(values)}"
+        )
+    if any(not math.isfinite(v) or v < 0 for v in values):
+        raise UserError(f"--split {spec!r}: fractions must be non-negative numbers")
+    total = sum(values)
+    if abs(total - 100) < 1e-6:
+        values = [v / 100 for v in values]
+    elif abs(total - 1) > 1e-6:
+        raise UserError(f"--split {spec!r}: fractions sum to {total:g}, not 1")
+    if values[0] <= 0:
+        raise UserError(f"--split {spec!r}: the train fraction must be > 0")
+    return values[0], values[1], values[2]
+
+
+def _allocate(n: int, fracs: Sequence[float]) -> list[int]:
+    """Split n items by fractions (largest remainder), giving every non-zero split one if it can."""
+    exact = [n * f for f in fracs]
+    counts = [math.floor(round(e, 9)) for e in exact]
+    order = sorted(range(len(fracs)), key=lambda i: (-(exact[i] - counts[i]), i))
+    for i in order[: n - sum(counts)]:
+        counts[i] += 1
+    for i, f in enumerate(fracs):
+        if f > 0 and counts[i] == 0:
+            donor = max(range(len(fracs)), key=lambda j: counts[j])
+            if counts[donor] > 1:
+                counts[donor] -= 1
+                counts[i] += 1
+    return counts
+
+
+def _label_key(lab):
+    return tuple(lab) if isinstance(lab, list) else lab
+
+
+def prepare(
+    table: Table,
+    split: Sequence[float] | str = (0.7, 0.1, 0.2),
+    seed: int = 123,
+    dedupe: bool = True,
+    balance: str = "none",
+    min_per_class: int | None = None,
+) -> Prepared:
+    """Clean and split a table: conflicts, duplicates, label map, stratified split, balancing.
+
+    - Conflicting texts (the same text under different labels) are dropped entirely when
+      `dedupe` is on: there is no way to know which label is right, and keeping both copies
+      would put one text in two splits with opposite targets. They are counted either way.
+    - Exact duplicates (same text, same label) keep their first occurrence when `dedupe` is on;
+      without it a duplicate can land in train and test at once and inflate test accuracy.
+    - The split is stratified: each class (each label combination for multi-label) is shuffled
+      with `numpy.random.default_rng(seed)` and cut by the fractions (largest remainder), so the
+      result depends only on the table's rows, their order and the seed.
+    - `balance="undersample"` undersamples every class of the TRAIN split to its smallest class;
+      val and test keep the natural distribution.
+    - A class with fewer than `min_per_class` rows (default: one per non-empty split) is an
+      error naming the class; so is a table with one class.
+
+    `report` holds rows_read, skipped, conflicting_texts, conflicting_rows_removed,
+    duplicates_removed, rows_used, class_counts, splits (per-class counts per split), balance
+    and undersampled ({"before": ..., "after": ...} of train, or None).
+    """
+    fracs = parse_split(split) if isinstance(split, str) else parse_split(list(split))
+    if balance not in ("none", "undersample"):
+        raise UserError(f"unknown balance '{balance}' (choose none or undersample)")
+    keep, n_conflicting, conflict_rows, duplicates = _dedupe(table, dedupe)
+    kept_labels = [table.labels[i] for i in keep]
+    label_map = LabelMap.from_labels(kept_labels)
+    class_counts = _check_classes(table, label_map, kept_labels, fracs, dedupe, min_per_class)
+
+    ids = label_map.encode(kept_labels)
+    rng = np.random.default_rng(seed)  # one generator: the split, then the undersampling
+    parts = _stratified_parts(ids, fracs, rng, table.multi_label)
+    undersampled = None
+    if balance == "undersample":
+        if table.multi_label:
+            raise UserError("balance=undersample is not supported for multi-label data")
+        parts[0], undersampled = _undersample(parts[0], ids, label_map, rng)
+
+    def make(positions):
+        return Split(
+            texts=[table.texts[keep[p]] for p in positions],
+            labels=[ids[p] for p in positions],
+            lines=[table.lines[keep[p]] for p in positions],
+        )
+
+    splits = [make(p) for p in parts]
+    report = {
+        "source": table.source,
+        "rows_read": len(table),
+        "skipped": dict(table.skipped),
+        "dedupe": dedupe,
+        "conflicting_texts": n_conflicting,
+        "conflicting_rows_removed": conflict_rows,
+        "duplicates_removed": duplicates,
+        "rows_used": len(keep),
+        "class_counts": {n: class_counts[n] for n in label_map.names},
+        "split": list(fracs),
+        "seed": seed,
+        "splits": {
+            name: _split_counts(sp, label_map) for name, sp in zip(("train", "val", "test"), splits)
+        },
+        "balance": balance,
+        "undersampled": undersampled,
+    }
+    return Prepared(*splits, label_map=label_map, report=report)
+
+
+def _dedupe(table: Table, dedupe: bool) -> tuple[list[int], int, int, int]:
+    """(rows kept, conflicting texts, conflicting rows removed, duplicates removed)."""
+    labels_of: dict[str, set] = defaultdict(set)
+    for text, lab in zip(table.texts, table.labels):
+        labels_of[text].add(_label_key(lab))
+    conflicting = {t for t, labs in labels_of.items() if len(labs) > 1}
+    keep: list[int] = []
+    seen: set[str] = set()
+    duplicates = conflict_rows = 0
+    for i, text in enumerate(table.texts):
+        if dedupe and text in conflicting:
+            conflict_rows += 1
+            continue
+        if dedupe and text in seen:
+            duplicates += 1
+            continue
+        seen.add(text)
+        keep.append(i)
+    if not keep:
+        raise DataError("no rows left after removing conflicting texts", file=table.source)
+    return keep, len(conflicting), conflict_rows, duplicates
+
+
+def _check_classes(table, label_map, kept_labels, fracs, dedupe, min_per_class) -> Counter:
+    """Rows per class; an error for a single class or a class too small for the split."""
+    class_counts: Counter = Counter()
+    for lab in kept_labels:
+        class_counts.update(lab if isinstance(lab, list) else [lab])
+    if len(label_map) < 2:
+        raise DataError(
+            f"only one class ('{label_map.names[0]}') in label column '{table.label_column}'"
+            + (" after removing duplicates and conflicts" if dedupe else "")
+            + "; a classifier needs at least two",
+            file=table.source,
+        )
+    nonzero = sum(f > 0 for f in fracs)
+    need = nonzero if min_per_class is None else int(min_per_class)
+    for name in label_map.names:
+        if class_counts[name] < need:
+            raise DataError(
+                f"class '{name}' has only {class_counts[name]} example"
+                f"{'s' if class_counts[name] != 1 else ''}"
+                + (" after deduplication" if dedupe else "")
+                + f"; need at least {need} per class"
+                + (
+                    f" for a {'/'.join(f'{f:g}' for f in fracs)} split (one per split)"
+                    if min_per_class is None
+                    else ""
+                )
+                + "; add examples, remove the class or change --split",
+                file=table.source,
+            )
+    return class_counts
+
+
+def _stratified_parts(ids: list, fracs, rng, multi: bool) -> list[list[int]]:
+    """Positions of `ids` for train / val / test: each stratum shuffled and cut by `fracs`."""
+    nonzero = sum(f > 0 for f in fracs)
+    # Strata: the class, or for multi-label the label combination (rare ones pooled).
+    strata: dict = defaultdict(list)
+    for pos, y in enumerate(ids):
+        strata[tuple(y) if multi else y].append(pos)
+    if multi:
+        pooled = [p for k in list(strata) if len(strata[k]) < nonzero for p in strata.pop(k)]
+        if pooled:
+            strata[("rare",)] = sorted(pooled)
+    parts: list[list[int]] = [[], [], []]
+    for key in sorted(strata, key=str):
+        members = np.asarray(strata[key])
+        members = members[rng.permutation(len(members))]
+        counts = _allocate(len(members), fracs)
+        start = 0
+        for s, c in enumerate(counts):
+            parts[s].extend(members[start : start + c].tolist())
+            start += c
+    return [[p[i] for i in rng.permutation(len(p))] if p else [] for p in parts]
+
+
+def _undersample(train: list[int], ids: list, label_map: LabelMap, rng) -> tuple[list[int], dict]:
+    """Every class of `train` cut to the smallest class's count; (new train, report entry)."""
+    by_class: dict[int, list[int]] = defaultdict(list)
+    for p in train:
+        by_class[ids[p]].append(p)
+    target = min(len(v) for v in by_class.values())
+    new_train: list[int] = []
+    for y in sorted(by_class):
+        members = by_class[y]
+        if len(members) > target:
+            pick = np.sort(rng.choice(len(members), size=target, replace=False))
+            members = [members[i] for i in pick]
+        new_train.extend(members)
+    undersampled = {
+        "before": {label_map.name(y): len(v) for y, v in sorted(by_class.items())},
+        "after": {label_map.name(y): target for y in sorted(by_class)},
+    }
+    return [new_train[i] for i in rng.permutation(len(new_train))], undersampled
+
+
+def _split_counts(sp: Split, label_map: LabelMap) -> dict[str, int]:
+    counts = Counter()
+    for y in sp.labels:
+        counts.update(y if isinstance(y, list) else [y])
+    return {n: counts[i] for i, n in enumerate(label_map.names)}
+
+
+def reference_split(
+    table: Table, seed: int = 123, train_frac: float = 0.7, val_frac: float = 0.1
+) -> Prepared:
+    """The book's chapter 6 split, row for row, without pandas.
+
+    The book (pandas): undersample the larger class to the smaller one's count with
+    `df[df.Label == "ham"].sample(n_spam, random_state=123)`, concat [ham subset, spam],
+    shuffle with `df.sample(frac=1, random_state=123)`, then cut 70/10/20 by position
+    (`train_end = int(n * 0.7)`, `val_end = train_end + int(n * 0.1)`). No deduplication.
+
+    pandas' `sample` is `RandomState(seed).choice(n, size=k, replace=False)`, which is
+    `RandomState(seed).permutation(n)[:k]`; a fresh RandomState per call, as pandas makes one
+    from the integer each time. The book reads SMSSpamCollection with quoting on (5,572 rows);
+    for its exact rows use `load_dataset("sms-spam", quoting=True)`. Two classes only.
+    """
+    if table.multi_label:
+        raise UserError("reference_split is for single-label data")
+    label_map = LabelMap.from_labels(table.labels)
+    if len(label_map) != 2:
+        raise DataError(
+            f"reference_split needs exactly two classes, found {len(label_map)}",
+            file=table.source,
+        )
+    positions = {n: [i for i, lab in enumerate(table.labels) if lab == n] for n in label_map}
+    small, large = sorted(label_map.names, key=lambda n: (len(positions[n]), n))
+    if len(positions[small]) == len(positions[large]):  # tie: sample the first class
+        large, small = label_map.names[0], label_map.names[1]
+    n_small = len(positions[small])
+    large_pos = np.asarray(positions[large])
+    subset = large_pos[np.random.RandomState(seed).permutation(len(large_pos))[:n_small]]
+    balanced = np.concatenate([subset, np.asarray(positions[small], dtype=subset.dtype)])
+    shuffled = balanced[np.random.RandomState(seed).permutation(len(balanced))]
+    n = len(shuffled)
+    train_end = int(n * train_frac)
+    val_end = train_end + int(n * val_frac)
+    ids = label_map.encode(table.labels)
+
+    def make(pos):
+        pos = pos.tolist()
+        return Split(
+            texts=[table.texts[p] for p in pos],
+            labels=[ids[p] for p in pos],
+            lines=[table.lines[p] for p in pos],
+        )
+
+    splits = [
+        make(shuffled[:train_end]),
+        make(shuffled[train_end:val_end]),
+        make(shuffled[val_end:]),
+    ]
+    report = {
+        "source": table.source,
+        "rows_read": len(table),
+        "reference": "book chapter 6",
+        "seed": seed,
+        "class_counts": {k: len(v) for k, v in positions.items()},
+        "undersampled": {"class": large, "before": len(large_pos), "after": n_small},
+        "splits": {
+            name: _split_counts(sp, label_map) for name, sp in zip(("train", "val", "test"), splits)
+        },
+    }
+    return Prepared(*splits, label_map=label_map, report=report)
