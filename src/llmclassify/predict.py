@@ -274,28 +274,21 @@ def write_predictions(path: Path, preds: Iterable[Prediction | tuple[int, Predic
     """Stream predictions to `path` as JSONL via a temporary file renamed at the end, so an
     interrupted run leaves no partial file. Items may be `(line, prediction)` pairs (from
     `predict_records`); then each row also records the input line it belongs to."""
-    import os
-    import tempfile
+    from .files import atomic_open
 
     path = Path(path)
     checkpoint.check_output_file(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     n = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for item in preds:
-                line, p = item if isinstance(item, tuple) else (None, item)
-                row = {"label": p.label, "probabilities": p.probabilities, "truncated": p.truncated}
-                if p.labels is not None:  # multi-label: the decision
-                    row["labels"] = p.labels
-                if line is not None:
-                    row = {"line": line, **row}
-                f.write(json.dumps(row) + "\n")
-                n += 1
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "w") as f:
+        for item in preds:
+            line, p = item if isinstance(item, tuple) else (None, item)
+            row = {"label": p.label, "probabilities": p.probabilities, "truncated": p.truncated}
+            if p.labels is not None:  # multi-label: the decision
+                row["labels"] = p.labels
+            if line is not None:
+                row = {"line": line, **row}
+            f.write(json.dumps(row) + "\n")
+            n += 1
     return n
 
 
