@@ -89,7 +89,7 @@ def subset(prep, spec: dict):
 
 
 def load_split(spec: dict):
-    from llmclassify.train import _prepare_data
+    from llmclassify.train.run import _prepare_data
 
     return subset(_prepare_data(train_config(spec)), spec)
 
@@ -369,7 +369,7 @@ def run_hf(spec: dict) -> dict:
 
 
 def run_ours(spec: dict) -> dict:
-    from llmclassify import train as train_mod
+    from llmclassify.train import run as train_mod
 
     cfg = train_config(spec, output_dir=spec["run_dir"])
     if any(spec[k] is not None for k in ("n_train", "n_val", "n_test")):

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from llmclassify import train as train_mod
 from llmclassify.features import POOLED, probe_layers, trunk_pass
 from llmclassify.loaders import load_model
 from llmclassify.model import Decoder
 from llmclassify.predict import Classifier, evaluate_run
 from llmclassify.probes import ProbeClassifier, candidate_probes, parse_probe, probe_name
+from llmclassify.train import run as train_mod
 from llmclassify.train import train
 
 from .conftest import tiny_train_config

@@ -67,7 +67,7 @@ RECIPE = dict(trainable="lora", lora_dropout=0.2, lr_schedule="cosine", warmup_r
 
 
 def _count_steps(monkeypatch) -> dict:
-    import llmclassify.train as train_mod
+    import llmclassify.train.finetune as train_mod
 
     n = {"steps": 0}
     real = train_mod.batch_loss
@@ -134,7 +134,7 @@ def test_resume_refuses_complete_run_changed_data_and_extra_flags(tmp_path, tiny
 def test_signal_outside_the_epochs_aborts_and_leaves_no_directory(tmp_path, tiny_model_dir, small_data, monkeypatch):
     """A signal while the data or model loads stops at once (KeyboardInterrupt, even for
     SIGTERM) and leaves no empty run directory; there is nothing learned to save yet."""
-    import llmclassify.train as train_mod
+    import llmclassify.train.run as train_mod
 
     real = train_mod._prepare_data
 

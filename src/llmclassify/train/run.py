@@ -1,0 +1,362 @@
+"""`train(TrainConfig) -> metrics`: a run as stages, from a data file to a run directory.
+
+prepare (data, model, tokens) -> trunk pass (features.py: pooled layer vectors and / or the
+frozen-trunk cache, one pass) -> baseline -> probe search and / or fine-tuning -> choose ->
+post-hoc (temperature, threshold) -> report and save (checkpoint.py, spec.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import torch
+
+from .. import checkpoint
+from .. import distributed as dist
+from ..errors import UserError
+from ..evaluate import format_table
+from ..freeze import apply_strategy, count_parameters
+from ..heads import SequenceClassifier
+from ..inputs import apply_padding, encode_texts
+from ..model import Decoder
+from ..resume import STATE_FILE, GracefulStop, read_state
+from ..scoring import logit_metrics
+from .config import SPLITS, TrainConfig, parse_padding
+from .finetune import Features, finetune_caches, fit_top, targets
+from .select import (
+    baseline_metrics,
+    choose_recipe,
+    fit_baseline,
+    pool_and_folds,
+    score_probes,
+)
+from .state import Fitted, Run, log
+
+logger = logging.getLogger(__name__)
+
+# Batch tokenization uses the tokenizers library's threads; saying so up front keeps it from
+# warning (and turning them off) when torchrun or a DataLoader forks later.
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+
+
+def describe_report(r: dict) -> str:
+    """One line on what the data step did: rows, duplicates, conflicts, split sizes."""
+    parts = [f"data: {r.get('rows_read', '?')} rows read"]
+    if r.get("duplicates_removed"):
+        parts.append(f"{r['duplicates_removed']} exact duplicates removed")
+    if r.get("conflicting_texts"):
+        parts.append(f"{r['conflicting_texts']} texts with conflicting labels dropped "
+                     f"({r.get('conflicting_rows_removed', '?')} rows)")
+    if r.get("undersampled"):
+        parts.append(f"undersampled {r['undersampled']}")
+    splits = r.get("splits") or {}
+    if splits:
+        parts.append("split " + " / ".join(
+            f"{k} {sum(v.values()) if isinstance(v, dict) else v}" for k, v in splits.items()))
+    return "; ".join(parts)
+
+
+def _prepare_data(cfg: TrainConfig):
+    from .. import data
+
+    # The book reads the SMS file with pandas' default quoting (5,572 rows, unbalanced quotes
+    # merge lines); its exact rows need the same reading. Everything else reads quote-safe.
+    reference = cfg.split_method == "reference"
+    table = data.load_dataset(
+        cfg.data, text_column=cfg.text_column, label_column=cfg.label_column, fmt=cfg.data_format,
+        quoting=True if reference else None, label_sep=cfg.label_sep, encoding=cfg.encoding,
+    )
+    if reference:
+        return data.reference_split(table, seed=cfg.seed)
+    return data.prepare(table, split=cfg.split, seed=cfg.seed, dedupe=cfg.dedupe, balance=cfg.balance)
+
+
+def default_output_dir(cfg: TrainConfig) -> str:
+    model = Path(cfg.model).name.replace(".gguf", "")
+    data = Path(cfg.data).stem
+    return str(Path("runs") / f"{model}-{data}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def train(cfg: TrainConfig, shared_caches: dict | None = None, _resume: tuple[dict, dict] | None = None) -> dict:
+    """Train a classifier as `cfg` says, save the run directory, return its metrics. Under
+    torchrun (WORLD_SIZE > 1) every process calls this and gets the same summary back.
+
+    `shared_caches` (a dict the caller keeps) lets several runs in one process reuse frozen-
+    trunk caches that depend on the same data, model, boundary and padding (experiments.py).
+    SIGINT / SIGTERM during the epochs save a resumable state and raise `Interrupted`
+    (resume.py); `resume(run_dir)` goes on from it."""
+    with dist.session():
+        out_dir = Path(dist.broadcast_object(cfg.output_dir or default_output_dir(cfg)))  # rank 0's name
+        created = not out_dir.exists()
+        if _resume is None:
+            dist.on_main(checkpoint.prepare_run_dir, out_dir, overwrite=cfg.overwrite)
+        feats: dict = {}
+        stop = GracefulStop()
+        try:
+            with stop.installed():
+                return _train(cfg, out_dir, feats, shared_caches, stop, _resume)
+        except BaseException:
+            # A failed run leaves no empty run directory behind (partial state stays).
+            if created and dist.is_main() and out_dir.is_dir() and not any(out_dir.iterdir()):
+                out_dir.rmdir()
+            raise
+        finally:  # spill files go, whatever happened; caches shared across runs stay open
+            shared = {id(c) for v in (shared_caches or {}).values() for c in v.values()}
+            for f in feats.values():
+                if f.cache is not None and id(f.cache) not in shared:
+                    f.cache.close()
+
+
+def resume(run_dir: str | Path, progress: bool = True) -> dict:
+    """Finish the interrupted run in `run_dir` from its resume state, with the configuration
+    it was started with; the result equals an uninterrupted run's (same seed, same batches,
+    same optimiser and RNG states)."""
+    meta, tensors = read_state(Path(run_dir))
+    known = {f.name for f in fields(TrainConfig)}
+    values = {k: v for k, v in meta["config"].items() if k in known}
+    values.update(output_dir=str(run_dir), overwrite=False, progress=progress)
+    return train(TrainConfig(**values), _resume=(meta, tensors))
+
+
+def _train(cfg: TrainConfig, out_dir: Path, feats: dict, shared_caches: dict | None,
+           stop: GracefulStop, resume_state: tuple[dict, dict] | None) -> dict:
+    """The stages of a run: prepare -> encode -> trunk pass -> baseline -> fit (probe search
+    and / or the fine-tuned top) -> post-hoc (temperature, threshold) -> save."""
+    run = _prepare(cfg, out_dir)
+    recipe = _resolve_recipe(run)
+    pooled = _trunk_pass(run, recipe, feats, shared_caches)
+    pool_rows, folds = pool_and_folds(run)
+    base = fit_baseline(run, pool_rows, folds) if cfg.baseline != "none" else None
+    probe_cands = score_probes(run, pooled, pool_rows, folds, base) if pooled else []
+    finetuned = None
+    if recipe in ("finetune", "auto"):
+        finetuned = fit_top(run, feats, stop, resume_state)
+    fitted = choose_recipe(run, recipe, probe_cands, finetuned, pooled, pool_rows, base)
+    stop.notice = "finishing the run (final evaluation and save)"  # a signal now changes nothing
+    return _report_and_save(run, fitted, base, feats)
+
+
+def _prepare(cfg: TrainConfig, out_dir: Path) -> Run:
+    """Read and split the data, load the model, build the classifier, encode every text."""
+    from ..loaders import load_model
+
+    t_start = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    prep = _prepare_data(cfg)
+    names = list(prep.label_map.names)
+    multi = prep.label_map.multi_label
+    log(describe_report(prep.report), cfg)
+    if multi and cfg.calibrate:
+        raise UserError("--calibrate (temperature scaling) is for single-label runs; multi-label runs tune "
+                        "one threshold per label on validation instead")
+    if multi and cfg.tune_threshold not in (None, "f1"):
+        raise UserError("multi-label runs tune one threshold per label for F1; --tune-threshold precision "
+                        "is for two-class runs")
+    with dist.local_main_first():  # one download per machine
+        lm = load_model(cfg.model)
+    tok = lm.tokenizer
+    if tok is None:
+        raise UserError(f"{cfg.model}: no tokenizer found beside the weights")
+    decoder = Decoder(lm.config)
+    decoder.load_state_dict(lm.state_dict, strict=True)
+    del lm.state_dict
+    torch.manual_seed(cfg.seed)  # the head's initial weights depend on the seed alone
+    clf = SequenceClassifier(decoder, len(names), pooling=cfg.pooling, causal=cfg.causal)
+    if cfg.extra.get("random_init"):
+        clf.decoder.apply(_reinit)
+    if cfg.trainable == "lora":
+        from ..lora import apply_lora
+
+        boundary = apply_lora(clf, rank=cfg.lora_rank, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
+                              targets=cfg.lora_targets, blocks=cfg.lora_blocks)
+    else:
+        boundary = apply_strategy(clf, cfg.trainable)
+    n_train, n_total = count_parameters(clf)
+    log(f"model {cfg.model}: {lm.config.n_layers} blocks, {n_total:,} parameters; {tok.describe()}", cfg)
+
+    max_len = min(cfg.max_length or lm.config.context_length, lm.config.context_length)
+    enc = {s: encode_texts(tok, getattr(prep, s).texts, max_len, cfg.template) for s in SPLITS}
+    truncated = {s: sum(t) for s, (_, t) in enc.items()}
+    if any(truncated.values()) and dist.is_main():  # a warning: shown even with --quiet
+        logger.warning("truncated to %d tokens: %s", max_len, ", ".join(f"{s} {n}" for s, n in truncated.items()))
+    mode, fixed = parse_padding(cfg.padding)
+    pad_to = {"batch": None, "fixed": fixed, "longest-train": max(len(x) for x in enc["train"][0])}[mode]
+    ids = {s: apply_padding(v, pad_to, tok.pad_id) for s, (v, _) in enc.items()}
+    return Run(cfg, out_dir, cfg.progress and dist.is_main(), t_start, prep, names, multi, lm, tok, clf,
+               boundary, max_len, pad_to, ids, truncated)
+
+
+def _resolve_recipe(run: Run) -> str:
+    """`auto` searches probes and the fine-tuned top; where probes cannot apply it is
+    `finetune` (said in one line)."""
+    cfg = run.cfg
+    if cfg.recipe == "finetune":
+        return "finetune"
+    why = None
+    if run.multi:
+        why = "multi-label runs fine-tune (probes are single-label)"
+    elif dist.world_size() > 1:
+        why = "under torchrun the fine-tuned top is trained (probes run in one process)"
+    elif run.pad_to is not None:
+        why = f"--padding {cfg.padding} makes pad tokens input, which probes do not read"
+    elif cfg.extra.get("random_init"):
+        why = "random weights: nothing to probe"
+    longest = max(len(x) for v in run.ids.values() for x in v)
+    if not why and cfg.recipe == "auto" and cfg.window and longest > cfg.window:
+        log(f"recipe: probes only: texts up to {longest} tokens are read in windows of {cfg.window}; "
+            "fine-tuning would keep every token's states (--recipe finetune does)", cfg)
+        return "probe"
+    if why:
+        if cfg.recipe == "probe":
+            raise UserError(f"--recipe probe: {why}")
+        log(f"recipe: fine-tuning ({why})", cfg)
+        return "finetune"
+    return cfg.recipe
+
+
+def _trunk_pass(run: Run, recipe: str, feats: dict, shared_caches: dict | None) -> dict | None:
+    """The one pass over every text: pooled vectors per layer (probe candidates) and, when the
+    top is fine-tuned, the states entering its first trainable block (the trunk cache)."""
+    cfg, clf = run.cfg, run.clf
+    use_cache = recipe != "probe" and cfg.trunk_cache == "auto" and run.boundary > 0
+    labels = {s: targets(getattr(run.prep, s).labels, len(run.names), run.multi) for s in SPLITS}
+    t0 = time.perf_counter()
+    pooled = None
+    if recipe == "finetune":
+        caches = finetune_caches(run, use_cache, shared_caches)
+    else:
+        from ..features import probe_layers, trunk_pass
+
+        layers = [int(x) for x in cfg.probe_layers] if cfg.probe_layers else probe_layers(clf.n_layers)
+        if cfg.probe:
+            from ..probes import parse_probe
+
+            layers = sorted({layer for layer, _ in parse_probe(cfg.probe, clf.n_layers)})
+        pooled, caches = {}, {}
+        for s in SPLITS:
+            pooled[s], caches[s] = trunk_pass(
+                clf.decoder, run.ids[s], run.tok.pad_id, layers=layers,
+                boundary=run.boundary if use_cache else None, window=None if use_cache else cfg.window or None,
+                causal=cfg.causal,
+                cache_dtype=getattr(torch, cfg.cache_dtype), memory_budget=int(cfg.cache_memory_gb * (1 << 30)),
+                spill_dir=str(run.out_dir), desc=f"trunk pass ({s})", progress=run.progress)
+    for s in SPLITS:
+        feats[s] = Features(run.ids[s], labels[s], run.tok.pad_id, caches[s])
+    run.seconds["trunk_pass"] = time.perf_counter() - t0
+    what = []
+    if pooled:
+        what.append(f"pooled vectors of layers {','.join(map(str, pooled['train'].layers))}")
+    if use_cache:
+        mb = sum(f.cache.nbytes for f in feats.values()) / 2**20
+        what.append(f"states entering block {run.boundary} ({mb:.0f} MiB)")
+    if what:
+        log(f"trunk pass: {' and '.join(what)} for every text in {run.seconds['trunk_pass']:.1f} s", cfg)
+    return pooled
+
+
+def _post_hoc(run: Run, fitted: Fitted, feats: dict) -> tuple[float, object, dict | None, dict | None]:
+    """Temperature (--calibrate) and decision thresholds, from held-out validation logits:
+    the fine-tuned model's, or a refitted probe's out-of-fold ones."""
+    cfg, names = run.cfg, run.names
+    val_logits = fitted.val_logits_held_out if fitted.val_logits_held_out is not None else fitted.logits["val"]
+    val_y = feats["val"].labels
+    temperature, threshold, calibration, threshold_report = 1.0, None, None, None
+    if cfg.calibrate:
+        from ..calibrate import calibration_report
+
+        calibration = calibration_report(val_logits, val_y.numpy(), fitted.logits["test"], feats["test"].labels.numpy())
+        temperature = float(calibration["temperature"])
+        log(f"temperature {temperature:.3f} (validation ECE {calibration['val']['ece_before']:.4f} -> "
+            f"{calibration['val']['ece_after']:.4f})", cfg)
+    if run.multi and len(val_y):  # one threshold per label, each maximising its F1 on validation
+        from ..calibrate import per_label_thresholds
+
+        thr, report = per_label_thresholds(torch.sigmoid(val_logits).numpy(), val_y.numpy())
+        threshold = [float(t) for t in thr]
+        threshold_report = dict(zip(names, report))
+        log("per-label thresholds (tuned on validation for F1): "
+            + ", ".join(f"{n} {t:.3f}" for n, t in zip(names, threshold)), cfg)
+    elif cfg.tune_threshold:
+        if len(names) != 2:
+            raise UserError(f"--tune-threshold needs two classes; the data has {len(names)}")
+        from ..calibrate import tune_threshold
+
+        p_val = torch.softmax(val_logits / temperature, -1)[:, 1].numpy()
+        threshold, threshold_report = tune_threshold(p_val, val_y.numpy(), objective=cfg.tune_threshold,
+                                                     target_precision=cfg.target_precision)
+        threshold = float(threshold)
+        log(f"decision threshold for '{names[1]}': {threshold:.4f} (tuned on validation, {cfg.tune_threshold})", cfg)
+    return temperature, threshold, calibration, threshold_report
+
+
+def _report_and_save(run: Run, fitted: Fitted, base, feats: dict) -> dict:
+    """Metrics of every split (one scoring path), the baseline beside them, the run directory."""
+    from ..spec import RunSpec
+
+    cfg, names = run.cfg, run.names
+    temperature, threshold, calibration, threshold_report = _post_hoc(run, fitted, feats)
+    # A probe refitted on train + validation reports its validation metrics out of fold (held out).
+    held_out = {"val": fitted.val_logits_held_out} if fitted.val_logits_held_out is not None else {}
+    metrics = {s: logit_metrics(held_out.get(s, fitted.logits[s]), feats[s].labels, names, temperature=temperature,
+                                threshold=threshold) for s in SPLITS}
+    if held_out:
+        metrics["val"]["held_out"] = "out-of-fold (the model was refitted on train + validation)"
+    n_train, n_total = count_parameters(fitted.clf)
+    run.seconds["total"] = time.perf_counter() - run.t_start
+    summary = {
+        "splits": metrics,
+        "baseline": baseline_metrics(run, base),
+        "recipe": {"requested": cfg.recipe, "chosen": fitted.chosen, "candidates": fitted.candidates,
+                   "refit_on": "train+val" if fitted.spec_fields["recipe"] != "finetune" else "train"},
+        "best_epoch": fitted.best_epoch,
+        "epochs_run": len(fitted.history),
+        "seconds": dict(run.seconds),
+        "data": run.prep.report,
+        "truncated": run.truncated,
+        "max_length": run.max_len,
+        "calibration": calibration,
+        "threshold": threshold_report,
+        "trainable_parameters": n_train,
+        "total_parameters": n_total,
+    }
+    spec = RunSpec(
+        base_model=run.lm.identity, model_config=run.lm.config.to_dict(), labels=names, multi_label=run.multi,
+        pooling=cfg.pooling, causal=cfg.causal, padding=cfg.padding, pad_to=run.pad_to, max_length=run.max_len,
+        truncation=cfg.max_length is not None, template=cfg.template, trainable=cfg.trainable,
+        threshold=threshold, temperature=temperature, train_config=cfg.to_dict(),
+        **{k: v for k, v in fitted.spec_fields.items() if k in ("recipe", "probe", "hybrid_weight", "lora", "window")},
+    )
+    if dist.world_size() > 1:  # batch_size above is per process
+        spec.extra["distributed"] = {"world_size": dist.world_size(),
+                                     "global_batch_size": cfg.batch_size * dist.world_size()}
+    summary = dist.broadcast_object(summary)  # rank 0's timings, so every rank returns the same
+    dist.on_main(
+        checkpoint.save_run, run.out_dir, fitted.clf, run_config=spec.to_dict(), tokenizer=run.tok,
+        metrics=summary, history=fitted.history,
+        split={s: asdict(getattr(run.prep, s)) for s in SPLITS} | {"labels": names},
+        full_weights=cfg.full_weights, trainable=fitted.trainable,
+        baseline=base["model"] if base else None,
+    )
+    if dist.is_main():
+        (run.out_dir / STATE_FILE).unlink(missing_ok=True)  # the run is complete
+    summary["run_dir"] = str(run.out_dir)
+    base_splits = (summary["baseline"] or {}).get("splits") or {}
+    log(format_table(metrics, baseline={s: base_splits.get(s) for s in ("val", "test")}), cfg)
+    if summary["baseline"] and metrics["val"]["macro_f1"] < summary["baseline"]["splits"]["val"]["macro_f1"]:
+        log("note: this run does not beat the TF-IDF baseline on validation macro-F1", cfg)
+    log(f"saved {run.out_dir}  ({run.seconds['total']:.0f} s)", cfg)
+    return summary
+
+
+def _reinit(m: torch.nn.Module) -> None:
+    """The reference's 'random weights' row: same architecture, fresh initialisation."""
+    if isinstance(m, torch.nn.Linear):
+        torch.nn.init.normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            torch.nn.init.zeros_(m.bias)
+    elif isinstance(m, torch.nn.Embedding):
+        torch.nn.init.normal_(m.weight, std=0.02)

@@ -1,0 +1,139 @@
+"""The probe stage of a run and the choice between recipes: the baseline and the probes scored
+out of fold over train + validation (search.py has the protocol), the fine-tuned top
+compared on validation, the chosen probe refitted on train + validation."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from .config import SPLITS
+from .state import Fitted, Run, log
+
+
+def pool_and_folds(run: Run):
+    """Train + validation rows as one pool, and its cross-validation folds (search.py)."""
+    from ..probes import stratified_folds
+    from ..search import FOLDS
+
+    if run.multi:
+        return None, None
+    y = np.asarray(run.prep.train.labels + run.prep.val.labels)
+    return y, stratified_folds(y, FOLDS, run.cfg.seed)
+
+
+def fit_baseline(run: Run, y_pool, folds):
+    """TF-IDF + logistic regression: C by the search's folds, refitted on train + validation
+    (single-label); multi-label runs fit one-vs-rest on train with C 10. Never sees the test split."""
+    from .. import baseline
+    from ..scoring import score
+
+    t0 = time.perf_counter()
+    if run.multi:
+        return None
+    texts = list(run.prep.train.texts) + list(run.prep.val.texts)
+    best = None
+    for C in baseline.C_GRID:
+        oof = baseline.out_of_fold(texts, y_pool, len(run.names), folds, C)
+        f1 = score(oof, y_pool, run.names)["macro_f1"]
+        if best is None or f1 > best[0]:
+            best = (f1, C, oof)
+    f1, C, oof = best
+    model = baseline.fit(texts, y_pool, len(run.names), C)
+    run.seconds["baseline"] = time.perf_counter() - t0
+    log(f"baseline ({baseline.NAME}): CV macro-F1 {f1:.4f} (C {C}, {run.seconds['baseline']:.1f} s)", run.cfg)
+    return {"model": model, "oof": oof, "cv_macro_f1": float(f1), "C": C}
+
+
+def score_probes(run: Run, pooled: dict, y_pool, folds, base) -> list:
+    """Probe candidates (and the hybrid) scored out of fold over train + validation."""
+    from ..features import PooledFeatures
+    from ..probes import candidate_probes, parse_probe
+    from ..search import hybrid_candidates, search_probes
+
+    t0 = time.perf_counter()
+    cfg = run.cfg
+    pool = PooledFeatures(torch.cat([pooled["train"].data, pooled["val"].data]), pooled["train"].layers)
+    val_rows = np.arange(len(run.prep.train.labels), len(y_pool))
+    cands = [parse_probe(cfg.probe, run.clf.n_layers)] if cfg.probe else candidate_probes(pool.layers)
+    log(f"probe search: {len(cands)} candidates, {len(folds)}-fold cross-validation over train + validation", cfg)
+    found = search_probes(pool, y_pool, run.names, folds, val_rows, cands, log=lambda m: log(m, cfg))
+    if base is not None and cfg.recipe == "auto":
+        from ..search import choose
+
+        hybrid = hybrid_candidates(choose(found, "cv_macro_f1"), base["oof"], y_pool, run.names, val_rows)
+        log(f"  {hybrid.name:<44} CV macro-F1 {hybrid.cv_macro_f1:.4f}  val {hybrid.val_macro_f1:.4f}", cfg)
+        found.append(hybrid)
+    run.seconds["probe_search"] = time.perf_counter() - t0
+    return found
+
+
+def choose_recipe(run: Run, recipe: str, probe_cands: list, finetuned: Fitted | None, pooled, y_pool, base) -> Fitted:
+    """The search's choice (search.py), refitted on train + validation when it is a probe."""
+    from ..search import Candidate, choose
+
+    if recipe == "finetune":
+        return finetuned
+    best = choose(probe_cands, "cv_macro_f1")
+    llm_only = choose([c for c in probe_cands if c.kind == "probe"], "cv_macro_f1")
+    pick = best
+    cands = list(probe_cands)
+    if finetuned is not None:
+        val_y = run.prep.val.labels
+        from ..scoring import logit_metrics
+
+        f1 = logit_metrics(finetuned.logits["val"], torch.as_tensor(val_y), run.names)["macro_f1"]
+        ft = Candidate(f"finetune {run.cfg.trainable}, {run.cfg.pooling} token", "finetune", None, float(f1),
+                       cost=(2,))
+        cands.append(ft)
+        pick = choose([best, ft], "val_macro_f1")
+        log(f"  {ft.name:<40} val macro-F1 {f1:.4f} (epoch {finetuned.best_epoch} of {run.cfg.epochs})", run.cfg)
+    log(f"recipe: {pick.name} (best LLM-only probe: {llm_only.name}, CV macro-F1 {llm_only.cv_macro_f1:.4f})",
+        run.cfg)
+    report = [c.report() for c in cands]
+    if pick.kind == "finetune":
+        finetuned.candidates, finetuned.chosen = report, pick.name
+        return finetuned
+    return refit_probe(run, pick, pooled, y_pool, base, report)
+
+
+def refit_probe(run: Run, pick, pooled: dict, y_pool, base, report: list) -> Fitted:
+    """The chosen probe fitted on train + validation, as a ProbeClassifier over the decoder."""
+    from ..probes import ProbeClassifier, fit_probe
+
+    x_pool = np.concatenate([pooled[s].matrix(list(pick.picks)) for s in ("train", "val")])
+    probe = fit_probe(x_pool, y_pool, len(run.names), pick.C, balanced=pick.balanced)
+    clf = ProbeClassifier(run.clf.decoder, pick.picks, len(run.names), causal=run.cfg.causal)
+    clf.load_probe(probe)
+    logits = {s: torch.from_numpy(probe.logits(pooled[s].matrix(list(pick.picks)))).float() for s in SPLITS}
+    if pick.kind == "hybrid":  # log of the averaged probabilities: softmax gives them back
+        from ..probes import softmax
+
+        for s in SPLITS:
+            p_base = base["model"].proba(getattr(run.prep, s).texts)
+            mix = pick.hybrid_weight * softmax(logits[s].numpy()) + (1 - pick.hybrid_weight) * p_base
+            logits[s] = torch.from_numpy(np.log(np.clip(mix, 1e-12, None))).float()
+    longest = max(len(x) for v in run.ids.values() for x in v)
+    window = run.cfg.window if run.cfg.window and longest > run.cfg.window else None
+    spec = {"recipe": pick.kind, "probe": [list(x) for x in pick.picks], "hybrid_weight": pick.hybrid_weight,
+            "window": window}
+    oof_val = pick.oof[len(run.prep.train.labels):]
+    return Fitted(spec, clf, logits, ["mean", "scale", "head.weight", "head.bias"], candidates=report,
+                  chosen=pick.name, val_logits_held_out=torch.from_numpy(np.log(np.clip(oof_val, 1e-12, None))).float())
+
+
+def baseline_metrics(run: Run, base) -> dict | None:
+    """The baseline scored on every split with the same scoring path as the run."""
+    from .. import baseline
+    from ..scoring import score
+
+    if base is None:
+        return None
+    splits = {s: score(base["model"].proba(getattr(run.prep, s).texts), np.asarray(getattr(run.prep, s).labels),
+                       run.names) for s in ("train", "test")}
+    # refitted on train + validation: its validation figures are the out-of-fold ones
+    splits["val"] = score(base["oof"][len(run.prep.train.labels):], np.asarray(run.prep.val.labels), run.names)
+    return {"name": baseline.NAME, "C": base["C"], "cv_macro_f1": base["cv_macro_f1"], "refit_on": "train+val",
+            "seconds": run.seconds.get("baseline"), "splits": splits}

@@ -1,0 +1,54 @@
+"""What the stages of one run share (`Run`) and what fitting hands on (`Fitted`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .. import distributed as dist
+from .config import TrainConfig
+
+
+@dataclass
+class Run:
+    """What the stages of one run share: the data, the model and the encoded texts."""
+
+    cfg: TrainConfig
+    out_dir: Path
+    progress: bool
+    t_start: float
+    prep: object
+    names: list[str]
+    multi: bool
+    lm: object  # loaders.LoadedModel (its state dict dropped once loaded)
+    tok: object
+    clf: torch.nn.Module
+    boundary: int
+    max_len: int
+    pad_to: int | None
+    ids: dict
+    truncated: dict
+    seconds: dict = field(default_factory=dict)
+
+
+@dataclass
+class Fitted:
+    """The chosen classifier, its logits on every split and what the search saw."""
+
+    spec_fields: dict
+    clf: torch.nn.Module
+    logits: dict
+    trainable: list[str]
+    history: list = field(default_factory=list)
+    best_epoch: int = 0
+    candidates: list = field(default_factory=list)
+    chosen: str = ""
+    val_logits_held_out: torch.Tensor | None = None
+
+
+def log(msg: str, cfg: TrainConfig) -> None:
+    if cfg.progress and dist.is_main():
+        tqdm.write(msg)
