@@ -581,32 +581,10 @@ def run(run_dir, host: str = "127.0.0.1", port: int = 8000, *, log_level: str = 
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m llmclassify.serve RUN [options]`: the same options as `llmclassify serve`."""
-    import argparse
+    """`python -m llmclassify.serve RUN [options]`: `llmclassify serve`, through the CLI's one parser."""
+    from .cli import main as cli_main
 
-    p = argparse.ArgumentParser(prog="python -m llmclassify.serve", description=main.__doc__)
-    p.add_argument("run_dir")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--max-texts", type=int, default=MAX_TEXTS)
-    p.add_argument("--max-chars", type=int, default=MAX_CHARS)
-    p.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES)
-    p.add_argument("--batch-max", type=int, default=BATCH_MAX)
-    p.add_argument("--batch-wait-ms", type=float, default=BATCH_WAIT_MS)
-    p.add_argument("--max-queue", type=int, default=MAX_QUEUE)
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    p.add_argument("--quantize", default=None, choices=["int8"])
-    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
-    a = p.parse_args(argv)
-    logging.basicConfig(level=a.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    try:
-        run(a.run_dir, a.host, a.port, log_level=a.log_level, dtype=a.dtype, quantize=a.quantize,
-            max_texts=a.max_texts,
-            max_chars=a.max_chars, max_body_bytes=a.max_body_bytes, batch_max=a.batch_max,
-            batch_wait_ms=a.batch_wait_ms, max_queue=a.max_queue)
-    except UserError as exc:
-        print(f"llmclassify: error: {exc}", file=sys.stderr)
-        raise SystemExit(exc.exit_code) from None
+    raise SystemExit(cli_main(["serve", *(sys.argv[1:] if argv is None else argv)]))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,106 @@
+"""`llmclassify train` (default: --recipe auto) against today's default recipe (fine-tune the
+last block, no baseline) side by side, each in its own process, on the built-in SMS data:
+the default split and the book's split (`--preset reference`).
+
+    python benchmarks/recipes.py --out benchmarks/results/recipes
+
+Writes OUT.md and OUT.json: per run the wall time, CPU time, peak RSS, the chosen recipe, test
+accuracy / macro-F1 / spam F1 and the TF-IDF baseline's on the same split, with the command,
+commit, date and machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from machine import describe, git_commit
+
+RUNS = {
+    "default split, auto (new default)": [],
+    "default split, finetune last block (old default)": ["--recipe", "finetune", "--baseline", "none"],
+    "book split, auto": ["--preset", "reference", "--recipe", "auto"],
+    "book split, finetune (--preset reference)": ["--preset", "reference"],
+}
+
+CHILD = (
+    "import json, resource, sys, time\n"
+    "from llmclassify.cli import main\n"
+    "t = time.perf_counter()\n"
+    "rc = main(sys.argv[2:])\n"
+    "r = resource.getrusage(resource.RUSAGE_SELF)\n"
+    "json.dump({'rc': rc, 'wall_s': time.perf_counter() - t, 'cpu_s': r.ru_utime + r.ru_stime,\n"
+    "           'peak_rss_mib': r.ru_maxrss / 1024}, open(sys.argv[1], 'w'))\n"
+)
+
+
+def run_one(args: list[str], out_dir: Path) -> dict:
+    stats = out_dir / "stats.json"
+    cmd = [sys.executable, "-c", CHILD, str(stats), "train", "-o", str(out_dir / "run"), "--overwrite", "--quiet",
+           *args]
+    subprocess.run(cmd, check=True)
+    res = json.loads(stats.read_text())
+    m = json.loads((out_dir / "run" / "metrics.json").read_text())
+    test = m["splits"]["test"]
+    base = (m.get("baseline") or {}).get("splits", {}).get("test")
+    res.update(
+        command="llmclassify train " + " ".join(args), chosen=m["recipe"]["chosen"],
+        test_accuracy=test["accuracy"], test_macro_f1=test["macro_f1"], test_spam_f1=test["per_class"]["spam"]["f1"],
+        baseline_test_accuracy=base and base["accuracy"], baseline_test_macro_f1=base and base["macro_f1"],
+        baseline_test_spam_f1=base and base["per_class"]["spam"]["f1"], seconds=m["seconds"],
+        candidates=m["recipe"]["candidates"],
+    )
+    return res
+
+
+def table(results: dict) -> list[str]:
+    def pct(x):
+        return "-" if x is None else f"{100 * x:.2f}%"
+
+    def f3(x):
+        return "-" if x is None else f"{x:.4f}"
+
+    lines = ["| run | chosen recipe | test acc | test macro-F1 | spam F1 | TF-IDF acc / macro-F1 / spam F1 "
+             "| wall s | CPU s | peak RSS MiB |", "|---|---|---:|---:|---:|---|---:|---:|---:|"]
+    for name, r in results.items():
+        lines.append(f"| {name} | {r['chosen']} | {pct(r['test_accuracy'])} | {f3(r['test_macro_f1'])} | "
+                     f"{f3(r['test_spam_f1'])} | {pct(r['baseline_test_accuracy'])} / "
+                     f"{f3(r['baseline_test_macro_f1'])} / {f3(r['baseline_test_spam_f1'])} | "
+                     f"{r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['peak_rss_mib']:.0f} |")
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="benchmarks/results/recipes")
+    ap.add_argument("--runs", help="comma-separated subset of: " + "; ".join(RUNS))
+    a = ap.parse_args()
+    names = [n.strip() for n in a.runs.split(",")] if a.runs else list(RUNS)
+    started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, name in enumerate(names):
+            print(f"== {name}", flush=True)
+            results[name] = run_one(RUNS[name], Path(tmp) / str(i))
+            print(json.dumps({k: v for k, v in results[name].items() if k not in ("seconds", "candidates")}),
+                  flush=True)
+    report = {"command": "python " + " ".join(sys.argv), "commit": git_commit(), "date": started,
+              "machine": describe(), "results": results}
+    out = Path(a.out)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    md = [f"# `llmclassify train`: auto vs the old default, side by side", "",
+          f"Command: `{report['command']}`; commit {report['commit']}; {started}.", "",
+          f"Machine: {report['machine']['summary']}.", "", *table(results), ""]
+    for name, r in results.items():
+        md.append(f"- {name}: stage seconds " + ", ".join(f"{k} {v:.1f}" for k, v in r["seconds"].items()))
+    out.with_suffix(".md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
