@@ -16,15 +16,6 @@ from .errors import Interrupted, UserError
 log = logging.getLogger("llmclassify.cli")
 
 
-def _split(s: str) -> tuple[float, float, float]:
-    from .data import parse_split
-
-    try:
-        return parse_split(s)
-    except UserError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
 def _probability(s: str) -> float:
     try:
         x = float(s)
@@ -46,65 +37,53 @@ def _positive_int(s: str) -> int:
 
 
 # --- train ----------------------------------------------------------------------------------
+def _flag_type(parse):
+    """An argparse type from a parser that raises UserError (argparse shows the message)."""
+    def convert(s: str):
+        try:
+            return parse(s)
+        except (UserError, ValueError) as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    convert.__name__ = getattr(parse, "__name__", "value").lstrip("_")
+    return convert
+
+
+def add_config_flags(p, config_class) -> None:
+    """One flag per field of `config_class` that has a help string in its metadata
+    (train.config.option): name, type, choices and help come from the field, so a new option
+    is one field. Every flag defaults to None = not given (the config's default applies)."""
+    import dataclasses
+
+    for f in dataclasses.fields(config_class):
+        meta = f.metadata
+        if not meta.get("help"):
+            continue
+        flags = meta["flags"] or ("--" + f.name.replace("_", "-"),)
+        kw = {"dest": f.name, "help": meta["help"]}
+        if meta["const"] is not None:
+            kw.update(action="store_const", const=meta["const"])
+        else:
+            parse = meta["type"] or (type(f.default) if f.default is not None else str)
+            kw["type"] = _flag_type(parse) if meta["type"] else parse
+            if meta["choices"]:
+                kw["choices"] = list(meta["choices"])
+            if f.default is not None and not isinstance(f.default, tuple):
+                kw["help"] += f" (default: {f.default})"
+            elif isinstance(f.default, tuple):
+                kw["help"] += f" (default: {','.join(map(str, f.default))})"
+        if meta["metavar"]:
+            kw["metavar"] = meta["metavar"]
+        p.add_argument(*flags, **kw)
+
+
 def add_train(sub) -> None:
-    p = sub.add_parser("train", help="fine-tune a classifier and save a run directory",
-                       description="Fine-tune a pretrained decoder as a text classifier.")
-    p.add_argument("--model", help="preset name, HF model directory, Hub id or GGUF file (default: %(default)s)")
-    p.add_argument("--data", help="built-in data set (sms-spam) or a CSV/TSV/JSONL file (default: sms-spam)")
-    p.add_argument("--output", "-o", dest="output_dir", help="run directory (default: runs/<model>-<data>-<time>)")
-    p.add_argument("--text-column")
-    p.add_argument("--label-column")
-    p.add_argument("--label-sep", help="multi-label: the separator between a text's labels, e.g. '|' "
-                   "(JSONL label lists need none)")
-    p.add_argument("--format", dest="data_format", choices=["csv", "tsv", "jsonl", "parquet"])
-    p.add_argument("--encoding", help="text encoding of the file: utf-8 (default), latin-1, cp1252, utf-16, ...")
-    p.add_argument("--split", type=_split, help="train,validation,test fractions (default 0.7,0.1,0.2)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--no-dedupe", dest="dedupe", action="store_const", const=False,
-                   help="keep exact duplicate texts (they leak test texts into training)")
-    p.add_argument("--balance", choices=["none", "undersample"])
-    p.add_argument("--preset", choices=["reference"], help="'reference': the book's chapter-6 recipe exactly")
-    p.add_argument("--recipe", choices=["auto", "finetune", "probe"],
-                   help="auto (default): search probes on the trunk's layers, a probe + TF-IDF hybrid and the "
-                        "fine-tuned top by held-out macro-F1; finetune: the book's recipe; probe: probes only")
-    p.add_argument("--probe", help="one probe instead of the search: POOLING@LAYER[+LAYER..][,POOLING@..], "
-                   "e.g. mean@22 or mean@16+22,last@30 (pooling mean or last)")
-    p.add_argument("--baseline", choices=["tfidf", "none"],
-                   help="TF-IDF + logistic regression on the same split, shown beside the run (default tfidf)")
-    p.add_argument("--template", help="prompt template applied before tokenising, e.g. 'Message: {text}\nCategory:'")
-    p.add_argument("--pooling", choices=["last", "first", "mean"])
-    p.add_argument("--trainable", help="head | last-block | last-N-blocks | all (default last-block)")
-    p.add_argument("--padding", help="batch (default, masked) | longest-train | fixed:N (visible pad tokens)")
-    p.add_argument("--max-length", type=int, help="truncate texts to this many tokens")
-    p.add_argument("--no-causal-mask", dest="causal", action="store_const", const=False)
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--grad-accum", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--class-weights", choices=["auto", "none"])
-    p.add_argument("--early-stopping", type=int, metavar="PATIENCE")
-    p.add_argument("--keep-last", dest="keep_best", action="store_const", const=False,
-                   help="keep the last epoch's weights, not the epoch with the lowest validation loss")
-    p.add_argument("--trunk-cache", choices=["auto", "off"], help="compute the frozen trunk once (default auto)")
-    p.add_argument("--cache-dtype", choices=["float32", "bfloat16"])
-    p.add_argument("--cache-memory-gb", type=float, help="spill the trunk cache to disk above this")
-    p.add_argument("--lora-rank", type=int, help="LoRA rank (with --trainable lora; default 8)")
-    p.add_argument("--lora-alpha", type=float, help="LoRA alpha (default 16)")
-    p.add_argument("--lora-dropout", type=float)
-    p.add_argument("--lora-targets", type=lambda s: tuple(x.strip() for x in s.split(",")),
-                   help="comma-separated: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj (default q_proj,v_proj)")
-    p.add_argument("--lora-blocks", type=int, help="-N: adapters on the top N blocks only (the trunk below stays cached)")
-    p.add_argument("--lr-schedule", choices=["constant", "linear", "cosine"])
-    p.add_argument("--warmup-ratio", type=float, help="fraction of steps for linear warmup")
-    p.add_argument("--max-grad-norm", type=float, help="clip gradients to this norm")
-    p.add_argument("--calibrate", action="store_const", const=True,
-                   help="fit a temperature on validation (ECE before/after is reported)")
-    p.add_argument("--tune-threshold", choices=["f1", "precision"],
-                   help="two classes: tune the decision threshold on validation (used by predict and serve)")
-    p.add_argument("--target-precision", type=float, help="with --tune-threshold precision")
-    p.add_argument("--full-weights", action="store_const", const=True, help="save every weight, not only trained ones")
-    p.add_argument("--overwrite", action="store_const", const=True)
+    from .train.config import TrainConfig
+
+    p = sub.add_parser("train", help="train a classifier (probe search, fine-tuning) and save a run directory",
+                       description="Train a pretrained decoder as a text classifier; the TF-IDF baseline is "
+                                   "shown beside it.")
+    add_config_flags(p, TrainConfig)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--resume", metavar="RUN",
                    help="finish a run stopped by Ctrl-C or SIGTERM, with the settings it was started with")

@@ -6,80 +6,146 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 from ..errors import UserError
-from ..heads import POOLINGS
 from ..inputs import check_template
 from ..loaders.presets import DEFAULT_MODEL
+from ..spec import POOLINGS
 
 SPLITS = ("train", "val", "test")
 RECIPES = ("auto", "finetune", "probe")
 
 
+# `--preset reference`: chapter 6 of the book: its split (no dedupe, ham undersampled to 747,
+# shuffled and cut 70/10/20 with seed 123), its optimiser, batch, epochs and trainable part,
+# its final-epoch model, pooling the last token. "Last token" is our `last` pooling: the last
+# REAL token, read from the attention mask, so padding every text to the longest training text
+# (as the book does) changes no number and only costs time; we pad per batch. The book's
+# literal variant, where the eos pad tokens are visible input and the final pad is pooled, is
+# `--padding longest-train` (the experiments table has both rows).
+PRESETS = {
+    "reference": dict(
+        recipe="finetune",
+        split_method="reference",
+        dedupe=False,
+        balance="undersample",
+        seed=123,
+        padding="batch",
+        pooling="last",
+        trainable="last-block",
+        lr=5e-5,
+        weight_decay=0.1,
+        batch_size=8,
+        epochs=5,
+        class_weights="none",
+        keep_best=False,  # the book evaluates the model after its last epoch
+    ),
+}
+
+
+def option(default, help: str | None = None, *, flags: tuple[str, ...] = (), choices=None, type=None,
+           const=None, metavar: str | None = None):
+    """A TrainConfig field and its command-line flag in one place: `help` (None: no flag),
+    the flag names (default --field-name), `choices`, the `type` that parses the string (default:
+    the default value's type), or `const` for a flag that takes no value."""
+    meta = {"help": help, "flags": flags, "choices": choices, "type": type, "const": const, "metavar": metavar}
+    return field(default=default, metadata=meta)
+
+
+def _comma_tuple(s: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in s.split(",") if x.strip())
+
+
+def _int_tuple(s: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in _comma_tuple(s))
+    except ValueError:
+        raise UserError(f"expected comma-separated layer numbers, got '{s}'") from None
+
+
+def _split_arg(s: str) -> tuple[float, float, float]:
+    from ..data import parse_split
+
+    return parse_split(s)
+
+
 @dataclass
 class TrainConfig:
-    """Everything a training run needs; the CLI fills it from flags, tests build it directly."""
+    """Everything a training run needs: the CLI's `train` flags are these fields (cli.py reads
+    each field's help, flag and type from its metadata); tests build it directly."""
 
-    model: str = DEFAULT_MODEL
-    data: str = "sms-spam"
-    # auto: search probes on the trunk's layers, a probe + TF-IDF hybrid and the fine-tuned top
-    # by held-out macro-F1 (search.py); finetune: the book's recipe; probe: probes only.
-    recipe: str = "auto"
-    probe: str | None = None  # one probe instead of the search, e.g. "mean@22" or "mean@16+22,last@30"
-    probe_layers: tuple[int, ...] | None = None  # layers the pass keeps (default: features.probe_layers)
-    baseline: str = "tfidf"  # tfidf | none: the TF-IDF + logistic regression shown beside the run
-    template: str | None = None  # prompt template applied before tokenising, e.g. "Message: {text}\nCategory:"
-    # Probes read texts longer than `window` tokens as consecutive windows (features.py): the
-    # attention cost stays linear in a text's length. 0: whole texts (up to --max-length).
-    window: int = 512
-    output_dir: str | None = None
-    text_column: str | None = None
-    label_column: str | None = None
-    data_format: str | None = None
-    encoding: str = "utf-8"  # text encoding of the data file: utf-8, latin-1, cp1252, utf-16, ...
-    split: tuple[float, float, float] = (0.7, 0.1, 0.2)
-    seed: int = 123
-    dedupe: bool = True
-    balance: str = "none"  # none | undersample
-    split_method: str = "stratified"  # stratified | reference (the book's exact split)
-    # Multi-label: a separator that splits the label field ("|" in "sport|politics"); JSONL
-    # lists are multi-label without it. Sigmoid + BCE, one threshold per label (validation).
-    label_sep: str | None = None
-    pooling: str = "last"
-    trainable: str = "last-block"
-    padding: str = "batch"  # batch | longest-train | fixed:N
-    max_length: int | None = None  # tokens; None -> the model's context length
-    causal: bool = True
-    epochs: int = 5
-    batch_size: int = 8
-    grad_accum: int = 1
-    lr: float = 5e-5
-    weight_decay: float = 0.1
-    class_weights: str = "auto"  # auto | none
-    early_stopping: int = 0  # patience in epochs; 0 = off
-    keep_best: bool = True  # keep the epoch with the lowest validation loss (else the last epoch)
-    trunk_cache: str = "auto"  # auto | off
-    cache_dtype: str = "float32"  # float32 | bfloat16
-    cache_memory_gb: float = 4.0
-    bucket: bool = True  # length-bucketed training batches
+    model: str = option(DEFAULT_MODEL, "preset name, HF model directory, Hub id or GGUF file")
+    data: str = option("sms-spam", "built-in data set (sms-spam) or a CSV / TSV / JSONL / Parquet file")
+    recipe: str = option("auto", "auto: search probes on the trunk's layers, a probe + TF-IDF hybrid and the "
+                         "fine-tuned top by held-out macro-F1 (search.py); finetune: the book's recipe; "
+                         "probe: probes only", choices=RECIPES)
+    probe: str | None = option(None, "one probe instead of the search: POOLING@LAYER[+LAYER..][,POOLING@..], "
+                               "e.g. mean@22 or mean@16+22,last@30")
+    probe_layers: tuple[int, ...] | None = option(None, "layers the trunk pass keeps for probes, e.g. 10,16,22,30 "
+                                                  "(default: about every twelfth from a quarter up)", type=_int_tuple)
+    baseline: str = option("tfidf", "TF-IDF + logistic regression on the same split, shown beside the run",
+                           choices=("tfidf", "none"))
+    template: str | None = option(None, "prompt template applied before tokenising, e.g. "
+                                  "'Message: {text}\\nCategory:'")
+    window: int = option(512, "probes read texts longer than this many tokens as consecutive windows "
+                         "(attention cost linear in length); 0: whole texts")
+    output_dir: str | None = option(None, "run directory (default: runs/<model>-<data>-<time>)",
+                                    flags=("--output", "-o"))
+    text_column: str | None = option(None, "the text column (default: found by name)")
+    label_column: str | None = option(None, "the label column (default: found by name)")
+    data_format: str | None = option(None, "file format (default: from the extension)", flags=("--format",),
+                                     choices=("csv", "tsv", "jsonl", "parquet"))
+    encoding: str = option("utf-8", "text encoding of the file: utf-8, latin-1, cp1252, utf-16, ...")
+    split: tuple[float, float, float] = option((0.7, 0.1, 0.2), "train,validation,test fractions",
+                                               type=_split_arg)
+    seed: int = option(123, "seed of the split, the head's initial weights and the batch order")
+    dedupe: bool = option(True, "keep exact duplicate texts (they leak test texts into training)",
+                          flags=("--no-dedupe",), const=False)
+    balance: str = option("none", "undersample: undersample the training split only", choices=("none", "undersample"))
+    split_method: str = option("stratified")  # stratified | reference (the book's exact split; --preset reference)
+    label_sep: str | None = option(None, "multi-label: the separator between a text's labels, e.g. '|' "
+                                   "(JSONL label lists need none)")
+    pooling: str = option("last", "fine-tuning: the token(s) the head reads", choices=POOLINGS)
+    trainable: str = option("last-block", "fine-tuning: head | last-block | last-N-blocks | all | lora")
+    padding: str = option("batch", "batch (masked) | longest-train | fixed:N (visible pad tokens)")
+    max_length: int | None = option(None, "truncate texts to this many tokens (default: the model's context)",
+                                    type=int)
+    causal: bool = option(True, "every real token sees every real token", flags=("--no-causal-mask",), const=False)
+    epochs: int = option(5, "fine-tuning epochs")
+    batch_size: int = option(8, "fine-tuning batch size (per process under torchrun)")
+    grad_accum: int = option(1, "batches per optimizer step")
+    lr: float = option(5e-5, "AdamW learning rate")
+    weight_decay: float = option(0.1, "AdamW weight decay")
+    class_weights: str = option("auto", "fine-tuning loss weighted by class (auto) or not", choices=("auto", "none"))
+    early_stopping: int = option(0, "stop after this many epochs without a better validation loss (0: off)",
+                                 metavar="PATIENCE")
+    keep_best: bool = option(True, "keep the last epoch's weights, not the epoch with the lowest validation loss",
+                             flags=("--keep-last",), const=False)
+    trunk_cache: str = option("auto", "compute the frozen trunk once", choices=("auto", "off"))
+    cache_dtype: str = option("float32", "precision of the cached trunk states", choices=("float32", "bfloat16"))
+    cache_memory_gb: float = option(4.0, "spill the trunk cache to disk above this")
+    bucket: bool = option(True)  # length-bucketed training batches
     # LoRA (--trainable lora): adapters on `lora_targets` of every block, or of the top
     # -lora_blocks blocks when it is negative (the trunk below them stays cached).
-    lora_rank: int = 8
-    lora_alpha: float = 16.0
-    lora_dropout: float = 0.0
-    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
-    lora_blocks: int | None = None
-    lr_schedule: str = "constant"  # constant | linear | cosine (after warmup)
-    warmup_ratio: float = 0.0
-    max_grad_norm: float | None = None
-    # After training, on the validation split: temperature scaling (calibrate) and, for two
-    # classes, a decision threshold maximising F1 or reaching a target precision.
-    calibrate: bool = False
-    tune_threshold: str | None = None  # None | f1 | precision
-    target_precision: float | None = None
-    full_weights: bool = False
-    overwrite: bool = False
-    progress: bool = True
-    preset: str | None = None
-    extra: dict = field(default_factory=dict)
+    lora_rank: int = option(8, "LoRA rank (with --trainable lora)")
+    lora_alpha: float = option(16.0, "LoRA alpha")
+    lora_dropout: float = option(0.0, "LoRA dropout")
+    lora_targets: tuple[str, ...] = option(("q_proj", "v_proj"), "comma-separated: q_proj,k_proj,v_proj,o_proj,"
+                                           "gate_proj,up_proj,down_proj", type=_comma_tuple)
+    lora_blocks: int | None = option(None, "-N: adapters on the top N blocks only (the trunk below stays cached)",
+                                     type=int)
+    lr_schedule: str = option("constant", "learning rate after warmup", choices=("constant", "linear", "cosine"))
+    warmup_ratio: float = option(0.0, "fraction of steps for linear warmup")
+    max_grad_norm: float | None = option(None, "clip gradients to this norm", type=float)
+    # After training, on held-out validation predictions: temperature scaling (calibrate) and,
+    # for two classes, a decision threshold maximising F1 or reaching a target precision.
+    calibrate: bool = option(False, "fit a temperature on validation (ECE before/after is reported)", const=True)
+    tune_threshold: str | None = option(None, "two classes: tune the decision threshold on validation (used by "
+                                        "predict and serve)", choices=("f1", "precision"))
+    target_precision: float | None = option(None, "with --tune-threshold precision", type=float)
+    full_weights: bool = option(False, "save every weight, not only trained ones", const=True)
+    overwrite: bool = option(False, "replace a non-empty output directory", const=True)
+    progress: bool = option(True)  # progress bars and log lines (the CLI's --quiet turns them off)
+    preset: str | None = option(None, "reference: the book's chapter-6 recipe exactly", choices=tuple(PRESETS))
+    extra: dict = field(default_factory=dict)  # experiments only (random_init)
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
@@ -116,33 +182,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-# `--preset reference`: chapter 6 of the book: its split (no dedupe, ham undersampled to 747,
-# shuffled and cut 70/10/20 with seed 123), its optimiser, batch, epochs and trainable part,
-# its final-epoch model, pooling the last token. "Last token" is our `last` pooling: the last
-# REAL token, read from the attention mask, so padding every text to the longest training text
-# (as the book does) changes no number and only costs time; we pad per batch. The book's
-# literal variant, where the eos pad tokens are visible input and the final pad is pooled, is
-# `--padding longest-train` (the experiments table has both rows).
-PRESETS = {
-    "reference": dict(
-        recipe="finetune",
-        split_method="reference",
-        dedupe=False,
-        balance="undersample",
-        seed=123,
-        padding="batch",
-        pooling="last",
-        trainable="last-block",
-        lr=5e-5,
-        weight_decay=0.1,
-        batch_size=8,
-        epochs=5,
-        class_weights="none",
-        keep_best=False,  # the book evaluates the model after its last epoch
-    ),
-}
 
 
 def with_preset(cfg: TrainConfig, preset: str | None, overrides: set[str] = frozenset()) -> TrainConfig:
