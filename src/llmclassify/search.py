@@ -3,7 +3,10 @@ top by held-out macro-F1, never looking at the test split.
 
 Protocol (one trunk pass has already produced every candidate's features):
 
-1. The pool is train + validation. It is cut into k stratified folds (k = 5).
+1. The pool is train + validation. It is cut into k stratified folds (k = FOLDS), REPEATS
+   times with different shuffles: a candidate's score is the mean over the repeats, and its
+   out-of-fold probabilities the mean over them, which halves the variance that decides
+   between candidates a few texts apart.
 2. Every probe candidate (probes.candidate_probes) is screened by a ridge classifier's
    out-of-fold macro-F1 (closed form, milliseconds each); the SHORTLIST best x every C of
    probes.C_GRID get logistic-regression out-of-fold probabilities over the pool: each text
@@ -37,6 +40,19 @@ from .scoring import score
 HYBRID_WEIGHTS = (0.3, 0.5, 0.7)
 TIE = 0.002
 FOLDS = 5
+REPEATS = 2
+
+
+def repeated_folds(y: np.ndarray, seed: int) -> list[list[np.ndarray]]:
+    """REPEATS shuffles of FOLDS stratified folds of the pool."""
+    return [probes.stratified_folds(y, FOLDS, seed + r) for r in range(REPEATS)]
+
+
+def cross_validate(fit_oof, y: np.ndarray, names, repeats: list) -> tuple[float, np.ndarray]:
+    """Mean macro-F1 over the repeats of `fit_oof(folds) -> (N, C) probabilities`, and the
+    mean of those probabilities."""
+    oofs = [fit_oof(folds) for folds in repeats]
+    return float(np.mean([_macro_f1(o, y, names) for o in oofs])), np.mean(oofs, 0)
 
 
 @dataclass
@@ -68,9 +84,10 @@ def _macro_f1(probs, y, names) -> float:
 SHORTLIST = 3  # candidates that go on from the ridge screen to logistic regression
 
 
-def search_probes(pooled, y: np.ndarray, names: list[str], folds, val_rows: np.ndarray,
+def search_probes(pooled, y: np.ndarray, names: list[str], folds: list, val_rows: np.ndarray,
                   candidates, log=print) -> list[Candidate]:
-    """Single-vector probes screened by a ridge classifier's out-of-fold macro-F1 (seconds for
+    """`folds`: from `repeated_folds`. Single-vector probes screened by a ridge classifier's
+    out-of-fold macro-F1 on the first repeat (seconds for
     all of them); the SHORTLIST best and every concatenation are then fitted as logistic
     regressions over probes.C_GRID on the same folds, and the best of those once more with
     balanced class weights: their out-of-fold probabilities are what the choice reads."""
@@ -79,7 +96,7 @@ def search_probes(pooled, y: np.ndarray, names: list[str], folds, val_rows: np.n
     t0 = time.perf_counter()
     screened = []
     for picks in singles:
-        oof = probes.ridge_screen(pooled.matrix(list(picks)), y, n_classes, folds)
+        oof = probes.ridge_screen(pooled.matrix(list(picks)), y, n_classes, folds[0])
         screened.append((max(_macro_f1(np.eye(n_classes)[d], y, names) for d in oof.values()), picks))
     screened.sort(key=lambda s: -s[0])
     if screened:
@@ -100,8 +117,7 @@ def _logistic_candidate(pooled, y, names, folds, val_rows, picks, balanced: bool
     x = pooled.matrix(list(picks))
     best = None
     for C in probes.C_GRID:
-        oof = probes.out_of_fold(x, y, len(names), folds, C, balanced)
-        f1 = _macro_f1(oof, y, names)
+        f1, oof = cross_validate(lambda f, C=C: probes.out_of_fold(x, y, len(names), f, C, balanced), y, names, folds)
         if best is None or f1 > best[0]:
             best = (f1, C, oof)
     f1, C, oof = best

@@ -9,26 +9,26 @@ import time
 import numpy as np
 import torch
 
+from ..scoring import score
+from ..search import cross_validate
 from .config import SPLITS
 from .state import Fitted, Run, log
 
 
 def pool_and_folds(run: Run):
     """Train + validation rows as one pool, and its cross-validation folds (search.py)."""
-    from ..probes import stratified_folds
-    from ..search import FOLDS
+    from ..search import repeated_folds
 
     if run.multi:
         return None, None
     y = np.asarray(run.prep.train.labels + run.prep.val.labels)
-    return y, stratified_folds(y, FOLDS, run.cfg.seed)
+    return y, repeated_folds(y, run.cfg.seed)
 
 
 def fit_baseline(run: Run, y_pool, folds):
     """TF-IDF + logistic regression: C by the search's folds, refitted on train + validation
-    (single-label); multi-label runs fit one-vs-rest on train with C 10. Never sees the test split."""
+    (single-label); multi-label runs have none yet. Never sees the test split."""
     from .. import baseline
-    from ..scoring import score
 
     t0 = time.perf_counter()
     if run.multi:
@@ -36,8 +36,8 @@ def fit_baseline(run: Run, y_pool, folds):
     texts = list(run.prep.train.texts) + list(run.prep.val.texts)
     best = None
     for C in baseline.C_GRID:
-        oof = baseline.out_of_fold(texts, y_pool, len(run.names), folds, C)
-        f1 = score(oof, y_pool, run.names)["macro_f1"]
+        f1, oof = cross_validate(lambda f, C=C: baseline.out_of_fold(texts, y_pool, len(run.names), f, C),
+                                 y_pool, run.names, folds)
         if best is None or f1 > best[0]:
             best = (f1, C, oof)
     f1, C, oof = best
@@ -58,7 +58,8 @@ def score_probes(run: Run, pooled: dict, y_pool, folds, base) -> list:
     pool = PooledFeatures(torch.cat([pooled["train"].data, pooled["val"].data]), pooled["train"].layers)
     val_rows = np.arange(len(run.prep.train.labels), len(y_pool))
     cands = [parse_probe(cfg.probe, run.clf.n_layers)] if cfg.probe else candidate_probes(pool.layers)
-    log(f"probe search: {len(cands)} candidates, {len(folds)}-fold cross-validation over train + validation", cfg)
+    log(f"probe search: {len(cands)} candidates, {len(folds)} x {len(folds[0])}-fold cross-validation over "
+        "train + validation", cfg)
     found = search_probes(pool, y_pool, run.names, folds, val_rows, cands, log=lambda m: log(m, cfg))
     if base is not None and cfg.recipe == "auto":
         from ..search import choose
@@ -127,7 +128,6 @@ def refit_probe(run: Run, pick, pooled: dict, y_pool, base, report: list) -> Fit
 def baseline_metrics(run: Run, base) -> dict | None:
     """The baseline scored on every split with the same scoring path as the run."""
     from .. import baseline
-    from ..scoring import score
 
     if base is None:
         return None
