@@ -53,7 +53,7 @@ class StreamReport:
     first_empty: int | None = None
 
 
-def _build_model(run_dir: Path, cfg: dict, spec: RunSpec) -> torch.nn.Module:
+def _build_model(run_dir: Path, cfg: dict, spec: RunSpec, trunk_dtype: str = "auto") -> torch.nn.Module:
     """The run's module: base weights (unless the run saved full weights), LoRA adapters, the
     trained tensors; LoRA merged; a probe's decoder cut after the deepest layer it reads."""
     from .loaders import load_model
@@ -84,6 +84,12 @@ def _build_model(run_dir: Path, cfg: dict, spec: RunSpec) -> torch.nn.Module:
         merge_lora(clf)  # fold adapters into the weights: plain Linear layers predict faster
     if spec.depth is not None:  # early exit: the blocks above the probe's deepest layer never run
         del decoder.blocks[spec.depth:]
+    if spec.recipe != "finetune" and trunk_dtype != "float32" and spec.trunk_dtype == "bfloat16":
+        from .precision import choose_trunk_dtype
+
+        # the arithmetic the probe's features were computed in, where this machine has it
+        if choose_trunk_dtype(torch.device("cpu"), trunk_dtype) == torch.bfloat16:
+            decoder.blocks.to(torch.bfloat16)
     return clf
 
 
@@ -109,9 +115,12 @@ class Classifier:
         self.baseline = baseline  # baseline.Baseline: scored beside the run, mixed in by hybrid runs
 
     @classmethod
-    def load(cls, run_dir, *, device: str = "cpu", dtype: str = "float32", quantize: str | None = None) -> Classifier:
+    def load(cls, run_dir, *, device: str = "cpu", dtype: str = "float32", quantize: str | None = None,
+             trunk_dtype: str = "auto") -> Classifier:
         """Rebuild the run's classifier from its spec: the base model (checksum checked), the
-        trained tensors, the tokenizer. A probe keeps only the blocks it reads (early exit)."""
+        trained tensors, the tokenizer. A probe keeps only the blocks it reads (early exit),
+        and runs them in bfloat16 when its features were computed so and this machine has fast
+        bfloat16 (`trunk_dtype="float32"` forces float32: exporters do)."""
         from .baseline import Baseline
 
         run_dir = Path(run_dir)
@@ -121,7 +130,7 @@ class Classifier:
             raise UserError(f"unknown --quantize '{quantize}' (choose from int8)")
         cfg = checkpoint.load_run_config(run_dir)
         spec = RunSpec.from_dict(cfg)
-        clf = _build_model(run_dir, cfg, spec)
+        clf = _build_model(run_dir, cfg, spec, trunk_dtype)
         tok = Tokenizer.load(run_dir)
         metrics = None
         if (run_dir / "metrics.json").exists():

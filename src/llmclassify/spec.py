@@ -47,6 +47,7 @@ class RunSpec:
     threshold: float | list[float] | None = None
     temperature: float = 1.0
     dtype: str = "float32"
+    trunk_dtype: str = "float32"  # probe / hybrid: the arithmetic its features were computed in
     train_config: dict = field(default_factory=dict)
     # Written by checkpoint.save_run beside the spec (weights file + checksum, pad id, ...).
     extra: dict = field(default_factory=dict)

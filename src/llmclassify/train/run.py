@@ -236,11 +236,16 @@ def _trunk_pass(run: Run, recipe: str, feats: dict, shared_caches: dict | None) 
             from ..probes import parse_probe
 
             layers = sorted({layer for layer, _ in parse_probe(cfg.probe, clf.n_layers)})
+        from ..precision import choose_trunk_dtype
+
+        dtype = choose_trunk_dtype(next(clf.parameters()).device, cfg.trunk_dtype)
+        run.trunk_dtype = str(dtype).removeprefix("torch.")
         pooled, caches = {}, {}
         for s in SPLITS:
             pooled[s], caches[s] = trunk_pass(
                 clf.decoder, run.ids[s], run.tok.pad_id, layers=layers,
                 boundary=run.boundary if use_cache else None, window=None if use_cache else cfg.window or None,
+                dtype=dtype,
                 causal=cfg.causal,
                 cache_dtype=getattr(torch, cfg.cache_dtype), memory_budget=int(cfg.cache_memory_gb * (1 << 30)),
                 spill_dir=str(run.out_dir), desc=f"trunk pass ({s})", progress=run.progress)
@@ -254,7 +259,8 @@ def _trunk_pass(run: Run, recipe: str, feats: dict, shared_caches: dict | None) 
         mb = sum(f.cache.nbytes for f in feats.values()) / 2**20
         what.append(f"states entering block {run.boundary} ({mb:.0f} MiB)")
     if what:
-        log(f"trunk pass: {' and '.join(what)} for every text in {run.seconds['trunk_pass']:.1f} s", cfg)
+        log(f"trunk pass ({run.trunk_dtype}): {' and '.join(what)} for every text in "
+            f"{run.seconds['trunk_pass']:.1f} s", cfg)
     return pooled
 
 
@@ -295,6 +301,7 @@ def _post_hoc(run: Run, fitted: Fitted, feats: dict) -> tuple[float, object, dic
 
 def _report_and_save(run: Run, fitted: Fitted, base, feats: dict) -> dict:
     """Metrics of every split (one scoring path), the baseline beside them, the run directory."""
+    from ..precision import cpu_features
     from ..spec import RunSpec
 
     cfg, names = run.cfg, run.names
@@ -320,6 +327,8 @@ def _report_and_save(run: Run, fitted: Fitted, base, feats: dict) -> dict:
         "max_length": run.max_len,
         "calibration": calibration,
         "threshold": threshold_report,
+        "trunk_dtype": run.trunk_dtype,
+        "machine": cpu_features(),
         "trainable_parameters": n_train,
         "total_parameters": n_total,
     }
@@ -328,6 +337,7 @@ def _report_and_save(run: Run, fitted: Fitted, base, feats: dict) -> dict:
         pooling=cfg.pooling, causal=cfg.causal, padding=cfg.padding, pad_to=run.pad_to, max_length=run.max_len,
         truncation=cfg.max_length is not None, template=cfg.template, trainable=cfg.trainable,
         threshold=threshold, temperature=temperature, train_config=cfg.to_dict(),
+        trunk_dtype=run.trunk_dtype if fitted.spec_fields["recipe"] != "finetune" else "float32",
         **{k: v for k, v in fitted.spec_fields.items() if k in ("recipe", "probe", "hybrid_weight", "lora", "window")},
     )
     if dist.world_size() > 1:  # batch_size above is per process

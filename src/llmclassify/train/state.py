@@ -32,6 +32,7 @@ class Run:
     ids: dict
     truncated: dict
     seconds: dict = field(default_factory=dict)
+    trunk_dtype: str = "float32"  # the arithmetic of the trunk pass (precision.py)
 
 
 @dataclass
