@@ -36,16 +36,18 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor
 
 
 class SequenceClassifier(nn.Module):
-    """A pretrained decoder whose vocabulary head is replaced by Linear(emb_dim, num_classes)."""
+    """A pretrained decoder whose vocabulary head is replaced by Linear(emb_dim, num_classes)
+    (`bias=False`: no bias, as transformers' *ForSequenceClassification `score`)."""
 
-    def __init__(self, decoder: Decoder, num_classes: int, pooling: str = "last", causal: bool = True):
+    def __init__(self, decoder: Decoder, num_classes: int, pooling: str = "last", causal: bool = True,
+                 bias: bool = True):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling '{pooling}' (choose from {', '.join(POOLINGS)})")
         self.decoder = decoder
         self.pooling = pooling
         self.causal = causal
-        self.head = nn.Linear(decoder.cfg.emb_dim, num_classes)
+        self.head = nn.Linear(decoder.cfg.emb_dim, num_classes, bias=bias)
 
     @property
     def n_layers(self) -> int:

@@ -33,6 +33,7 @@ class RunSpec:
     recipe: Recipe = "finetune"
     multi_label: bool = False
     pooling: str = "last"  # finetune: which token(s) the head reads
+    head_bias: bool = True  # finetune: the Linear head has a bias (HF's `score` has none)
     probe: list[tuple[int, str]] | None = None  # probe / hybrid: the (layer, pooling) vectors read
     hybrid_weight: float | None = None  # hybrid: the probe's share of the averaged probabilities
     window: int | None = None  # probe / hybrid: texts longer than this are read in windows (features.py)
@@ -91,7 +92,7 @@ def build_classifier(spec: RunSpec, decoder):
     if spec.recipe == "finetune":
         from .heads import SequenceClassifier
 
-        return SequenceClassifier(decoder, n, pooling=spec.pooling, causal=spec.causal)
+        return SequenceClassifier(decoder, n, pooling=spec.pooling, causal=spec.causal, bias=spec.head_bias)
     from .probes import ProbeClassifier
 
     return ProbeClassifier(decoder, spec.probe, n, causal=spec.causal)

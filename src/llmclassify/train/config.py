@@ -104,6 +104,9 @@ class TrainConfig:
     label_sep: str | None = option(None, "multi-label: the separator between a text's labels, e.g. '|' "
                                    "(JSONL label lists need none)")
     pooling: str = option("last", "fine-tuning: the token(s) the head reads", choices=POOLINGS)
+    head_bias: bool = option(True, "fine-tuning: a head without bias, as transformers' *ForSequenceClassification "
+                             "has (a Llama-family run needs it for export --format hf)", flags=("--no-head-bias",),
+                             const=False)
     trainable: str = option("last-block", "fine-tuning: head | last-block | last-N-blocks | all | lora")
     padding: str = option("batch", "batch (masked) | longest-train | fixed:N (visible pad tokens)")
     max_length: int | None = option(None, "truncate texts to this many tokens (default: the model's context)",

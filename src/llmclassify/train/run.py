@@ -165,7 +165,7 @@ def _prepare(cfg: TrainConfig, out_dir: Path) -> Run:
     decoder.load_state_dict(lm.state_dict, strict=True)
     del lm.state_dict
     torch.manual_seed(cfg.seed)  # the head's initial weights depend on the seed alone
-    clf = SequenceClassifier(decoder, len(names), pooling=cfg.pooling, causal=cfg.causal)
+    clf = SequenceClassifier(decoder, len(names), pooling=cfg.pooling, causal=cfg.causal, bias=cfg.head_bias)
     if cfg.extra.get("random_init"):
         clf.decoder.apply(_reinit)
     if cfg.trainable == "lora":
@@ -338,6 +338,7 @@ def _report_and_save(run: Run, fitted: Fitted, base, feats: dict) -> dict:
         truncation=cfg.max_length is not None, template=cfg.template, trainable=cfg.trainable,
         threshold=threshold, temperature=temperature, train_config=cfg.to_dict(),
         trunk_dtype=run.trunk_dtype if fitted.spec_fields["recipe"] != "finetune" else "float32",
+        head_bias=cfg.head_bias or fitted.spec_fields["recipe"] != "finetune",  # a probe's head has one
         **{k: v for k, v in fitted.spec_fields.items() if k in ("recipe", "probe", "hybrid_weight", "lora", "window")},
     )
     if dist.world_size() > 1:  # batch_size above is per process
