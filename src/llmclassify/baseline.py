@@ -53,6 +53,9 @@ class Baseline:
         return normalize(tf.multiply(self.idf).tocsr(), norm="l2")
 
     def logits(self, texts) -> np.ndarray:
+        texts = list(texts)
+        if not texts:  # an empty split (--split 0.9,0.1,0): scikit-learn refuses zero rows
+            return np.zeros((0, len(self.bias)), dtype=np.float32)
         return np.asarray(self.transform(texts) @ self.weight.T) + self.bias
 
     def proba(self, texts) -> np.ndarray:
