@@ -64,6 +64,22 @@ def check_output_file(path: Path) -> None:
         raise UserError(f"{path}: cannot write in {parent} (permission denied)")
 
 
+def check_output_dir(path: Path, overwrite: bool = False) -> None:
+    """Fail early, with a one-line UserError, when `path` cannot become a new output directory
+    (files.atomic_dir writes it): its folder is missing, or it exists, is not an empty
+    directory and `overwrite` is off. Checked before slow work (loading a model)."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise UserError(f"{path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise UserError(f"{path}: cannot write in {parent} (permission denied)")
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path}: exists and is not a directory")
+    if path.exists() and any(path.iterdir()) and not overwrite:
+        raise UserError(f"{path}: output directory exists and is not empty (use --overwrite to replace it)")
+
+
 def prepare_run_dir(path: Path, overwrite: bool = False) -> None:
     """Create `path`; refuse a non-empty one unless `overwrite` (then empty it)."""
     path = Path(path)

@@ -1,12 +1,14 @@
-"""File primitives shared by the run directory, the model cache, the loaders and the data
-download: `atomic_open`, the one way this project writes a file (never half-written), and
-streamed sha256 of one or several files."""
+"""File primitives shared by the run directory, the model cache, the loaders, the data
+download and the exports: `atomic_open`, the one way this project writes a file (never
+half-written), `atomic_dir`, the same for a directory of files, and streamed sha256 of one or
+several files."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -52,6 +54,30 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write `data` to `path` through `atomic_open`."""
     with atomic_open(path, "wb") as f:
         f.write(data)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Build a directory whole or not at all: yield a new empty directory beside `path`
+    (`.<name>.XXXX.tmp`); when the block ends normally it takes the place of `path` (an old
+    directory there is moved aside, then deleted), when it raises it is deleted. A reader
+    sees the old directory (or none) or the new one, never part of one. The caller decides
+    whether an existing `path` may be replaced (checkpoint.check_output_dir)."""
+    path = Path(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)  # mkdtemp makes it owner-only
+        if path.exists():
+            old = tmp.with_suffix(".old")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def sha256_files(files: Iterable[str | os.PathLike[str]], chunk: int = 1 << 22) -> str:
