@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e ".[serve,test,bench,dev]"
+	$(PY) -m pip install -q -e ".[serve,test,bench,dev,export]"
 	touch $@
 
 # Train the default classifier (SmolLM2-135M-Instruct GGUF, SMS spam) and print its metrics.

@@ -155,8 +155,8 @@ def cmd_evaluate(a) -> int:
 
 # --- predict --------------------------------------------------------------------------------
 def add_predict(sub) -> None:
-    p = sub.add_parser("predict", help="classify texts with a saved run")
-    p.add_argument("run", help="run directory")
+    p = sub.add_parser("predict", help="classify texts with a saved run (or its ONNX export)")
+    p.add_argument("run", help="run directory, or a directory written by export --format onnx")
     p.add_argument("texts", nargs="*", help="texts to classify")
     p.add_argument("--input", "-i", help="file of texts (.txt one per line, CSV/TSV/JSONL), or - for stdin")
     p.add_argument("--text-column")
@@ -173,6 +173,10 @@ def add_predict(sub) -> None:
 
 
 def cmd_predict(a) -> int:
+    from .export.onnx import is_onnx_export
+
+    if is_onnx_export(a.run):  # one process, no torch: onnxruntime's threads use the cores
+        return _predict(a)
     from . import distributed
 
     with distributed.session():  # under torchrun: each process predicts its share, rank 0 writes
@@ -180,7 +184,7 @@ def cmd_predict(a) -> int:
 
 
 def _predict(a, main: bool = True, shared: bool = False) -> int:
-    from .predict import Classifier, StreamReport
+    from .predict import StreamReport, open_classifier
 
     if not a.texts and not a.input:
         raise UserError("predict: give texts as arguments or --input FILE")
@@ -194,7 +198,7 @@ def _predict(a, main: bool = True, shared: bool = False) -> int:
         from .data import detect_format
 
         detect_format(a.input, a.data_format, a.encoding)  # a missing or unreadable file fails before the model loads
-    clf = Classifier.load(a.run, dtype=a.dtype, quantize=a.quantize)
+    clf = open_classifier(a.run, dtype=a.dtype, quantize=a.quantize)
     stats: dict = {}
     if a.input:
         from itertools import chain
@@ -284,8 +288,8 @@ def cmd_data_info(a) -> int:
 def add_serve(sub) -> None:
     # Limits default to serve.py's constants (None here = not given); importing serve.py would
     # need the optional 'serve' extra just to build this parser.
-    p = sub.add_parser("serve", help="serve a run over HTTP (API + web page)")
-    p.add_argument("run", help="run directory")
+    p = sub.add_parser("serve", help="serve a run (or its ONNX export) over HTTP (API + web page)")
+    p.add_argument("run", help="run directory, or a directory written by export --format onnx")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-texts", type=int, help="texts per request (default 64)")
@@ -308,6 +312,29 @@ def cmd_serve(a) -> int:
     limits = {k: getattr(a, k) for k in ("max_texts", "max_chars", "max_body_bytes", "max_queue", "batch_max",
                                          "batch_wait_ms") if getattr(a, k) is not None}
     run(a.run, host=a.host, port=a.port, dtype=a.dtype, quantize=a.quantize, log_level=a.log_level, **limits)
+    return 0
+
+
+# --- export ---------------------------------------------------------------------------------
+def add_export(sub) -> None:
+    from .export import FORMATS
+
+    p = sub.add_parser("export", help="export a run for Hugging Face transformers or ONNX Runtime",
+                       description="hf: a directory AutoModelForSequenceClassification / AutoTokenizer / pipeline "
+                                   "load with no custom code. onnx: model.onnx (ids + mask -> probabilities) with "
+                                   "the tokenizer and settings; predict and serve accept that directory.")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--format", dest="fmt", choices=FORMATS, required=True)
+    p.add_argument("--output", "-o", required=True, help="directory to write (written whole or not at all)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(a) -> int:
+    from .export import export_run
+
+    out = export_run(a.run, a.fmt, Path(a.output), overwrite=a.overwrite)
+    print(f"exported {a.run} as {a.fmt} to {out}")
     return 0
 
 
@@ -341,7 +368,7 @@ def cmd_experiments(a) -> int:
     return 0
 
 
-COMMANDS = [add_train, add_evaluate, add_predict, add_models, add_data, add_serve, add_experiments]
+COMMANDS = [add_train, add_evaluate, add_predict, add_export, add_models, add_data, add_serve, add_experiments]
 
 
 class Parser(argparse.ArgumentParser):

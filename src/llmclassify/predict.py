@@ -4,6 +4,11 @@ Loading rebuilds the base model from its recorded identity (preset, GGUF file, H
 or Hub id), checks the base weights' checksum, applies the run's trained tensors and the
 run's tokenizer. Prediction is bucketed by length and runs under `torch.inference_mode`;
 `dtype="bfloat16"` autocasts, `quantize="int8"` swaps Linear layers for dynamic int8 ones.
+
+`Predictor` is what every predictor shares (encoding, decisions, streaming, info): the torch
+`Classifier` here and the ONNX export's `export.onnx.OnnxClassifier` implement `_proba` only.
+`open_classifier(path)` opens either, the one place the CLI and the server do. torch is
+imported only where a torch `Classifier` needs it, so an ONNX directory predicts without it.
 """
 
 from __future__ import annotations
@@ -14,17 +19,20 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+import numpy as np
 
 from . import checkpoint
 from .config import ModelConfig
 from .errors import UserError
 from .inputs import apply_padding, encode_texts, length_batches, pad_batch
-from .model import Decoder
 from .scoring import decide, probabilities, score
 from .spec import RunSpec, build_classifier
 from .tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +64,10 @@ class StreamReport:
 def _build_model(run_dir: Path, cfg: dict, spec: RunSpec, trunk_dtype: str = "auto") -> torch.nn.Module:
     """The run's module: base weights (unless the run saved full weights), LoRA adapters, the
     trained tensors; LoRA merged; a probe's decoder cut after the deepest layer it reads."""
+    import torch
+
     from .loaders import load_model
+    from .model import Decoder
 
     trained = checkpoint.load_weights(run_dir, cfg)
     decoder = Decoder(ModelConfig.from_dict(spec.model_config))
@@ -93,96 +104,42 @@ def _build_model(run_dir: Path, cfg: dict, spec: RunSpec, trunk_dtype: str = "au
     return clf
 
 
-class Classifier:
-    """A trained run, ready to classify text."""
+def read_metrics(directory: Path) -> dict | None:
+    """metrics.json of a run (or an export, which copies it), or None when absent."""
+    path = Path(directory) / "metrics.json"
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not valid JSON ({e})") from None
 
-    def __init__(self, model: torch.nn.Module, tokenizer: Tokenizer, config: dict, metrics: dict | None,
-                 run_dir: Path | None = None, dtype: str = "float32", quantize: str | None = None,
-                 baseline=None):
-        self.model = model.eval()
+
+class Predictor:
+    """What every predictor of a run shares: its spec, tokenizer and metrics; encoding; the
+    decision from probabilities; streaming; info. Subclasses implement `_proba`."""
+
+    runtime = "torch"
+
+    def __init__(self, tokenizer: Tokenizer, config: dict, metrics: dict | None, source: Path | None = None):
         self.tokenizer = tokenizer
         self.config = config
         self.spec = RunSpec.from_dict(config)
         self.metrics = metrics
-        self.run_dir = run_dir
+        self.run_dir = source
         self.labels: list[str] = list(self.spec.labels)
         self.max_length: int = int(self.spec.max_length)
         self.pad_to: int | None = self.spec.pad_to
         self.temperature: float = self.spec.temperature  # from calibration on validation
         self.multi_label: bool = self.spec.multi_label
-        self.dtype = dtype
-        self.quantize = quantize
-        self.baseline = baseline  # baseline.Baseline: scored beside the run, mixed in by hybrid runs
 
-    @classmethod
-    def load(cls, run_dir, *, device: str = "cpu", dtype: str = "float32", quantize: str | None = None,
-             trunk_dtype: str = "auto") -> Classifier:
-        """Rebuild the run's classifier from its spec: the base model (checksum checked), the
-        trained tensors, the tokenizer. A probe keeps only the blocks it reads (early exit),
-        and runs them in bfloat16 when its features were computed so and this machine has fast
-        bfloat16 (`trunk_dtype="float32"` forces float32: exporters do)."""
-        from .baseline import Baseline
+    def _proba(self, ids: list[list[int]], batch_size: int, texts: Sequence[str]) -> np.ndarray:
+        """(N, C) float32 probabilities of encoded texts (`texts`: their raw strings)."""
+        raise NotImplementedError
 
-        run_dir = Path(run_dir)
-        if dtype not in ("float32", "bfloat16"):
-            raise UserError(f"unknown dtype '{dtype}' (choose from float32, bfloat16)")
-        if quantize not in (None, "int8"):
-            raise UserError(f"unknown --quantize '{quantize}' (choose from int8)")
-        cfg = checkpoint.load_run_config(run_dir)
-        spec = RunSpec.from_dict(cfg)
-        clf = _build_model(run_dir, cfg, spec, trunk_dtype)
-        tok = Tokenizer.load(run_dir)
-        metrics = None
-        if (run_dir / "metrics.json").exists():
-            try:
-                metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-            except (ValueError, UnicodeDecodeError) as e:
-                raise UserError(f"{run_dir / 'metrics.json'}: not valid JSON ({e})") from None
-        if quantize == "int8":
-            import warnings
-
-            # torch.ao's dynamic int8 Linear still works in torch 2.13 but is deprecated in
-            # favour of torchao; it needs no extra dependency, so we keep it until it goes.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                clf = torch.ao.quantization.quantize_dynamic(clf, {torch.nn.Linear}, dtype=torch.qint8)
-        clf.to(device)
-        return cls(clf, tok, cfg, metrics, run_dir, dtype=dtype, quantize=quantize, baseline=Baseline.load(run_dir))
-
-    # --- prediction -------------------------------------------------------------------------
     def encode(self, texts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
         ids, truncated = encode_texts(self.tokenizer, texts, self.max_length, self.spec.template)
         return apply_padding(ids, self.pad_to, self.tokenizer.pad_id), truncated
-
-    @torch.inference_mode()
-    def predict_proba(self, texts: Sequence[str], batch_size: int = 32) -> torch.Tensor:
-        """(N, C) class probabilities, in the order of `texts`."""
-        ids, _ = self.encode(texts)
-        return self._proba(ids, batch_size, texts)
-
-    def _proba(self, ids: list[list[int]], batch_size: int, texts: Sequence[str] | None = None) -> torch.Tensor:
-        """(N, C) probabilities of encoded texts; a hybrid run averages in the baseline's,
-        which reads the `texts` themselves."""
-        out = self._model_proba(ids, batch_size)
-        if self.spec.recipe == "hybrid":
-            w = self.spec.hybrid_weight
-            out = w * out + (1 - w) * torch.from_numpy(self.baseline.proba(texts)).float()
-        return out
-
-    @torch.inference_mode()
-    def _model_proba(self, ids: list[list[int]], batch_size: int) -> torch.Tensor:
-        if self.spec.window and max(map(len, ids), default=0) > self.spec.window:  # long texts: windows
-            logits = self.model.logits_windowed(ids, self.tokenizer.pad_id, self.spec.window, batch_size)
-            return probabilities(logits.cpu(), multi_label=self.multi_label, temperature=self.temperature)
-        out = torch.empty(len(ids), len(self.labels))
-        device = next(self.model.parameters(), torch.empty(0)).device
-        for b in length_batches([len(x) for x in ids], batch_size, 8192):
-            input_ids, mask = pad_batch([ids[i] for i in b], self.tokenizer.pad_id, side="right")
-            with torch.autocast("cpu" if device.type == "cpu" else device.type, dtype=torch.bfloat16,
-                                enabled=self.dtype == "bfloat16"):
-                logits = self.model(input_ids.to(device), mask.to(device))
-            out[b] = probabilities(logits.cpu(), multi_label=self.multi_label, temperature=self.temperature)
-        return out
 
     def predict(self, texts: Sequence[str], *, threshold: float | None = None, batch_size: int = 32) -> list[Prediction]:
         """Label and per-label probabilities for each text. `threshold` (two classes only):
@@ -194,9 +151,8 @@ class Classifier:
         if not texts:
             return []
         ids, truncated = self.encode(texts)
-        with torch.inference_mode():
-            probs = self._proba(ids, batch_size, texts)
-        chosen = decide(probs.numpy(), multi_label=self.multi_label, threshold=decision)
+        probs = self._proba(ids, batch_size, texts)
+        chosen = decide(probs, multi_label=self.multi_label, threshold=decision)
         out = []
         for row, c, t in zip(probs, chosen, truncated):
             p = {lab: float(v) for lab, v in zip(self.labels, row.tolist())}
@@ -215,7 +171,7 @@ class Classifier:
         if self.multi_label:
             return self.thresholds(threshold)
         if threshold is None:
-            threshold = self.config.get("threshold")
+            threshold = self.spec.threshold
         if threshold is not None and len(self.labels) != 2:
             raise UserError(f"a threshold needs exactly two labels; this run has {len(self.labels)}")
         return threshold
@@ -225,7 +181,7 @@ class Classifier:
         per-label thresholds tuned on validation, else 0.5)."""
         if threshold is not None:
             return [float(threshold)] * len(self.labels)
-        saved = self.config.get("threshold")
+        saved = self.spec.threshold
         return [float(t) for t in saved] if isinstance(saved, list) else [0.5] * len(self.labels)
 
     def predict_stream(self, texts: Iterable[str], *, chunk: int = 1024, **kw) -> Iterator[Prediction]:
@@ -261,22 +217,115 @@ class Classifier:
             yield line, pred
 
     def info(self) -> dict:
-        c = self.config
+        sp = self.spec
         return {
             "labels": self.labels,
-            "base_model": c["base_model"],
+            "base_model": sp.base_model,
             "metrics": (self.metrics or {}).get("splits"),
-            "pooling": c.get("pooling"),
+            "pooling": sp.pooling,
             "max_length": self.max_length,
-            "truncation": bool(c.get("truncation")),
-            "threshold": c.get("threshold"),
+            "truncation": sp.truncation,
+            "threshold": sp.threshold,
             "multi_label": self.multi_label,
-            "trainable": c.get("trainable"),
-            "recipe": self.spec.recipe,
-            "probe": self.spec.probe,
+            "trainable": sp.trainable,
+            "recipe": sp.recipe,
+            "probe": sp.probe,
             "baseline": (self.metrics or {}).get("baseline"),
+            "runtime": self.runtime,
             "run_dir": str(self.run_dir) if self.run_dir else None,
         }
+
+
+class Classifier(Predictor):
+    """A trained run, ready to classify text (PyTorch)."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Tokenizer, config: dict, metrics: dict | None,
+                 run_dir: Path | None = None, dtype: str = "float32", quantize: str | None = None,
+                 baseline=None):
+        super().__init__(tokenizer, config, metrics, run_dir)
+        self.model = model.eval()
+        self.dtype = dtype
+        self.quantize = quantize
+        self.baseline = baseline  # baseline.Baseline: scored beside the run, mixed in by hybrid runs
+
+    @classmethod
+    def load(cls, run_dir, *, device: str = "cpu", dtype: str = "float32", quantize: str | None = None,
+             trunk_dtype: str = "auto") -> Classifier:
+        """Rebuild the run's classifier from its spec: the base model (checksum checked), the
+        trained tensors, the tokenizer. A probe keeps only the blocks it reads (early exit),
+        and runs them in bfloat16 when its features were computed so and this machine has fast
+        bfloat16 (`trunk_dtype="float32"` forces float32: exporters do)."""
+        import torch
+
+        from .baseline import Baseline
+
+        run_dir = Path(run_dir)
+        if dtype not in ("float32", "bfloat16"):
+            raise UserError(f"unknown dtype '{dtype}' (choose from float32, bfloat16)")
+        if quantize not in (None, "int8"):
+            raise UserError(f"unknown --quantize '{quantize}' (choose from int8)")
+        cfg = checkpoint.load_run_config(run_dir)
+        spec = RunSpec.from_dict(cfg)
+        clf = _build_model(run_dir, cfg, spec, trunk_dtype)
+        tok = Tokenizer.load(run_dir)
+        metrics = read_metrics(run_dir)
+        if quantize == "int8":
+            import warnings
+
+            # torch.ao's dynamic int8 Linear still works in torch 2.13 but is deprecated in
+            # favour of torchao; it needs no extra dependency, so we keep it until it goes.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                clf = torch.ao.quantization.quantize_dynamic(clf, {torch.nn.Linear}, dtype=torch.qint8)
+        clf.to(device)
+        return cls(clf, tok, cfg, metrics, run_dir, dtype=dtype, quantize=quantize, baseline=Baseline.load(run_dir))
+
+    # --- prediction -------------------------------------------------------------------------
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 32) -> torch.Tensor:
+        """(N, C) class probabilities, in the order of `texts`."""
+        import torch
+
+        ids, _ = self.encode(texts)
+        return torch.from_numpy(self._proba(ids, batch_size, texts))
+
+    def _proba(self, ids: list[list[int]], batch_size: int, texts: Sequence[str]) -> np.ndarray:
+        """(N, C) probabilities of encoded texts; a hybrid run averages in the baseline's,
+        which reads the `texts` themselves."""
+        out = self._model_proba(ids, batch_size).numpy()
+        if self.spec.recipe == "hybrid":
+            w = self.spec.hybrid_weight
+            out = (w * out + (1 - w) * self.baseline.proba(texts)).astype(np.float32)
+        return out
+
+    def _model_proba(self, ids: list[list[int]], batch_size: int) -> torch.Tensor:
+        import torch
+
+        with torch.inference_mode():
+            if self.spec.window and max(map(len, ids), default=0) > self.spec.window:  # long texts: windows
+                logits = self.model.logits_windowed(ids, self.tokenizer.pad_id, self.spec.window, batch_size)
+                return probabilities(logits.cpu(), multi_label=self.multi_label, temperature=self.temperature)
+            out = torch.empty(len(ids), len(self.labels))
+            device = next(self.model.parameters(), torch.empty(0)).device
+            for b in length_batches([len(x) for x in ids], batch_size, 8192):
+                input_ids, mask = pad_batch([ids[i] for i in b], self.tokenizer.pad_id, side="right")
+                with torch.autocast("cpu" if device.type == "cpu" else device.type, dtype=torch.bfloat16,
+                                    enabled=self.dtype == "bfloat16"):
+                    logits = self.model(input_ids.to(device), mask.to(device))
+                out[b] = probabilities(logits.cpu(), multi_label=self.multi_label, temperature=self.temperature)
+            return out
+
+
+def open_classifier(path, *, dtype: str = "float32", quantize: str | None = None) -> Predictor:
+    """A run directory (`Classifier`) or an ONNX export (`export.onnx.OnnxClassifier`, no torch),
+    ready to predict: the one place the CLI and the server open what they are given."""
+    from .export.onnx import OnnxClassifier, is_onnx_export
+
+    if is_onnx_export(path):
+        if dtype != "float32" or quantize:
+            raise UserError(f"{path}: an ONNX export runs as it was exported (float32); --dtype and "
+                            "--quantize apply to run directories")
+        return OnnxClassifier.load(path)
+    return Classifier.load(path, dtype=dtype, quantize=quantize)
 
 
 def write_predictions(path: Path, preds: Iterable[Prediction | tuple[int, Prediction]]) -> int:
@@ -347,8 +396,7 @@ def evaluate_run(run_dir, *, data: str | None = None, text_column=None, label_co
     if not texts:
         raise UserError(f"{where}: no texts to evaluate")
     ids, truncated = clf.encode(texts)
-    with torch.inference_mode():
-        probs = clf._proba(ids, batch_size, texts).numpy()
+    probs = clf._proba(ids, batch_size, texts)
     if clf.multi_label:
         from .multilabel import multi_hot
 

@@ -6,25 +6,29 @@ everywhere: single-label probabilities are softmax(logits / temperature); with a
 (two classes) the second label is predicted when its probability reaches it, else the most
 probable label. Multi-label probabilities are independent sigmoids; a label is predicted when
 its probability reaches its own threshold (0.5 when none was tuned).
+
+No torch at import: the ONNX predictor decides through `decide` without it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from .evaluate import compute_metrics
+
+if TYPE_CHECKING:
+    import torch
 
 
 def probabilities(logits: torch.Tensor, *, multi_label: bool = False, temperature: float = 1.0) -> torch.Tensor:
     """(N, C) logits -> (N, C) float32 probabilities."""
     logits = logits.float()
     if multi_label:
-        return torch.sigmoid(logits)
-    return torch.softmax(logits / temperature, -1)
+        return logits.sigmoid()
+    return (logits / temperature).softmax(-1)
 
 
 def decide(probs, *, multi_label: bool = False, threshold: float | Sequence[float] | None = None) -> np.ndarray:
@@ -58,6 +62,8 @@ def logit_metrics(logits: torch.Tensor, labels: torch.Tensor, names: Sequence[st
                   temperature: float = 1.0, threshold=None) -> dict:
     """`score` of a split's logits, with the loss training minimises (weighted cross-entropy,
     or binary cross-entropy with `weight` as pos_weight when `labels` are multi-hot floats)."""
+    import torch.nn.functional as F
+
     multi = labels.is_floating_point()
     if multi:
         from .multilabel import bce_loss

@@ -417,7 +417,8 @@ def create_app(
     batch_wait_ms: float = BATCH_WAIT_MS,
     max_queue: int = MAX_QUEUE,
 ) -> FastAPI:
-    """The FastAPI app serving `classifier` (a `llmclassify.predict.Classifier`).
+    """The FastAPI app serving `classifier` (a `llmclassify.predict.Predictor`: a run's
+    `Classifier` or an ONNX export's `OnnxClassifier`).
 
     Limits: `max_texts` texts per request and `max_chars` characters per text (413 beyond,
     unless the run was trained with truncation and the request sends `"truncate": true`),
@@ -565,15 +566,15 @@ def create_app(
 
 def run(run_dir, host: str = "127.0.0.1", port: int = 8000, *, log_level: str = "info",
         dtype: str = "float32", quantize: str | None = None, **limits) -> None:
-    """Load the run at `run_dir` and serve it with uvicorn until interrupted.
+    """Load the run (or ONNX export) at `run_dir` and serve it with uvicorn until interrupted.
 
-    `dtype` / `quantize` go to `Classifier.load`; `limits` are `create_app`'s keyword arguments.
+    `dtype` / `quantize` go to `predict.open_classifier`; `limits` are `create_app`'s keyword arguments.
     """
     import uvicorn
 
-    from llmclassify.predict import Classifier
+    from llmclassify.predict import open_classifier
 
-    classifier = Classifier.load(run_dir, dtype=dtype, quantize=quantize)
+    classifier = open_classifier(run_dir, dtype=dtype, quantize=quantize)
     app = create_app(classifier, **limits)
     log.info("serving %s on http://%s:%d", run_dir, host, port)
     uvicorn.run(app, host=host, port=port, log_level=log_level, workers=1,

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import tokenizers
 
 from .errors import ModelLoadError, UserError
@@ -147,26 +148,33 @@ class Tokenizer:
         return f"Tokenizer({self.describe()})"
 
 
+def pad_arrays(seqs: Sequence[Sequence[int]], pad_id: int, side: str = "right") -> tuple[np.ndarray, np.ndarray]:
+    """Pad id lists to the longest one: (input_ids, attention_mask), both int64 arrays (B, T).
+    Torch-free, for the ONNX predictor; `pad_batch` gives the same as tensors."""
+    if side not in ("right", "left"):
+        raise ValueError(f"side must be 'right' or 'left', got {side!r}")
+    n = len(seqs)
+    t = max((len(s) for s in seqs), default=0)
+    ids = np.full((n, t), int(pad_id), dtype=np.int64)
+    mask = np.zeros((n, t), dtype=np.int64)
+    for i, s in enumerate(seqs):
+        k = len(s)
+        if k == 0:
+            continue
+        sl = slice(0, k) if side == "right" else slice(t - k, t)
+        ids[i, sl] = s
+        mask[i, sl] = 1
+    return ids, mask
+
+
 def pad_batch(
     seqs: Sequence[Sequence[int]], pad_id: int, side: str = "right"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pad id lists to the longest one: (input_ids, attention_mask), both LongTensor (B, T)."""
     import torch
 
-    if side not in ("right", "left"):
-        raise ValueError(f"side must be 'right' or 'left', got {side!r}")
-    n = len(seqs)
-    t = max((len(s) for s in seqs), default=0)
-    ids = torch.full((n, t), int(pad_id), dtype=torch.long)
-    mask = torch.zeros((n, t), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        k = len(s)
-        if k == 0:
-            continue
-        sl = slice(0, k) if side == "right" else slice(t - k, t)
-        ids[i, sl] = torch.as_tensor(list(s), dtype=torch.long)
-        mask[i, sl] = 1
-    return ids, mask
+    ids, mask = pad_arrays(seqs, pad_id, side)
+    return torch.from_numpy(ids), torch.from_numpy(mask)
 
 
 # --- helpers -------------------------------------------------------------------------------

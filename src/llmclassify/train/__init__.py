@@ -5,6 +5,9 @@ run.py       the stages of a run: prepare -> trunk pass -> baseline -> fit -> ch
 finetune.py  fine-tuning the top on the frozen-trunk cache (the book's recipe), resumable
 select.py    the probe stage and the choice between recipes (search.py has the protocol)
 state.py     what the stages share
+
+The config names import here; the stages (torch) on first use, so the CLI builds its parser and
+predicts with an ONNX export without importing torch.
 """
 
 from .config import (
@@ -16,8 +19,17 @@ from .config import (
            parse_padding,
            with_preset,
 )
-from .finetune import Features, batch_loss, class_weight_tensor, predict_features
-from .run import resume, train
 
-__all__ = ["PRESETS", "RECIPES", "SPLITS", "Features", "TrainConfig", "batch_loss", "class_weight_tensor",
-           "config_from_args", "parse_padding", "predict_features", "resume", "train", "with_preset"]
+_STAGES = {"Features": "finetune", "batch_loss": "finetune", "class_weight_tensor": "finetune",
+           "predict_features": "finetune", "resume": "run", "train": "run"}
+
+__all__ = ["PRESETS", "RECIPES", "SPLITS", "TrainConfig", "config_from_args", "parse_padding", "with_preset",
+           *_STAGES]
+
+
+def __getattr__(name: str):
+    if name in _STAGES:
+        from importlib import import_module
+
+        return getattr(import_module(f".{_STAGES[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
