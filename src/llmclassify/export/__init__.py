@@ -46,8 +46,8 @@ def export_run(run_dir, fmt: str, output, *, overwrite: bool = False) -> Path:
 
 
 def sample_texts(clf, n: int = 16) -> list[str]:
-    """Texts to check an export on: the run's first test texts (split.json), else a few fixed
-    ones; one is long enough to be cut at the run's max length when that is short."""
+    """Texts to check an export on: the run's first `n` test texts (split.json) and a few fixed
+    ones, one long enough to be cut at the run's max length when that is short."""
     import json
 
     split = Path(clf.run_dir or ".") / "split.json"
@@ -58,5 +58,5 @@ def sample_texts(clf, n: int = 16) -> list[str]:
         except (ValueError, KeyError, TypeError):
             texts = []
     texts = [t for t in texts if t.strip()]  # transformers' tokenizer gives an empty text no token
-    return texts or ["Hello, how are you?", "WINNER!! Claim your free prize now", "ok",
-                     " ".join(["a longer text"] * 40)]
+    return texts + ["Hello, how are you?", "WINNER!! Claim your free prize now", "ok",
+                    " ".join(["a longer text"] * 40)]
