@@ -137,12 +137,12 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
     # --- prediction -----------------------------------------------------------------------------
     def predict_proba(self, X) -> np.ndarray:
         """(N, n_classes) probabilities, columns in the order of `classes_`."""
-        return self.classifier_.predict_proba(_texts(X), batch_size=self.batch_size).numpy()[:, self._columns]
+        return self.classifier_.predict_proba(_texts(X)).numpy()[:, self._columns]
 
     def predict(self, X) -> np.ndarray:
         """The run's decision for each text (its tuned threshold, if any), as a class of `classes_`."""
         by_name = {_name(c): c for c in self.classes_}
-        preds = self.classifier_.predict(_texts(X), batch_size=self.batch_size)
+        preds = self.classifier_.predict(_texts(X))
         return np.asarray([by_name[p.label] for p in preds], dtype=self.classes_.dtype)
 
     # --- run directory ----------------------------------------------------------------------------

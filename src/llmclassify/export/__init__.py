@@ -8,7 +8,9 @@
 Every format runs the same stages: check from the run's spec alone that the format can express
 the run (else one line naming the reason and what would work, before any model loads), check the
 output directory, load the run in float32, write the directory whole or not at all
-(files.atomic_dir), and reload what was written to compare its probabilities with the run's.
+(files.atomic_dir: the directory is the unit that appears at once, so the files inside are
+written plainly, some by transformers and torch.onnx), and reload what was written to compare
+its probabilities with the run's.
 """
 
 from __future__ import annotations

@@ -303,9 +303,9 @@ def verify(clf, out: Path) -> None:
     finally:
         if bars_on:
             hf_logging.enable_progress_bar()
-    missing = [k for k in info["missing_keys"] if not k.endswith((".attn.bias", ".attn.masked_bias"))]
-    if missing or info["unexpected_keys"]:
-        raise RuntimeError(f"transformers export: missing {missing[:3]}, unexpected {info['unexpected_keys'][:3]}")
+    missing, unexpected = list(info["missing_keys"]), list(info["unexpected_keys"])
+    if missing or unexpected:
+        raise RuntimeError(f"transformers export: missing {missing[:3]}, unexpected {unexpected[:3]}")
     tok = AutoTokenizer.from_pretrained(out)
     texts = sample_texts(clf)
     enc = tok(texts, padding=True, truncation=True, return_tensors="pt")
