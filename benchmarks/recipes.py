@@ -1,6 +1,7 @@
 """`llmclassify train` (default: --recipe auto) against today's default recipe (fine-tune the
 last block, no baseline) side by side, each in its own process, on the built-in SMS data:
-the default split and the book's split (`--preset reference`).
+the default split and the book's split (`--preset reference`); auto also with a float32 trunk
+pass, to show what bfloat16 (chosen where the CPU has AVX512-BF16 or AMX) changes.
 
     python benchmarks/recipes.py --out benchmarks/results/recipes
 
@@ -23,8 +24,10 @@ from machine import describe, git_commit
 
 RUNS = {
     "default split, auto (new default)": [],
+    "default split, auto, float32 trunk": ["--trunk-dtype", "float32"],
     "default split, finetune last block (old default)": ["--recipe", "finetune", "--baseline", "none"],
     "book split, auto": ["--preset", "reference", "--recipe", "auto"],
+    "book split, auto, float32 trunk": ["--preset", "reference", "--recipe", "auto", "--trunk-dtype", "float32"],
     "book split, finetune (--preset reference)": ["--preset", "reference"],
 }
 
@@ -50,6 +53,7 @@ def run_one(args: list[str], out_dir: Path) -> dict:
     base = (m.get("baseline") or {}).get("splits", {}).get("test")
     res.update(
         command="llmclassify train " + " ".join(args), chosen=m["recipe"]["chosen"],
+        trunk_dtype=m.get("trunk_dtype"),
         test_accuracy=test["accuracy"], test_macro_f1=test["macro_f1"], test_spam_f1=test["per_class"]["spam"]["f1"],
         baseline_test_accuracy=base and base["accuracy"], baseline_test_macro_f1=base and base["macro_f1"],
         baseline_test_spam_f1=base and base["per_class"]["spam"]["f1"], seconds=m["seconds"],
@@ -65,10 +69,10 @@ def table(results: dict) -> list[str]:
     def f3(x):
         return "-" if x is None else f"{x:.4f}"
 
-    lines = ["| run | chosen recipe | test acc | test macro-F1 | spam F1 | TF-IDF acc / macro-F1 / spam F1 "
-             "| wall s | CPU s | peak RSS MiB |", "|---|---|---:|---:|---:|---|---:|---:|---:|"]
+    lines = ["| run | chosen recipe | trunk | test acc | test macro-F1 | spam F1 | TF-IDF acc / macro-F1 / spam F1 "
+             "| wall s | CPU s | peak RSS MiB |", "|---|---|---|---:|---:|---:|---|---:|---:|---:|"]
     for name, r in results.items():
-        lines.append(f"| {name} | {r['chosen']} | {pct(r['test_accuracy'])} | {f3(r['test_macro_f1'])} | "
+        lines.append(f"| {name} | {r['chosen']} | {r['trunk_dtype'] or '-'} | {pct(r['test_accuracy'])} | {f3(r['test_macro_f1'])} | "
                      f"{f3(r['test_spam_f1'])} | {pct(r['baseline_test_accuracy'])} / "
                      f"{f3(r['baseline_test_macro_f1'])} / {f3(r['baseline_test_spam_f1'])} | "
                      f"{r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['peak_rss_mib']:.0f} |")
