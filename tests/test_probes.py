@@ -233,6 +233,10 @@ def test_windowed_probe_run_predicts_what_training_reported(tiny_model_dir, smal
     s = train(tiny_train_config(tiny_model_dir, small_data, run, recipe="probe", window=6))
     clf = Classifier.load(run)
     assert clf.spec.window == 6
+    lengths = {sp: [len(clf.tokenizer.encode(t)) for t in json.loads((run / "split.json").read_text())[sp]["texts"]]
+               for sp in ("train", "val", "test")}
+    assert s["texts_in_windows"] == {sp: sum(n > 6 for n in v) for sp, v in lengths.items()}
+    assert s["texts_in_windows"]["train"] > 0
     _, m = evaluate_run(run)
     assert m["accuracy"] == s["splits"]["test"]["accuracy"]
     assert m["confusion_matrix"] == s["splits"]["test"]["confusion_matrix"]
