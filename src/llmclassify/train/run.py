@@ -245,14 +245,13 @@ def _trunk_pass(run: Run, recipe: str, feats: dict, shared_caches: dict | None) 
             layers = sorted({layer for layer, _ in parse_probe(cfg.probe, clf.n_layers)})
         from ..precision import choose_trunk_dtype
 
-        dtype = choose_trunk_dtype(next(clf.parameters()).device, cfg.trunk_dtype)
-        run.trunk_dtype = str(dtype).removeprefix("torch.")
+        run.trunk_dtype = choose_trunk_dtype(next(clf.parameters()).device, cfg.trunk_dtype)
         pooled, caches = {}, {}
         for s in SPLITS:
             pooled[s], caches[s] = trunk_pass(
                 clf.decoder, run.ids[s], run.tok.pad_id, layers=layers,
                 boundary=run.boundary if use_cache else None, window=None if use_cache else cfg.window or None,
-                dtype=dtype,
+                dtype=run.trunk_dtype,
                 causal=cfg.causal,
                 cache_dtype=getattr(torch, cfg.cache_dtype), memory_budget=int(cfg.cache_memory_gb * (1 << 30)),
                 spill_dir=str(run.out_dir), desc=f"trunk pass ({s})", progress=run.progress)
