@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from machine import describe
 
 DTYPES = ("float32", "bfloat16", "int8")
