@@ -93,7 +93,7 @@ def main() -> None:
               "machine": describe(), "results": results}
     out = Path(a.out)
     out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    md = [f"# `llmclassify train`: auto vs the old default, side by side", "",
+    md = ["# `llmclassify train`: auto vs the old default, side by side", "",
           f"Command: `{report['command']}`; commit {report['commit']}; {started}.", "",
           f"Machine: {report['machine']['summary']}.", "", *table(results), ""]
     for name, r in results.items():
