@@ -72,6 +72,8 @@ class Package:
 
     @property
     def pinned(self) -> str:
+        if self.registry == "builtin":
+            return f"{self.name} (built-in)"
         return f"{self.name}=={self.version}" if self.registry == "pypi" else f"{self.name}@{self.version}"
 
     def fetch_command(self, dest: str | os.PathLike) -> list[str]:
