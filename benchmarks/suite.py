@@ -295,7 +295,7 @@ def parse_args(argv=None):
     ap.add_argument("--work-dir", help="run directories and subsamples (default DATA_DIR/work)")
     ap.add_argument("--force", action="store_true", help="run again what OUT.json already holds")
     ap.add_argument("--quiet", action="store_true", help="pass --quiet to llmclassify train")
-    ap.add_argument("--train-args", default="", help="more llmclassify train flags for every run, e.g. '--epochs 3'")
+    ap.add_argument("--train-args", default="", help="more llmclassify train flags for every run, e.g. --train-args='--epochs 3'")
     a = ap.parse_args(argv)
     a.datasets = [x.strip() for x in a.datasets.split(",") if x.strip()]
     a.recipes = [x.strip() for x in a.recipes.split(",") if x.strip()]
