@@ -1,4 +1,7 @@
-"""The facts every benchmark result records: CPU model and flags, cores, torch, commit, date."""
+"""What a benchmark ran on and from: the machine (CPU facts come from
+`llmclassify.precision.cpu_features`, the one place that reads them), the torch version, the
+git commit, the date and the command line. Every benchmark script records `describe()` beside
+its figures."""
 
 from __future__ import annotations
 
@@ -7,28 +10,37 @@ import sys
 import time
 from pathlib import Path
 
-from llmclassify.precision import cpu_features
+REPO = Path(__file__).resolve().parent.parent
 
 
-def git_commit() -> str:
-    """The checkout's commit, with '+dirty' when files differ from it."""
-    root = Path(__file__).resolve().parent.parent
+def git_commit(repo: str | Path = REPO) -> str:
+    """Short commit of `repo`'s HEAD, with `+dirty` when tracked files differ from it;
+    `unknown` outside a git checkout (or without git)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                              check=True).stdout.strip()
+
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True).stdout.strip()
-        return sha + ("+dirty" if dirty else "")
+        commit = git("rev-parse", "--short=12", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+    return commit + ("+dirty" if dirty else "")
 
 
-def describe() -> dict:
-    """CPU facts (llmclassify.precision.cpu_features), the commit, the date, the command line, and
-    a one-line `summary` for tables."""
-    f = cpu_features()
-    info = {**f, "commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-            "command": " ".join(["python", *sys.argv])}
-    info["summary"] = (f"{f['cpu']}, {f['cores']} cores, flags {' '.join(f['flags']) or 'none of note'}, "
-                       f"torch {f['torch']}")
-    return info
+def describe(argv: list[str] | None = None) -> dict:
+    """The machine and the run: cpu, flags (the ones precision.py decides on), cores, torch,
+    commit, date, command, and `summary`, one line of them for a report's header."""
+    from llmclassify.precision import cpu_features
+
+    facts = cpu_features()
+    argv = sys.argv if argv is None else argv
+    flags = ", ".join(facts["flags"]) or "none of " + "/".join(("avx2", "avx512f", "avx512_bf16"))
+    return {
+        **facts,
+        "python": sys.version.split()[0],
+        "commit": git_commit(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "command": " ".join(["python", *argv]),
+        "summary": f"{facts['cpu']}, {facts['cores']} cores ({flags}); torch {facts['torch']}",
+    }

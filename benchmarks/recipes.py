@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from machine import describe, git_commit
+from suite import train_child
 
 RUNS = {
     "default split, auto (new default)": [],
@@ -31,23 +31,10 @@ RUNS = {
     "book split, finetune (--preset reference)": ["--preset", "reference"],
 }
 
-CHILD = (
-    "import json, resource, sys, time\n"
-    "from llmclassify.cli import main\n"
-    "t = time.perf_counter()\n"
-    "rc = main(sys.argv[2:])\n"
-    "r = resource.getrusage(resource.RUSAGE_SELF)\n"
-    "json.dump({'rc': rc, 'wall_s': time.perf_counter() - t, 'cpu_s': r.ru_utime + r.ru_stime,\n"
-    "           'peak_rss_mib': r.ru_maxrss / 1024}, open(sys.argv[1], 'w'))\n"
-)
-
-
 def run_one(args: list[str], out_dir: Path) -> dict:
-    stats = out_dir / "stats.json"
-    cmd = [sys.executable, "-c", CHILD, str(stats), "train", "-o", str(out_dir / "run"), "--overwrite", "--quiet",
-           *args]
-    subprocess.run(cmd, check=True)
-    res = json.loads(stats.read_text())
+    res = train_child(["train", "-o", str(out_dir / "run"), "--overwrite", "--quiet", *args], out_dir / "stats.json")
+    if res["rc"] != 0:
+        raise SystemExit(f"recipes: llmclassify train {' '.join(args)} failed with exit status {res['rc']}")
     m = json.loads((out_dir / "run" / "metrics.json").read_text())
     test = m["splits"]["test"]
     base = (m.get("baseline") or {}).get("splits", {}).get("test")
