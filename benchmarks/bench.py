@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import resource
 import subprocess
 import sys
@@ -569,18 +568,6 @@ def report(r: dict) -> tuple[str, dict]:
     return "\n".join(lines) + "\n", verdict
 
 
-def machine() -> str:
-    name = ""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name or 'CPU'}, {os.cpu_count()} cores"
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="every path on a subset, 1 epoch (< 5 min)")
@@ -603,6 +590,7 @@ def main(argv=None) -> int:
 
     import torch
     import transformers
+    from machine import describe
 
     from llmclassify.loaders.presets import DEFAULT_MODEL
 
@@ -615,7 +603,9 @@ def main(argv=None) -> int:
     paths = ["parity"] + [x for x in a.paths.split(",") if x and x != "parity"]
     if "predict" in paths and "ours" not in paths:
         raise SystemExit("bench: 'predict' needs 'ours' (it predicts with the run ours trains)")
-    r = {"mode": mode, "spec": spec, "machine": machine(), "torch": torch.__version__,
+    facts = describe()
+    r = {"mode": mode, "spec": spec, "machine": facts["summary"], "machine_facts": facts, "commit": facts["commit"],
+         "torch": torch.__version__,
          "transformers": transformers.__version__, "threads": torch.get_num_threads(),
          "started": time.strftime("%Y-%m-%d %H:%M:%S"), "matmul_gflops": matmul_gflops()}
     with tempfile.TemporaryDirectory(prefix="llmclassify-bench-") as tmp:

@@ -1,6 +1,7 @@
 """`llmclassify train` (default: --recipe auto) against today's default recipe (fine-tune the
 last block, no baseline) side by side, each in its own process, on the built-in SMS data:
-the default split and the book's split (`--preset reference`).
+the default split and the book's split (`--preset reference`); auto also with a float32 trunk
+pass, to show what bfloat16 (chosen where the CPU has AVX512-BF16 or AMX) changes.
 
     python benchmarks/recipes.py --out benchmarks/results/recipes
 
@@ -13,43 +14,33 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from machine import describe, git_commit
+from suite import train_child
 
 RUNS = {
     "default split, auto (new default)": [],
+    "default split, auto, float32 trunk": ["--trunk-dtype", "float32"],
     "default split, finetune last block (old default)": ["--recipe", "finetune", "--baseline", "none"],
     "book split, auto": ["--preset", "reference", "--recipe", "auto"],
+    "book split, auto, float32 trunk": ["--preset", "reference", "--recipe", "auto", "--trunk-dtype", "float32"],
     "book split, finetune (--preset reference)": ["--preset", "reference"],
 }
 
-CHILD = (
-    "import json, resource, sys, time\n"
-    "from llmclassify.cli import main\n"
-    "t = time.perf_counter()\n"
-    "rc = main(sys.argv[2:])\n"
-    "r = resource.getrusage(resource.RUSAGE_SELF)\n"
-    "json.dump({'rc': rc, 'wall_s': time.perf_counter() - t, 'cpu_s': r.ru_utime + r.ru_stime,\n"
-    "           'peak_rss_mib': r.ru_maxrss / 1024}, open(sys.argv[1], 'w'))\n"
-)
-
-
 def run_one(args: list[str], out_dir: Path) -> dict:
-    stats = out_dir / "stats.json"
-    cmd = [sys.executable, "-c", CHILD, str(stats), "train", "-o", str(out_dir / "run"), "--overwrite", "--quiet",
-           *args]
-    subprocess.run(cmd, check=True)
-    res = json.loads(stats.read_text())
+    res = train_child(["train", "-o", str(out_dir / "run"), "--overwrite", "--quiet", *args], out_dir / "stats.json")
+    if res["rc"] != 0:
+        raise SystemExit(f"recipes: llmclassify train {' '.join(args)} failed with exit status {res['rc']}")
     m = json.loads((out_dir / "run" / "metrics.json").read_text())
     test = m["splits"]["test"]
     base = (m.get("baseline") or {}).get("splits", {}).get("test")
     res.update(
         command="llmclassify train " + " ".join(args), chosen=m["recipe"]["chosen"],
+        trunk_dtype=m.get("trunk_dtype"),
         test_accuracy=test["accuracy"], test_macro_f1=test["macro_f1"], test_spam_f1=test["per_class"]["spam"]["f1"],
         baseline_test_accuracy=base and base["accuracy"], baseline_test_macro_f1=base and base["macro_f1"],
         baseline_test_spam_f1=base and base["per_class"]["spam"]["f1"], seconds=m["seconds"],
@@ -65,10 +56,10 @@ def table(results: dict) -> list[str]:
     def f3(x):
         return "-" if x is None else f"{x:.4f}"
 
-    lines = ["| run | chosen recipe | test acc | test macro-F1 | spam F1 | TF-IDF acc / macro-F1 / spam F1 "
-             "| wall s | CPU s | peak RSS MiB |", "|---|---|---:|---:|---:|---|---:|---:|---:|"]
+    lines = ["| run | chosen recipe | trunk | test acc | test macro-F1 | spam F1 | TF-IDF acc / macro-F1 / spam F1 "
+             "| wall s | CPU s | peak RSS MiB |", "|---|---|---|---:|---:|---:|---|---:|---:|---:|"]
     for name, r in results.items():
-        lines.append(f"| {name} | {r['chosen']} | {pct(r['test_accuracy'])} | {f3(r['test_macro_f1'])} | "
+        lines.append(f"| {name} | {r['chosen']} | {r['trunk_dtype'] or '-'} | {pct(r['test_accuracy'])} | {f3(r['test_macro_f1'])} | "
                      f"{f3(r['test_spam_f1'])} | {pct(r['baseline_test_accuracy'])} / "
                      f"{f3(r['baseline_test_macro_f1'])} / {f3(r['baseline_test_spam_f1'])} | "
                      f"{r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['peak_rss_mib']:.0f} |")
@@ -93,7 +84,7 @@ def main() -> None:
               "machine": describe(), "results": results}
     out = Path(a.out)
     out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    md = [f"# `llmclassify train`: auto vs the old default, side by side", "",
+    md = ["# `llmclassify train`: auto vs the old default, side by side", "",
           f"Command: `{report['command']}`; commit {report['commit']}; {started}.", "",
           f"Machine: {report['machine']['summary']}.", "", *table(results), ""]
     for name, r in results.items():

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from .heads import pool
 from .inputs import length_batches, pad_batch
+from .precision import activation_dtype, reduced_blocks
 from .trunk_cache import TrunkCache, allocate
 
 POOLED = ("mean", "last")
@@ -121,7 +122,7 @@ def trunk_pass(
     boundary: int | None = None,
     window: int | None = None,
     causal: bool = True,
-    dtype: torch.dtype = torch.float32,
+    dtype: str = "float32",
     cache_dtype: torch.dtype = torch.float32,
     memory_budget: int = 4 << 30,
     spill_dir: str | None = None,
@@ -133,8 +134,8 @@ def trunk_pass(
     """Run the decoder's blocks once over `ids`, up to the deepest of `layers` and `boundary`.
 
     Returns the pooled vectors of `layers`, and, when `boundary` is given, the per-token states
-    entering block `boundary` (a TrunkCache, real tokens only). `dtype` bfloat16 runs a
-    bfloat16 copy of the blocks (a CPU with AVX512-BF16 / AMX, or a GPU: precision.py decides);
+    entering block `boundary` (a TrunkCache, real tokens only). `dtype` (float32, bfloat16,
+    int8) runs a converted copy of the blocks (precision.py);
     pooled vectors are kept in float16, boundary states in `cache_dtype`.
     """
     if window is not None and boundary is not None:
@@ -155,13 +156,13 @@ def trunk_pass(
         cache = TrunkCache(data, offsets, spill)
     device = next(decoder.parameters()).device
     where = {layer: j for j, layer in enumerate(layers)}
-    blocks = reduced_blocks(decoder, depth, dtype)
+    blocks = reduced_blocks(decoder.blocks[:depth], dtype)
     bar = tqdm(total=n, desc=desc, unit="window" if n != n_texts else "text", disable=not progress, leave=False)
     for b in length_batches(lengths, max_batch, max_tokens):
         input_ids, mask = pad_batch([ids[i] for i in b], pad_id, side="right")
         input_ids, mask = input_ids.to(device), mask.to(device)
         pos = decoder.positions(mask)
-        x = decoder.embed(input_ids, pos).to(dtype)
+        x = decoder.embed(input_ids, pos).to(activation_dtype(dtype))
         ctx = decoder.context(mask, pos, causal, x.dtype) if depth else None
         for k in range(depth + 1):  # x holds the states entering block k (= after layer k)
             if k == boundary:
@@ -183,18 +184,6 @@ def trunk_pass(
         pooled_data = pooled_data.view(n_texts, len(layers), 2, d)
         pooled_data.copy_(combined)
     return PooledFeatures(pooled_data, list(layers), pooled_spill), cache
-
-
-def reduced_blocks(decoder, depth: int, dtype: torch.dtype):
-    """Blocks [0, depth) to run in `dtype`: the decoder's own for float32, else a copy whose
-    weights are converted once (faster than autocast, which casts every weight on every call;
-    RMSNorm statistics, rotary angles and softmax still accumulate in float32, model.py). The
-    decoder itself stays float32 for the top blocks and prediction."""
-    if dtype == torch.float32:
-        return decoder.blocks
-    import copy
-
-    return copy.deepcopy(decoder.blocks[:depth]).to(dtype)
 
 
 def _store_tokens(cache: TrunkCache, batch: list[int], x: torch.Tensor) -> None:

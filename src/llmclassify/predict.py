@@ -64,8 +64,6 @@ class StreamReport:
 def _build_model(run_dir: Path, cfg: dict, spec: RunSpec, trunk_dtype: str = "auto") -> torch.nn.Module:
     """The run's module: base weights (unless the run saved full weights), LoRA adapters, the
     trained tensors; LoRA merged; a probe's decoder cut after the deepest layer it reads."""
-    import torch
-
     from .loaders import load_model
     from .model import Decoder
 
@@ -95,12 +93,12 @@ def _build_model(run_dir: Path, cfg: dict, spec: RunSpec, trunk_dtype: str = "au
         merge_lora(clf)  # fold adapters into the weights: plain Linear layers predict faster
     if spec.depth is not None:  # early exit: the blocks above the probe's deepest layer never run
         del decoder.blocks[spec.depth:]
-    if spec.recipe != "finetune" and trunk_dtype != "float32" and spec.trunk_dtype == "bfloat16":
-        from .precision import choose_trunk_dtype
+    if spec.recipe != "finetune" and trunk_dtype != "float32" and spec.trunk_dtype != "float32":
+        from .precision import fast_bfloat16, reduce_in_place
 
         # the arithmetic the probe's features were computed in, where this machine has it
-        if choose_trunk_dtype(torch.device("cpu"), trunk_dtype) == torch.bfloat16:
-            decoder.blocks.to(torch.bfloat16)
+        if spec.trunk_dtype == "int8" or fast_bfloat16("cpu"):
+            reduce_in_place(decoder.blocks, spec.trunk_dtype)
     return clf
 
 
@@ -253,8 +251,8 @@ class Classifier(Predictor):
              trunk_dtype: str = "auto") -> Classifier:
         """Rebuild the run's classifier from its spec: the base model (checksum checked), the
         trained tensors, the tokenizer. A probe keeps only the blocks it reads (early exit),
-        and runs them in bfloat16 when its features were computed so and this machine has fast
-        bfloat16 (`trunk_dtype="float32"` forces float32: exporters do)."""
+        and runs them in the arithmetic its features were computed in (bfloat16 where this
+        machine has it fast, int8; `trunk_dtype="float32"` forces float32: exporters do)."""
         import torch
 
         from .baseline import Baseline

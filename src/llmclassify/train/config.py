@@ -125,7 +125,8 @@ class TrainConfig:
     trunk_cache: str = option("auto", "compute the frozen trunk once", choices=("auto", "off"))
     trunk_dtype: str = option("auto", "arithmetic of the one trunk pass: auto = bfloat16 where the CPU has "
                               "AVX512-BF16 / AMX or on a GPU (about 3x faster there, cosine 0.9999 to float32), "
-                              "else float32 (precision.py)", choices=("auto", "float32", "bfloat16"))
+                              "else float32; int8: dynamically quantized Linear layers, CPU only (precision.py)",
+                              choices=("auto", "float32", "bfloat16", "int8"))
     cache_dtype: str = option("float32", "precision of the cached trunk states", choices=("float32", "bfloat16"))
     cache_memory_gb: float = option(4.0, "spill the trunk cache to disk above this")
     bucket: bool = option(True)  # length-bucketed training batches

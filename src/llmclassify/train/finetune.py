@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -203,128 +204,159 @@ def check_resumable(meta: dict, run: Run, digest: str) -> None:
                         f"the same number (this is {dist.world_size()})")
 
 
+@dataclass
+class Progress:
+    """Where fine-tuning stands: what a resumable state saves and restores (resume.py)."""
+
+    history: list = field(default_factory=list)  # one record per finished epoch
+    best: dict = field(default_factory=dict)  # trainable tensors of the best epoch so far
+    best_loss: float = math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0  # epochs since the best validation loss (early stopping)
+    epoch: int = 1  # the epoch to start (or resume) in
+    step: int = 0  # the steps of that epoch already done
+    seen: int = 0  # texts and summed loss of the current epoch so far (the progress bar's loss)
+    run_loss: float = 0.0
+    run_n: int = 0
+
+    def meta(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k != "best"}
+
+
 def fit_top(run: Run, feats: dict, stop: GracefulStop, resume_state) -> Fitted:
     """Train the top (last block(s) + final norm + head, LoRA adapters, or all) for the
     configured epochs, keeping the epoch with the lowest validation loss (or the last);
     SIGINT / SIGTERM at a step boundary save a resumable state (resume.py)."""
-    cfg, prep, names, multi, clf, boundary, out_dir = (run.cfg, run.prep, run.names, run.multi, run.clf,
-                                                       run.boundary, run.out_dir)
-    progress = run.progress
-    n_train, _ = count_parameters(clf)
-    log(f"fine-tuning {cfg.trainable}: {n_train:,} trainable parameters, {cfg.epochs} epochs", cfg)
-    weight = class_weight_tensor(prep.train.labels, len(names), cfg.class_weights, multi)
+    cfg, clf = run.cfg, run.clf
+    log(f"fine-tuning {cfg.trainable}: {count_parameters(clf)[0]:,} trainable parameters, {cfg.epochs} epochs", cfg)
+    weight = class_weight_tensor(run.prep.train.labels, len(run.names), cfg.class_weights, run.multi)
     params = [p for p in clf.parameters() if p.requires_grad]
     opt, sched = optimizer(cfg, params, len(feats["train"]))
     # Every rank draws the same global batches from the shared seed (global batch = batch
     # size x processes) and trains on its slice; gradients are summed before each step.
     gen = torch.Generator().manual_seed(cfg.seed)
-    global_batch = cfg.batch_size * dist.world_size()
-    history, best, best_loss, bad_epochs, best_epoch = [], {}, math.inf, 0, 0
-    log_path = out_dir / "metrics.jsonl"
-    digest = split_digest(prep)
-    start_epoch, start_step = 1, 0
-    if resume_state is not None:
-        meta, tensors = resume_state
-        check_resumable(meta, run, digest)
-        best = restore(meta, tensors, clf=clf, opt=opt, sched=sched)
-        history, best_loss = meta["history"], meta["best_loss"]
-        bad_epochs, best_epoch = meta["bad_epochs"], meta["best_epoch"]
-        start_epoch, start_step = meta["epoch"], meta["step"]
-        gen.set_state(tensors["rng.epoch_gen"])  # this epoch's batch order is drawn again
-        torch.set_rng_state(tensors["rng.torch"])  # dropout continues where it stopped
-        log(f"resuming {out_dir} at epoch {start_epoch}, step {start_step}", cfg)
+    digest = split_digest(run.prep)
+    prog = _start_or_resume(run, digest, opt, sched, gen, resume_state)
+    log_path = run.out_dir / "metrics.jsonl"
     if dist.is_main():  # the log holds the finished epochs (none on a fresh start)
-        atomic_write_bytes(log_path, "".join(json.dumps(r) + "\n" for r in history).encode())
+        atomic_write_bytes(log_path, "".join(json.dumps(r) + "\n" for r in prog.history).encode())
     stop.armed = True  # from here a signal saves a resumable state (resume.py)
     t_fit = time.perf_counter()
-    for epoch in range(start_epoch, cfg.epochs + 1):
-        clf.train()
-        epoch_gen_state = gen.get_state()
-        batches = train_batches(feats["train"].lengths(), global_batch, gen, cfg.bucket)
-        skip = start_step if epoch == start_epoch else 0
-        t_ep, seen, run_loss, run_n = time.perf_counter(), 0, 0.0, 0
-        if skip:
-            seen, run_loss, run_n = meta["seen"], meta["run_loss"], meta["run_n"]
-        bar = tqdm(batches[skip:], desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", disable=not progress,
-                   initial=skip, total=len(batches))
-        opt.zero_grad(set_to_none=True)
-        for step, b in enumerate(bar, skip + 1):
-            if (step - 1) % cfg.grad_accum == 0 and stop.requested():  # an optimizer-step boundary
-                bar.close()
-                state = {
-                    "config": cfg.to_dict(), "epoch": epoch, "step": step - 1, "history": history,
-                    "best_loss": best_loss, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-                    "seen": seen, "run_loss": run_loss, "run_n": run_n, "base_model": run.lm.identity,
-                    "data_sha256": digest, "world_size": dist.world_size(),
-                }
-                dist.on_main(save_state, out_dir / STATE_FILE, meta=state, opt=opt, sched=sched, best=best,
-                             params={n: p for n, p in clf.named_parameters() if p.requires_grad},
-                             epoch_gen_state=epoch_gen_state)
-                raise Interrupted(f"interrupted at epoch {epoch}/{cfg.epochs}, step {step - 1}/{len(batches)}; "
-                                  f"state saved to {out_dir / STATE_FILE}; continue with: "
-                                  f"llmclassify train --resume {out_dir}", stop.signum)
-            mine = dist.shard(b)  # this rank's slice of the global batch (all of it in one process)
-            loss = torch.zeros(())
-            if mine:  # a last, short batch may leave a rank nothing
-                logits = feats["train"].logits(clf, mine, boundary)
-                loss = batch_loss(logits, feats["train"].labels, mine, b, weight)
-                (loss / cfg.grad_accum).backward()
-            if step % cfg.grad_accum == 0 or step == len(batches):
-                dist.all_reduce_grads(params)
-                if cfg.max_grad_norm:
-                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-                opt.step()
-                if sched is not None:
-                    sched.step()
-                opt.zero_grad(set_to_none=True)
-            loss = dist.all_reduce_sum(loss.detach())  # the global batch's loss
-            seen += len(b)
-            run_loss += loss.item() * len(b)
-            run_n += len(b)
-            bar.set_postfix(loss=f"{run_loss / run_n:.4f}", ex_s=f"{seen / (time.perf_counter() - t_ep):.0f}")
-        bar.close()
-        clf.eval()
-        val = logit_metrics(predict_features(clf, feats["val"], boundary), feats["val"].labels, names, weight=weight)
-        rec = {
-            "epoch": epoch, "train_loss": run_loss / max(run_n, 1), "val_loss": val["loss"],
-            "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"],
-            "seconds": time.perf_counter() - t_ep,
-        }
-        history.append(rec)
-        if dist.is_main():
-            checkpoint.append_jsonl(log_path, rec)
-        log(f"epoch {epoch}: train loss {rec['train_loss']:.4f}  val loss {val['loss']:.4f}  "
-            f"val acc {val['accuracy']:.4f}  ({rec['seconds']:.1f} s)", cfg)
-        if val["loss"] < best_loss:
-            best_loss, bad_epochs = val["loss"], 0
-            best = {n: p.detach().clone() for n, p in clf.named_parameters() if p.requires_grad}
-            best_epoch = epoch
-        else:
-            bad_epochs += 1
-            if cfg.early_stopping and bad_epochs >= cfg.early_stopping:
-                log(f"early stopping: validation loss has not improved for {bad_epochs} epochs", cfg)
-                break
-    t_fit = time.perf_counter() - t_fit
+    for epoch in range(prog.epoch, cfg.epochs + 1):
+        t_ep = time.perf_counter()
+        _train_epoch(run, feats["train"], prog, epoch, (opt, sched, params), gen, weight, stop, digest)
+        if _end_epoch(run, feats["val"], prog, epoch, weight, t_ep, log_path):
+            break  # early stopping
+    run.seconds["fit"] = time.perf_counter() - t_fit
     stop.notice = "finishing the run (final evaluation and save)"  # a signal now changes nothing
     if cfg.keep_best:
         with torch.no_grad():
             for n, p in clf.named_parameters():
-                if n in best:
-                    p.copy_(best[n])
+                if n in prog.best:
+                    p.copy_(prog.best[n])
     else:
-        best_epoch = len(history)
-
-
+        prog.best_epoch = len(prog.history)
     clf.eval()
-    logits = {s: predict_features(clf, feats[s], boundary) for s in SPLITS}
+    logits = {s: predict_features(clf, feats[s], run.boundary) for s in SPLITS}
     spec = {"recipe": "finetune"}
     if cfg.trainable == "lora":
         from ..lora import lora_config
 
         spec["lora"] = lora_config(clf)
-    run.seconds["fit"] = t_fit
-    return Fitted(spec, clf, logits, trainable_names(clf), history=history, best_epoch=best_epoch,
+    return Fitted(spec, clf, logits, trainable_names(clf), history=prog.history, best_epoch=prog.best_epoch,
                   chosen=f"finetune {cfg.trainable}, {cfg.pooling} token")
+
+
+def _start_or_resume(run: Run, digest: str, opt, sched, gen: torch.Generator, resume_state) -> Progress:
+    """A fresh Progress, or the saved one with the weights, optimizer and random state restored."""
+    if resume_state is None:
+        return Progress()
+    meta, tensors = resume_state
+    check_resumable(meta, run, digest)
+    best = restore(meta, tensors, clf=run.clf, opt=opt, sched=sched)
+    prog = Progress(best=best, **{k: meta[k] for k in Progress().meta()})
+    gen.set_state(tensors["rng.epoch_gen"])  # this epoch's batch order is drawn again
+    torch.set_rng_state(tensors["rng.torch"])  # dropout continues where it stopped
+    log(f"resuming {run.out_dir} at epoch {prog.epoch}, step {prog.step}", run.cfg)
+    return prog
+
+
+def _train_epoch(run: Run, train: Features, prog: Progress, epoch: int, optim, gen: torch.Generator,
+                 weight, stop: GracefulStop, digest: str) -> None:
+    """One pass over the training batches (from `prog.step` when resuming into this epoch)."""
+    cfg, clf = run.cfg, run.clf
+    opt, sched, params = optim
+    clf.train()
+    epoch_gen_state = gen.get_state()
+    batches = train_batches(train.lengths(), cfg.batch_size * dist.world_size(), gen, cfg.bucket)
+    skip = prog.step if epoch == prog.epoch else 0
+    if not skip:
+        prog.seen, prog.run_loss, prog.run_n = 0, 0.0, 0
+    t_ep = time.perf_counter()
+    bar = tqdm(batches[skip:], desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", disable=not run.progress,
+               initial=skip, total=len(batches))
+    opt.zero_grad(set_to_none=True)
+    for step, b in enumerate(bar, skip + 1):
+        if (step - 1) % cfg.grad_accum == 0 and stop.requested():  # an optimizer-step boundary
+            bar.close()
+            _save_and_stop(run, prog, epoch, step - 1, len(batches), opt, sched, epoch_gen_state, digest, stop)
+        mine = dist.shard(b)  # this rank's slice of the global batch (all of it in one process)
+        loss = torch.zeros(())
+        if mine:  # a last, short batch may leave a rank nothing
+            loss = batch_loss(train.logits(clf, mine, run.boundary), train.labels, mine, b, weight)
+            (loss / cfg.grad_accum).backward()
+        if step % cfg.grad_accum == 0 or step == len(batches):
+            dist.all_reduce_grads(params)
+            if cfg.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            opt.step()
+            if sched is not None:
+                sched.step()
+            opt.zero_grad(set_to_none=True)
+        loss = dist.all_reduce_sum(loss.detach())  # the global batch's loss
+        prog.seen += len(b)
+        prog.run_loss += loss.item() * len(b)
+        prog.run_n += len(b)
+        bar.set_postfix(loss=f"{prog.run_loss / prog.run_n:.4f}",
+                        ex_s=f"{prog.seen / (time.perf_counter() - t_ep):.0f}")
+    bar.close()
+
+
+def _save_and_stop(run: Run, prog: Progress, epoch: int, step: int, n_steps: int, opt, sched,
+                   epoch_gen_state, digest: str, stop: GracefulStop) -> None:
+    """Save a resumable state at this step boundary and stop with the command that resumes."""
+    meta = {**prog.meta(), "epoch": epoch, "step": step, "config": run.cfg.to_dict(),
+            "base_model": run.lm.identity, "data_sha256": digest, "world_size": dist.world_size()}
+    dist.on_main(save_state, run.out_dir / STATE_FILE, meta=meta, opt=opt, sched=sched, best=prog.best,
+                 params={n: p for n, p in run.clf.named_parameters() if p.requires_grad},
+                 epoch_gen_state=epoch_gen_state)
+    raise Interrupted(f"interrupted at epoch {epoch}/{run.cfg.epochs}, step {step}/{n_steps}; "
+                      f"state saved to {run.out_dir / STATE_FILE}; continue with: "
+                      f"llmclassify train --resume {run.out_dir}", stop.signum)
+
+
+def _end_epoch(run: Run, val: Features, prog: Progress, epoch: int, weight, t_ep: float, log_path) -> bool:
+    """Score the full validation split, log the epoch, keep the best weights; True to stop early."""
+    cfg, clf = run.cfg, run.clf
+    clf.eval()
+    m = logit_metrics(predict_features(clf, val, run.boundary), val.labels, run.names, weight=weight)
+    seconds = time.perf_counter() - t_ep  # training and validation
+    rec = {"epoch": epoch, "train_loss": prog.run_loss / max(prog.run_n, 1), "val_loss": m["loss"],
+           "val_accuracy": m["accuracy"], "val_macro_f1": m["macro_f1"], "seconds": seconds}
+    prog.history.append(rec)
+    if dist.is_main():
+        checkpoint.append_jsonl(log_path, rec)
+    log(f"epoch {epoch}: train loss {rec['train_loss']:.4f}  val loss {m['loss']:.4f}  "
+        f"val acc {m['accuracy']:.4f}  ({seconds:.1f} s)", cfg)
+    if m["loss"] < prog.best_loss:
+        prog.best_loss, prog.bad_epochs, prog.best_epoch = m["loss"], 0, epoch
+        prog.best = {n: p.detach().clone() for n, p in clf.named_parameters() if p.requires_grad}
+        return False
+    prog.bad_epochs += 1
+    if cfg.early_stopping and prog.bad_epochs >= cfg.early_stopping:
+        log(f"early stopping: validation loss has not improved for {prog.bad_epochs} epochs", cfg)
+        return True
+    return False
 
 
 def split_digest(prep) -> str:

@@ -207,8 +207,10 @@ def _resolve_recipe(run: Run) -> str:
         why = "random weights: nothing to probe"
     longest = max(len(x) for v in run.ids.values() for x in v)
     if not why and cfg.recipe == "auto" and cfg.window and longest > cfg.window:
-        log(f"recipe: probes only: texts up to {longest} tokens are read in windows of {cfg.window}; "
-            "fine-tuning would keep every token's states (--recipe finetune does)", cfg)
+        n_long = sum(_texts_in_windows(run).values())
+        log(f"recipe: probes only: {n_long} texts are longer than {cfg.window} tokens (up to {longest}) and are "
+            "read in windows, features averaged over them; fine-tuning would keep every token's states "
+            "(--recipe finetune does)", cfg)
         return "probe"
     if why:
         if cfg.recipe == "probe":
@@ -216,6 +218,11 @@ def _resolve_recipe(run: Run) -> str:
         log(f"recipe: fine-tuning ({why})", cfg)
         return "finetune"
     return cfg.recipe
+
+
+def _texts_in_windows(run: Run) -> dict[str, int]:
+    """Per split, how many texts are longer than the window (read in windows by probe recipes)."""
+    return {s: sum(len(x) > run.cfg.window for x in run.ids[s]) for s in SPLITS}
 
 
 def _trunk_pass(run: Run, recipe: str, feats: dict, shared_caches: dict | None) -> dict | None:
@@ -238,14 +245,13 @@ def _trunk_pass(run: Run, recipe: str, feats: dict, shared_caches: dict | None) 
             layers = sorted({layer for layer, _ in parse_probe(cfg.probe, clf.n_layers)})
         from ..precision import choose_trunk_dtype
 
-        dtype = choose_trunk_dtype(next(clf.parameters()).device, cfg.trunk_dtype)
-        run.trunk_dtype = str(dtype).removeprefix("torch.")
+        run.trunk_dtype = choose_trunk_dtype(next(clf.parameters()).device, cfg.trunk_dtype)
         pooled, caches = {}, {}
         for s in SPLITS:
             pooled[s], caches[s] = trunk_pass(
                 clf.decoder, run.ids[s], run.tok.pad_id, layers=layers,
                 boundary=run.boundary if use_cache else None, window=None if use_cache else cfg.window or None,
-                dtype=dtype,
+                dtype=run.trunk_dtype,
                 causal=cfg.causal,
                 cache_dtype=getattr(torch, cfg.cache_dtype), memory_budget=int(cfg.cache_memory_gb * (1 << 30)),
                 spill_dir=str(run.out_dir), desc=f"trunk pass ({s})", progress=run.progress)
@@ -324,6 +330,7 @@ def _report_and_save(run: Run, fitted: Fitted, base, feats: dict) -> dict:
         "seconds": dict(run.seconds),
         "data": run.prep.report,
         "truncated": run.truncated,
+        "texts_in_windows": _texts_in_windows(run) if fitted.spec_fields.get("window") else None,
         "max_length": run.max_len,
         "calibration": calibration,
         "threshold": threshold_report,

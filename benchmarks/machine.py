@@ -1,0 +1,46 @@
+"""What a benchmark ran on and from: the machine (CPU facts come from
+`llmclassify.precision.cpu_features`, the one place that reads them), the torch version, the
+git commit, the date and the command line. Every benchmark script records `describe()` beside
+its figures."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def git_commit(repo: str | Path = REPO) -> str:
+    """Short commit of `repo`'s HEAD, with `+dirty` when tracked files differ from it;
+    `unknown` outside a git checkout (or without git)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short=12", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
+
+
+def describe(argv: list[str] | None = None) -> dict:
+    """The machine and the run: cpu, flags (the ones precision.py decides on), cores, torch,
+    commit, date, command, and `summary`, one line of them for a report's header."""
+    from llmclassify.precision import cpu_features
+
+    facts = cpu_features()
+    argv = sys.argv if argv is None else argv
+    flags = ", ".join(facts["flags"]) or "none of " + "/".join(("avx2", "avx512f", "avx512_bf16"))
+    return {
+        **facts,
+        "python": sys.version.split()[0],
+        "commit": git_commit(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "command": " ".join(["python", *argv]),
+        "summary": f"{facts['cpu']}, {facts['cores']} cores ({flags}); torch {facts['torch']}",
+    }
