@@ -115,9 +115,10 @@ def read_metrics(directory: Path) -> dict | None:
 
 class Predictor:
     """What every predictor of a run shares: its spec, tokenizer and metrics; encoding; the
-    decision from probabilities; streaming; info. Subclasses implement `_proba`."""
+    decision from probabilities; streaming; info. Subclasses implement `_proba` and name their
+    `runtime`."""
 
-    runtime = "torch"
+    runtime: str
 
     def __init__(self, tokenizer: Tokenizer, config: dict, metrics: dict | None, source: Path | None = None):
         self.tokenizer = tokenizer
@@ -236,6 +237,8 @@ class Predictor:
 
 class Classifier(Predictor):
     """A trained run, ready to classify text (PyTorch)."""
+
+    runtime = "torch"
 
     def __init__(self, model: torch.nn.Module, tokenizer: Tokenizer, config: dict, metrics: dict | None,
                  run_dir: Path | None = None, dtype: str = "float32", quantize: str | None = None,
