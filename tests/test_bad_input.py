@@ -22,6 +22,8 @@ import pytest
 
 from llmclassify.cli import main
 
+from .cli_helpers import assert_one_line_error, cli
+
 SRC = Path(__file__).resolve().parents[1] / "src" / "llmclassify"
 
 HAM = [f"see you at lunch {i}, ok?" for i in range(20)]
@@ -43,23 +45,6 @@ def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
     p = tmp_path / name
     p.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
     return p
-
-
-def cli(capsys, *args) -> tuple[int, str, str]:
-    rc = main([str(a) for a in args])
-    cap = capsys.readouterr()
-    return rc, cap.out, cap.err
-
-
-def assert_one_line_error(rc: int, err: str, *needles: str) -> None:
-    assert rc == 2, err
-    lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("llmclassify: error: "), err
-    assert "Traceback" not in err
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-
-
 def warnings_of(err: str) -> list[str]:
     return [line for line in err.splitlines() if line.startswith("llmclassify: warning: ")]
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from llmclassify.cli import main
 from llmclassify.data import detect_format, iter_records, iter_texts, load_dataset, read_table
 from llmclassify.errors import DataError, UserError
+
+from .cli_helpers import assert_one_line_error, cli
 
 HAM = [f"café à midi {i}, d'accord?" for i in range(20)]
 SPAM = [f"GAGNEZ un prix {i} maintenant, appelez 0800 – déjà réservé" for i in range(20)]
@@ -22,23 +23,6 @@ def latin1_csv(tmp_path: Path, name: str = "fr.csv", encoding: str = "latin-1") 
     p = tmp_path / name
     p.write_bytes(body.encode(encoding))
     return p
-
-
-def cli(capsys, *args) -> tuple[int, str, str]:
-    rc = main([str(a) for a in args])
-    cap = capsys.readouterr()
-    return rc, cap.out, cap.err
-
-
-def one_line_error(rc: int, err: str, *needles: str) -> str:
-    assert rc == 2, err
-    lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("llmclassify: error: "), err
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-    return lines[0]
-
-
 def test_latin1_csv_needs_encoding_and_reads_with_it(tmp_path):
     p = latin1_csv(tmp_path)
     with pytest.raises(DataError, match=r"line 2: not valid UTF-8 \(byte 0xe9.*--encoding latin-1"):
@@ -103,8 +87,8 @@ def test_cli_train_evaluate_predict_latin1(tmp_path, capsys, tiny_model_dir):
     args = ["train", "--model", tiny_model_dir, "--data", data, "-o", out, "--epochs", "1",
             "--batch-size", "8", "--quiet"]
     rc, _, err = cli(capsys, *args)
-    one_line_error(rc, err, "fr.csv, line 2: not valid UTF-8", "--encoding")
-    one_line_error(*cli(capsys, *args, "--encoding", "klingon")[::2], "unknown text encoding 'klingon'")
+    assert_one_line_error(rc, err, "fr.csv, line 2: not valid UTF-8", "--encoding")
+    assert_one_line_error(*cli(capsys, *args, "--encoding", "klingon")[::2], "unknown text encoding 'klingon'")
     rc, stdout, err = cli(capsys, *args, "--encoding", "latin-1")
     assert rc == 0, err
     assert "run saved to" in stdout
@@ -112,7 +96,7 @@ def test_cli_train_evaluate_predict_latin1(tmp_path, capsys, tiny_model_dir):
 
     rc, stdout, err = cli(capsys, "evaluate", out, "--data", data, "--encoding", "latin-1")
     assert rc == 0, err
-    one_line_error(*cli(capsys, "evaluate", out, "--data", data)[::2], "not valid UTF-8")
+    assert_one_line_error(*cli(capsys, "evaluate", out, "--data", data)[::2], "not valid UTF-8")
 
     texts = tmp_path / "in.txt"
     texts.write_bytes("café gratuit\nà bientôt\n".encode("latin-1"))
@@ -120,6 +104,6 @@ def test_cli_train_evaluate_predict_latin1(tmp_path, capsys, tiny_model_dir):
     rc, _, err = cli(capsys, "predict", out, "--input", texts, "--encoding", "latin-1", "-o", preds)
     assert rc == 0, err
     assert [json.loads(x)["line"] for x in preds.read_text().splitlines()] == [1, 2]
-    one_line_error(*cli(capsys, "predict", out, "--input", texts)[::2], "in.txt, line 1: not valid UTF-8")
-    one_line_error(*cli(capsys, "predict", out, "--input", texts, "--encoding", "klingon")[::2],
+    assert_one_line_error(*cli(capsys, "predict", out, "--input", texts)[::2], "in.txt, line 1: not valid UTF-8")
+    assert_one_line_error(*cli(capsys, "predict", out, "--input", texts, "--encoding", "klingon")[::2],
                    "unknown text encoding 'klingon'")

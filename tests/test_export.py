@@ -23,6 +23,7 @@ from llmclassify.cli import main
 from llmclassify.export import export_run
 from llmclassify.predict import Classifier, open_classifier
 
+from .cli_helpers import assert_one_line_error, cli
 from .conftest import tiny_train_config
 from .tiny import tiny_llama_hf
 
@@ -80,22 +81,6 @@ def texts_of(run: Path) -> list[str]:
 
 def proba(preds, labels) -> np.ndarray:
     return np.array([[p.probabilities[lab] for lab in labels] for p in preds])
-
-
-def cli(capsys, *args) -> tuple[int, str, str]:
-    rc = main([str(a) for a in args])
-    cap = capsys.readouterr()
-    return rc, cap.out, cap.err
-
-
-def assert_one_line_error(rc: int, err: str, *needles: str) -> None:
-    assert rc == 2, err
-    lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("llmclassify: error: ") and "Traceback" not in err, err
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-
-
 def edited_run(run: Path, where: Path, **changes) -> Path:
     """A copy of `run` whose config.json says something else (the checks read only the spec)."""
     out = where / "run"
