@@ -29,6 +29,7 @@ RUNS = {
     "book split, auto": ["--preset", "reference", "--recipe", "auto"],
     "book split, auto, float32 trunk": ["--preset", "reference", "--recipe", "auto", "--trunk-dtype", "float32"],
     "book split, finetune (--preset reference)": ["--preset", "reference"],
+    "book split, auto, int8 trunk": ["--preset", "reference", "--recipe", "auto", "--trunk-dtype", "int8"],
 }
 
 def run_one(args: list[str], out_dir: Path) -> dict:
