@@ -70,9 +70,9 @@ def table(results: dict) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="benchmarks/results/recipes")
-    ap.add_argument("--runs", help="comma-separated subset of: " + "; ".join(RUNS))
+    ap.add_argument("--runs", help="a subset, separated by semicolons (the names hold commas): " + "; ".join(RUNS))
     a = ap.parse_args()
-    names = [n.strip() for n in a.runs.split(",")] if a.runs else list(RUNS)
+    names = [n.strip() for n in a.runs.split(";")] if a.runs else list(RUNS)
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
