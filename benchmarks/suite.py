@@ -5,14 +5,15 @@ beside them.
 
     python benchmarks/suite.py                                   # every data set, auto and finetune
     python benchmarks/suite.py --datasets movie-reviews,reuters-r8 --max-train 1000
-    python benchmarks/suite.py --recipes auto,finetune,truncate512 --out benchmarks/results/suite
+    python benchmarks/suite.py --datasets movie-reviews --recipes windows,head,head-tail,finetune
 
 Recipes: `auto` (`--recipe auto`: probes on the trunk's layers, the probe + TF-IDF hybrid and the
-fine-tuned top, chosen on held-out macro-F1; texts longer than `--window` are read in windows),
-`finetune` (`--recipe finetune`: the old default, the last block fine-tuned), `truncate512`
-(`auto` on the first 512 tokens of each text, what a Hugging Face pipeline's truncation does:
-the long-document comparison). The baseline (TF-IDF + logistic regression) is in every run's
-metrics.json; the first run of a data set computes it, later ones pass `--baseline none`.
+fine-tuned top, chosen on held-out macro-F1), `finetune` (`--recipe finetune`: the old default,
+the last block fine-tuned on whole texts), and `auto` under each policy for texts over 512 tokens
+(`--long-texts`): `windows` (every token, in windows), `head` (the first 512 tokens, what a
+Hugging Face pipeline's truncation does), `head-tail` (the first 128 and the last 384). The
+baseline (TF-IDF + logistic regression) is in every run's metrics.json; the searching recipes fit
+it every time (their hybrid candidate uses it), `finetune` reuses the first one's.
 
 Same split for all: one JSONL per data set (subsampled, stratified, with a fixed seed when
 `--max-train` is given: train gets about N texts, validation and test keep their fractions) and
@@ -41,8 +42,12 @@ from machine import describe
 RECIPES = {
     "auto": ["--recipe", "auto"],
     "finetune": ["--recipe", "finetune"],
-    "truncate512": ["--recipe", "auto", "--max-length", "512"],
+    # auto under each --long-texts policy (window 512): the long-document comparison
+    "windows": ["--recipe", "auto", "--long-texts", "windows"],
+    "head": ["--recipe", "auto", "--long-texts", "head"],
+    "head-tail": ["--recipe", "auto", "--long-texts", "head-tail"],
 }
+SEARCHES = {"auto", "windows", "head", "head-tail"}  # their hybrid candidate needs the run's own baseline
 TRAIN_FRACTION = 0.7  # llmclassify train's default --split 0.7,0.1,0.2
 MIN_PER_CLASS = 3  # one text per split for every class, or train refuses the class
 
@@ -176,7 +181,7 @@ def run_one(name: str, recipe: str, data: Path, entry: dict, a) -> dict:
     run_dir = Path(a.work_dir) / "runs" / name / recipe
     args = ["train", "--data", str(data), "--model", a.model, "--seed", str(a.seed), "-o", str(run_dir),
             "--overwrite", *RECIPES[recipe], *a.train_args]
-    if entry.get("baseline"):
+    if entry.get("baseline") and recipe not in SEARCHES:
         args += ["--baseline", "none"]  # the same split's baseline is already there
     if a.quiet:
         args.append("--quiet")
@@ -229,21 +234,22 @@ def markdown(report: dict) -> str:
         lines.append(f"| {name} | {d['source']} | {d['kind']}, {d['length']} | {used} | {len(d['class_counts'])} | "
                      f"{d['median_chars']:,} / {_f(d.get('median_tokens'), '{:,}')} | "
                      f"{_f(d.get('over_window'), '{:.1%}')} | {sp} |")
-    head = " | ".join(f"{r} macro-F1 / acc" for r in recipes)
+    head = " | ".join(f"{r} macro-F1 / acc" + (" (- TF-IDF)" if r in SEARCHES else "") for r in recipes)
     lines += ["", "## Test macro-F1 and accuracy", "",
-              f"| data set | {head} | TF-IDF macro-F1 / acc | auto - TF-IDF | auto chose |",
-              "|---|" + "---:|" * (len(recipes) + 2) + "---|"]
+              f"| data set | {head} | TF-IDF macro-F1 / acc | chosen by the search |",
+              "|---|" + "---:|" * (len(recipes) + 1) + "---|"]
     for name, e in report["datasets"].items():
         cells = []
         for r in recipes:
             run = e.get("runs", {}).get(r)
+            gain = f" ({_f(delta(e, r), '{:+.4f}')})" if r in SEARCHES and run and "error" not in run else ""
             cells.append("failed" if run and "error" in run else
-                         f"{_f(run and run['test_macro_f1'])} / {_f(run and run['test_accuracy'])}")
+                         f"{_f(run and run['test_macro_f1'])} / {_f(run and run['test_accuracy'])}{gain}")
         b = e.get("baseline")
-        auto = e.get("runs", {}).get("auto") or {}
+        chose = "; ".join(f"{r}: {run.get('chosen_kind', '-')} ({run.get('chosen', '-')})"
+                          for r, run in e.get("runs", {}).items() if r in SEARCHES and "error" not in run)
         lines.append(f"| {name} | {' | '.join(cells)} | {_f(b and b['test_macro_f1'])} / "
-                     f"{_f(b and b['test_accuracy'])} | {_f(delta(e), '{:+.4f}')} | "
-                     f"{auto.get('chosen_kind', '-')}: {auto.get('chosen', '-')} |")
+                     f"{_f(b and b['test_accuracy'])} | {chose or '-'} |")
     lines += ["", "## Runs", "",
               "| data set | recipe | chosen | val macro-F1 | test macro-F1 | wall s | CPU s | peak RSS MiB | "
               "trunk dtype | texts truncated (train/val/test) | date, commit |",

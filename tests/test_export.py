@@ -174,20 +174,22 @@ def test_onnx_export_gives_the_runs_predictions(kind, request, exported):
 
 
 def test_onnx_export_carries_what_the_hf_class_cannot(tiny_run, tmp_path):
-    """A template, visible padding and a tuned threshold live in classifier.json and are applied by
+    """A template, head-tail truncation, visible padding and a tuned threshold live in classifier.json and are applied by
     OnnxClassifier as by the run (the trained weights do not depend on them: edited in the spec)."""
     pytest.importorskip("onnxruntime")
     run = edited_run(tiny_run, tmp_path, template="Message: {text}\nCategory:", padding="fixed:24", pad_to=24,
-                     threshold=0.45)
+                     threshold=0.45, truncate="head-tail", max_length=20)
     out = export_run(run, "onnx", tmp_path / "onnx")
     ref, clf = Classifier.load(run), open_classifier(out)
     texts = texts_of(run)
     assert ref.encode(texts) == clf.encode(texts) and all(len(x) == 24 for x in ref.encode(texts)[0])
+    assert any(ref.encode(texts)[1])  # some texts were cut (head and tail)
     want, got = ref.predict(texts), clf.predict(texts)
     assert [p.label for p in got] == [p.label for p in want]  # decided by the threshold
     np.testing.assert_allclose(proba(got, ref.labels), proba(want, ref.labels), atol=1e-4)
     settings = json.loads((out / "classifier.json").read_text(encoding="utf-8"))
     assert (settings["template"], settings["pad_to"], settings["threshold"]) == ("Message: {text}\nCategory:", 24, 0.45)
+    assert (settings["truncate"], settings["max_length"]) == ("head-tail", 20)
 
 
 def _numbers(line: str) -> tuple[str, dict]:
@@ -263,6 +265,7 @@ PROBE = {"recipe": "probe", "probe": [[2, "mean"]]}
     ("hf", {"padding": "longest-train", "pad_to": 40}, ["visible pad tokens", "--padding batch"]),
     ("hf", {"threshold": 0.3}, ["threshold (0.3)", "--format onnx"]),
     ("hf", {"causal": False}, ["causal mask", "--format onnx"]),
+    ("hf", {"truncate": "head-tail"}, ["head and tail", "--format onnx"]),
     ("hf", {"multi_label": True}, ["multi-label", "--format onnx"]),
     ("hf", {"model_config": {"family": "llama"}}, ["head has a bias", "--no-head-bias", "--format onnx"]),
     ("onnx", PROBE | {"recipe": "hybrid", "hybrid_weight": 0.5}, ["TF-IDF baseline", "--recipe finetune"]),

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from llmclassify.features import POOLED, probe_layers, trunk_pass
+from llmclassify.inputs import cut_tokens
 from llmclassify.loaders import load_model
 from llmclassify.model import Decoder
 from llmclassify.precision import fast_bfloat16
@@ -236,11 +237,38 @@ def test_windowed_probe_run_predicts_what_training_reported(tiny_model_dir, smal
     assert clf.spec.window == 6
     lengths = {sp: [len(clf.tokenizer.encode(t)) for t in json.loads((run / "split.json").read_text())[sp]["texts"]]
                for sp in ("train", "val", "test")}
-    assert s["texts_in_windows"] == {sp: sum(n > 6 for n in v) for sp, v in lengths.items()}
-    assert s["texts_in_windows"]["train"] > 0
+    assert s["long_texts"]["texts"] == {sp: sum(n > 6 for n in v) for sp, v in lengths.items()}
+    assert s["long_texts"]["texts"]["train"] > 0 and s["truncated"] == {"train": 0, "val": 0, "test": 0}
     _, m = evaluate_run(run)
     assert m["accuracy"] == s["splits"]["test"]["accuracy"]
     assert m["confusion_matrix"] == s["splits"]["test"]["confusion_matrix"]
+
+
+def test_cut_tokens_keeps_the_head_or_head_and_tail():
+    ids = list(range(20))
+    assert cut_tokens(ids, 8) == list(range(8))
+    assert cut_tokens(ids, 8, "head-tail") == [0, 1] + list(range(14, 20))  # a quarter, then the last 6
+    assert cut_tokens(ids[:8], 8, "head-tail") == ids[:8]  # short texts are unchanged
+
+
+def test_head_tail_run_reads_head_and_tail_in_training_and_prediction(tiny_model_dir, small_data, tmp_path):
+    """--long-texts head-tail: texts over --window are cut to their head and tail, counted, saved
+    in the spec; prediction cuts them the same way (it predicts what training reported) and a
+    text's middle does not change its prediction."""
+    run = tmp_path / "ht"
+    s = train(tiny_train_config(tiny_model_dir, small_data, run, recipe="probe", window=8, long_texts="head-tail"))
+    clf = Classifier.load(run)
+    assert (clf.spec.truncate, clf.spec.max_length, clf.spec.truncation) == ("head-tail", 8, True)
+    lengths = {sp: [len(clf.tokenizer.encode(t)) for t in json.loads((run / "split.json").read_text())[sp]["texts"]]
+               for sp in ("train", "val", "test")}
+    over = {sp: sum(n > 8 for n in v) for sp, v in lengths.items()}
+    assert s["truncated"] == over == s["long_texts"]["texts"] and over["train"] > 0
+    _, m = evaluate_run(run)
+    assert m["confusion_matrix"] == s["splits"]["test"]["confusion_matrix"]
+    head, tail = "win a prize now ", " call us today" * 4  # more tokens than the head and tail keep
+    a, b, c = clf.predict([head + "x " * 40 + tail, head + "y z " * 30 + tail, head + "x " * 40 + " free cash" * 6])
+    assert a.truncated and a.probabilities == pytest.approx(b.probabilities)
+    assert a.probabilities != pytest.approx(c.probabilities)  # the tail is read
 
 
 @pytest.mark.parametrize("dtype,min_cosine", [("bfloat16", 0.999), ("int8", 0.99)])

@@ -217,7 +217,8 @@ def test_records_and_tables_from_metrics_json(mods):
                                            "baseline": None, "data": entry["data"]}}}
     md = suite.markdown(report)
     row = next(line for line in md.splitlines() if line.startswith("| movie-reviews | 0.9500"))
-    assert "0.8000 / 0.8200" in row and "0.9000 / 0.8500" in row and "+0.0500" in row and "hybrid:" in row
+    assert "0.9500 / 0.9600 (+0.0500) | 0.8000 / 0.8200 | 0.9000 / 0.8500 |" in row  # finetune: no difference
+    assert row.endswith("| auto: hybrid (hybrid mean@16 + TF-IDF) |")
     assert "| rt-polarity | failed | - / - | - / - | - |" in md  # a failed run and no baseline
     assert "1,500, --max-train 14" in md and "870" in md and "88.0%" in md and "14 / 2 / 4" in md
     assert "| 1234 | bfloat16 | 2/0/1 |" in md and "CPU X" in md
@@ -252,7 +253,7 @@ def test_resume_skips_finished_runs(mods, fake, monkeypatch, tmp_path):
     assert report["datasets"]["fake"]["data"]["median_tokens"] == 2
     assert out.with_suffix(".md").exists()
     assert suite.main(argv) == 0 and calls == ["auto", "finetune"]  # both done: nothing runs
-    assert suite.main([*argv, "--recipes", "auto,truncate512"]) == 0 and calls[2:] == ["truncate512"]
+    assert suite.main([*argv, "--recipes", "auto,head-tail"]) == 0 and calls[2:] == ["head-tail"]
     assert suite.main([*argv, "--force"]) == 0 and calls[3:] == ["auto", "finetune"]
     assert suite.main([*argv, "--seed", "7"]) == 0 and calls[5:] == ["auto", "finetune"]  # other settings
     assert set(json.loads(out.with_suffix(".json").read_text())["datasets"]["fake"]["runs"]) == {"auto", "finetune"}

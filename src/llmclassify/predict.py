@@ -137,7 +137,7 @@ class Predictor:
         raise NotImplementedError
 
     def encode(self, texts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
-        ids, truncated = encode_texts(self.tokenizer, texts, self.max_length, self.spec.template)
+        ids, truncated = encode_texts(self.tokenizer, texts, self.max_length, self.spec.template, self.spec.truncate)
         return apply_padding(ids, self.pad_to, self.tokenizer.pad_id), truncated
 
     def predict(self, texts: Sequence[str], *, threshold: float | None = None, batch_size: int = 32) -> list[Prediction]:

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Literal
 
 from .errors import UserError
+from .inputs import TRUNCATE
 
 RECIPES = ("finetune", "probe", "hybrid")
 Recipe = Literal["finetune", "probe", "hybrid"]
@@ -40,6 +41,7 @@ class RunSpec:
     causal: bool = True
     max_length: int = 1024
     truncation: bool = False
+    truncate: str = "head"  # which tokens of a text over max_length are kept (inputs.cut_tokens)
     padding: str = "batch"
     pad_to: int | None = None
     template: str | None = None
@@ -58,6 +60,8 @@ class RunSpec:
             raise UserError(f"config.json: recipe '{self.recipe}' is not one of {', '.join(RECIPES)}")
         if self.pooling not in POOLINGS:
             raise UserError(f"config.json: pooling '{self.pooling}' is not one of {', '.join(POOLINGS)}")
+        if self.truncate not in TRUNCATE:
+            raise UserError(f"config.json: truncate '{self.truncate}' is not one of {', '.join(TRUNCATE)}")
         if self.recipe in ("probe", "hybrid"):
             if not self.probe:
                 raise UserError(f"config.json: a {self.recipe} run must name its probe's layers")

@@ -67,6 +67,9 @@ def _inexpressible(spec) -> str | None:
                 f"train with --pooling last, or {onnx}")
     if spec.template is not None:
         return f"the run applies a prompt template, which AutoTokenizer cannot: {onnx}, or train without --template"
+    if spec.truncate != "head":
+        return (f"the run keeps the head and tail of long texts (--long-texts {spec.truncate}); AutoTokenizer keeps "
+                f"the head: {onnx}")
     if not spec.causal:
         return f"the run was trained without the causal mask; transformers' decoders are causal: {onnx}"
     if spec.pad_to is not None:

@@ -11,7 +11,8 @@ The directory::
     metrics.json                  the run's metrics
 
 classifier.json says what a caller in any language needs: `labels`, `multi_label`, `template`
-(put each text into it before tokenizing), `max_length` (keep the first N ids), `add_bos`,
+(put each text into it before tokenizing), `max_length` and `truncate` (keep the first N ids, or
+for head-tail the first N // 4 and the last N - N // 4: inputs.cut_tokens), `add_bos`,
 `pad_id` and `padding_side` (right; pooling reads the mask, so the pad id only fills space),
 `pad_to` (visible padding: every text cut or padded to N, the pads marked real in the mask),
 `threshold` (applied to the probabilities; `temperature` is already inside the graph).
@@ -86,7 +87,7 @@ def settings(clf) -> dict:
     sp, tok = clf.spec, clf.tokenizer
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "model": MODEL, "inputs": list(INPUTS),
             "output": OUTPUT, "labels": clf.labels, "multi_label": sp.multi_label, "template": sp.template,
-            "max_length": sp.max_length, "add_bos": tok.add_bos, "bos_id": tok.bos_id, "pad_id": tok.pad_id,
+            "max_length": sp.max_length, "truncate": sp.truncate, "add_bos": tok.add_bos, "bos_id": tok.bos_id, "pad_id": tok.pad_id,
             "padding_side": "right", "pad_to": sp.pad_to, "threshold": sp.threshold,
             "temperature": sp.temperature, "temperature_in_graph": True, "run": sp.to_dict()}
 

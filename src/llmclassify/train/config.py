@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 from ..errors import UserError
-from ..inputs import check_template
+from ..inputs import TRUNCATE, check_template
 from ..loaders.presets import DEFAULT_MODEL
 from ..spec import POOLINGS
 
@@ -85,8 +85,11 @@ class TrainConfig:
                            choices=("tfidf", "none"))
     template: str | None = option(None, "prompt template applied before tokenising, e.g. "
                                   "'Message: {text}\\nCategory:'")
-    window: int = option(512, "probes read texts longer than this many tokens as consecutive windows "
-                         "(attention cost linear in length); 0: whole texts")
+    window: int = option(512, "texts longer than this many tokens are read as --long-texts says; 0: whole texts")
+    long_texts: str = option("windows", "texts over --window tokens: windows (consecutive windows, features "
+                             "averaged over them: every token read, cost linear in length), head (the first "
+                             "--window tokens), head-tail (the first quarter and last three quarters of them)",
+                             choices=("windows", *TRUNCATE))
     output_dir: str | None = option(None, "run directory (default: runs/<model>-<data>-<time>)",
                                     flags=("--output", "-o"))
     text_column: str | None = option(None, "the text column (default: found by name)")
@@ -186,6 +189,15 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1")
         self.split = tuple(float(x) for x in self.split)
+
+    def token_budget(self, context_length: int) -> tuple[int, str]:
+        """How many tokens of a text the model reads, and which ones (inputs.cut_tokens): the
+        model's context or --max-length, from the head; with --long-texts head / head-tail,
+        --window tokens kept that way."""
+        budget = min(self.max_length or context_length, context_length)
+        if self.long_texts != "windows" and self.window:
+            return min(budget, self.window), self.long_texts
+        return budget, "head"
 
     def to_dict(self) -> dict:
         return asdict(self)

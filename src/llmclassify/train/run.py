@@ -178,16 +178,21 @@ def _prepare(cfg: TrainConfig, out_dir: Path) -> Run:
     n_train, n_total = count_parameters(clf)
     log(f"model {cfg.model}: {lm.config.n_layers} blocks, {n_total:,} parameters; {tok.describe()}", cfg)
 
-    max_len = min(cfg.max_length or lm.config.context_length, lm.config.context_length)
-    enc = {s: encode_texts(tok, getattr(prep, s).texts, max_len, cfg.template) for s in SPLITS}
+    max_len, keep = cfg.token_budget(lm.config.context_length)
+    enc = {s: encode_texts(tok, getattr(prep, s).texts, max_len, cfg.template, keep) for s in SPLITS}
     truncated = {s: sum(t) for s, (_, t) in enc.items()}
     if any(truncated.values()) and dist.is_main():  # a warning: shown even with --quiet
-        logger.warning("truncated to %d tokens: %s", max_len, ", ".join(f"{s} {n}" for s, n in truncated.items()))
+        logger.warning("truncated to %d tokens%s: %s", max_len, " (head and tail)" if keep == "head-tail" else "",
+                       ", ".join(f"{s} {n}" for s, n in truncated.items()))
     mode, fixed = parse_padding(cfg.padding)
     pad_to = {"batch": None, "fixed": fixed, "longest-train": max(len(x) for x in enc["train"][0])}[mode]
     ids = {s: apply_padding(v, pad_to, tok.pad_id) for s, (v, _) in enc.items()}
+    # Texts over the window, per split: read in windows (probe recipes) or cut to it (head, head-tail).
+    cut_at_window = cfg.long_texts != "windows" and max_len == cfg.window
+    long_texts = {s: (truncated[s] if cut_at_window else sum(len(x) > cfg.window for x in ids[s])) if cfg.window
+                  else 0 for s in SPLITS}
     return Run(cfg, out_dir, cfg.progress and dist.is_main(), t_start, prep, names, multi, lm, tok, clf,
-               boundary, max_len, pad_to, ids, truncated)
+               boundary, max_len, pad_to, ids, truncated, truncate=keep, long_texts=long_texts)
 
 
 def _resolve_recipe(run: Run) -> str:
@@ -205,12 +210,12 @@ def _resolve_recipe(run: Run) -> str:
         why = f"--padding {cfg.padding} makes pad tokens input, which probes do not read"
     elif cfg.extra.get("random_init"):
         why = "random weights: nothing to probe"
-    longest = max(len(x) for v in run.ids.values() for x in v)
-    if not why and cfg.recipe == "auto" and cfg.window and longest > cfg.window:
-        n_long = sum(_texts_in_windows(run).values())
-        log(f"recipe: probes only: {n_long} texts are longer than {cfg.window} tokens (up to {longest}) and are "
-            "read in windows, features averaged over them; fine-tuning would keep every token's states "
-            "(--recipe finetune does)", cfg)
+    n_long = sum(run.long_texts.values())
+    if not why and cfg.recipe == "auto" and n_long:
+        how = {"windows": "read in windows, features averaged over them",
+               "head": "cut to their first tokens", "head-tail": "cut to their head and tail"}[cfg.long_texts]
+        log(f"recipe: probes only: {n_long} texts are longer than {cfg.window} tokens and are {how} "
+            "(--long-texts); fine-tuning would keep every token's states (--recipe finetune does)", cfg)
         return "probe"
     if why:
         if cfg.recipe == "probe":
@@ -218,11 +223,6 @@ def _resolve_recipe(run: Run) -> str:
         log(f"recipe: fine-tuning ({why})", cfg)
         return "finetune"
     return cfg.recipe
-
-
-def _texts_in_windows(run: Run) -> dict[str, int]:
-    """Per split, how many texts are longer than the window (read in windows by probe recipes)."""
-    return {s: sum(len(x) > run.cfg.window for x in run.ids[s]) for s in SPLITS}
 
 
 def _trunk_pass(run: Run, recipe: str, feats: dict, shared_caches: dict | None) -> dict | None:
@@ -330,7 +330,7 @@ def _report_and_save(run: Run, fitted: Fitted, base, feats: dict) -> dict:
         "seconds": dict(run.seconds),
         "data": run.prep.report,
         "truncated": run.truncated,
-        "texts_in_windows": _texts_in_windows(run) if fitted.spec_fields.get("window") else None,
+        "long_texts": {"policy": cfg.long_texts, "window": cfg.window, "texts": run.long_texts} if cfg.window else None,
         "max_length": run.max_len,
         "calibration": calibration,
         "threshold": threshold_report,
@@ -342,7 +342,8 @@ def _report_and_save(run: Run, fitted: Fitted, base, feats: dict) -> dict:
     spec = RunSpec(
         base_model=run.lm.identity, model_config=run.lm.config.to_dict(), labels=names, multi_label=run.multi,
         pooling=cfg.pooling, causal=cfg.causal, padding=cfg.padding, pad_to=run.pad_to, max_length=run.max_len,
-        truncation=cfg.max_length is not None, template=cfg.template, trainable=cfg.trainable,
+        truncation=cfg.max_length is not None or (cfg.long_texts != "windows" and bool(cfg.window)),
+        truncate=run.truncate, template=cfg.template, trainable=cfg.trainable,
         threshold=threshold, temperature=temperature, train_config=cfg.to_dict(),
         trunk_dtype=run.trunk_dtype if fitted.spec_fields["recipe"] != "finetune" else "float32",
         head_bias=cfg.head_bias or fitted.spec_fields["recipe"] != "finetune",  # a probe's head has one
