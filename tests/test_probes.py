@@ -299,3 +299,68 @@ def test_reduced_precision_trunk_pass_agrees_with_float32(tmp_path, tiny_model_d
     if dtype == "int8" or fast_bfloat16("cpu"):
         _, m = evaluate_run(runs[dtype])
         assert m["confusion_matrix"] == summaries[dtype]["splits"]["test"]["confusion_matrix"]
+
+
+@pytest.mark.parametrize("dtype", ["int8", "bfloat16"])
+def test_auto_finetuned_top_predicts_in_the_arithmetic_of_its_trunk_cache(tiny_model_dir, small_data, tmp_path,
+                                                                           monkeypatch, dtype):
+    """`--recipe auto` trains its fine-tuned candidate on the shared pass's cache (reduced
+    arithmetic); when that candidate wins, prediction runs the frozen blocks in the same
+    arithmetic (spec.trunk_dtype, spec.frozen_blocks) and reports what training reported."""
+    if dtype == "bfloat16" and not fast_bfloat16("cpu"):
+        pytest.skip("prediction runs bfloat16 only where the CPU has it fast")
+    from llmclassify import search
+
+    real = search.choose
+    monkeypatch.setattr(search, "choose", lambda cands, by: next(
+        (c for c in cands if c.kind == "finetune"), None) or real(cands, by))
+    run = tmp_path / "auto-ft"
+    s = train(tiny_train_config(tiny_model_dir, small_data, run, recipe="auto", trunk_dtype=dtype, baseline="none"))
+    clf = Classifier.load(run)
+    n = len(clf.model.decoder.blocks)
+    assert s["recipe"]["chosen"].startswith("finetune") and s["trunk_dtype"] == dtype
+    assert (clf.spec.recipe, clf.spec.trunk_dtype, clf.spec.frozen_blocks) == ("finetune", dtype, n - 1)
+    assert clf.model.reduced_blocks == n - 1
+    _, m = evaluate_run(run)
+    assert m["confusion_matrix"] == s["splits"]["test"]["confusion_matrix"]
+    assert m["macro_f1"] == pytest.approx(s["splits"]["test"]["macro_f1"])
+    texts = json.loads((run / "split.json").read_text())["test"]["texts"]
+    low = np.array([[p.probabilities[k] for k in clf.labels] for p in clf.predict(texts)])
+    f32 = Classifier.load(run, trunk_dtype="float32")
+    assert f32.model.reduced_blocks == 0
+    full = np.array([[p.probabilities[k] for k in clf.labels] for p in f32.predict(texts)])
+    assert not np.allclose(low, full, atol=1e-6) and np.allclose(low, full, atol=0.1)
+
+
+def test_layer_mix_is_one_map_weighted_per_vector_and_finds_the_informative_layer():
+    """fit_mix returns a concatenation map whose blocks are one D-wide map times a softmax
+    weight per vector, and the weight goes to the vector that carries the labels."""
+    from llmclassify.probes import fit_mix
+
+    rng = np.random.default_rng(0)
+    n, v, d, c = 400, 5, 16, 3
+    z = rng.normal(size=(n, v, d))
+    y = rng.integers(0, c, n)
+    z[:, 3, :c] += 2.0 * np.eye(c)[y]  # only vector 3 knows the label
+    weight, bias = fit_mix(z.reshape(n, v * d), y, c, C=1.0, vectors=v)
+    blocks = weight.reshape(c, v, d)
+    share = np.abs(blocks).sum((0, 2)) / np.abs(blocks).sum()
+    assert share.argmax() == 3 and share[3] > 0.9
+    ref = blocks[:, 3] / np.abs(blocks[:, 3]).sum()
+    for k in range(v):  # every block is the same map, scaled
+        np.testing.assert_allclose(blocks[:, k] / np.abs(blocks[:, k]).sum(), ref, atol=1e-4)
+    acc = ((z.reshape(n, v * d) @ weight.T + bias).argmax(1) == y).mean()
+    assert acc > 0.8
+
+
+def test_a_layer_mix_probe_predicts_what_training_reported(tiny_model_dir, small_data, tmp_path):
+    run = tmp_path / "mix"
+    s = train(tiny_train_config(tiny_model_dir, small_data, run, recipe="probe", probe="mix:mean@1+2,last@2",
+                                baseline="none"))
+    assert s["recipe"]["chosen"].startswith("probe mix:mean@1+2,last@2")  # (" balanced" when that scored higher)
+    assert {c["mix"] for c in s["recipe"]["candidates"]} == {True}
+    clf = Classifier.load(run)
+    assert clf.spec.probe == [(1, "mean"), (2, "mean"), (2, "last")]  # predicts as the concatenation
+    _, m = evaluate_run(run)
+    assert m["confusion_matrix"] == s["splits"]["test"]["confusion_matrix"]
+    assert m["macro_f1"] == pytest.approx(s["splits"]["test"]["macro_f1"])

@@ -53,10 +53,16 @@ class SequenceClassifier(nn.Module):
     def n_layers(self) -> int:
         return len(self.decoder.blocks)
 
+    # Blocks [0, reduced_blocks) run in their own (reduced) precision and the rest in float32: a
+    # run whose top was trained on a bfloat16 / int8 trunk cache predicts in the same arithmetic.
+    reduced_blocks: int = 0
+
     def trunk(self, input_ids: torch.Tensor, mask: torch.Tensor, end: int) -> torch.Tensor:
         """Hidden states entering block `end` (B, T, D): the part a frozen-trunk cache stores."""
         pos = Decoder.positions(mask)
         x = self.decoder.embed(input_ids, pos)
+        if end:
+            x = x.to(self.decoder.blocks[0].norm1.weight.dtype)
         return self.decoder.run_blocks(x, mask, pos, start=0, end=end, causal=self.causal)
 
     def top(self, x: torch.Tensor, mask: torch.Tensor, start: int) -> torch.Tensor:
@@ -83,5 +89,9 @@ class SequenceClassifier(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        x = self.trunk(input_ids, attention_mask, end=0)
-        return self.top(x, attention_mask, start=0)
+        k = self.reduced_blocks
+        x = self.trunk(input_ids, attention_mask, end=k)
+        if k:  # into the arithmetic of what runs next
+            nxt = self.decoder.blocks[k].norm1 if k < self.n_layers else self.decoder.final_norm
+            x = x.to(nxt.weight.dtype)
+        return self.top(x, attention_mask, start=k)

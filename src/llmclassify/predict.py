@@ -93,12 +93,16 @@ def _build_model(run_dir: Path, cfg: dict, spec: RunSpec, trunk_dtype: str = "au
         merge_lora(clf)  # fold adapters into the weights: plain Linear layers predict faster
     if spec.depth is not None:  # early exit: the blocks above the probe's deepest layer never run
         del decoder.blocks[spec.depth:]
-    if spec.recipe != "finetune" and trunk_dtype != "float32" and spec.trunk_dtype != "float32":
+    if trunk_dtype != "float32" and spec.trunk_dtype != "float32":
         from .precision import fast_bfloat16, reduce_in_place
 
-        # the arithmetic the probe's features were computed in, where this machine has it
+        # the arithmetic the classifier learned from, where this machine has it
         if spec.trunk_dtype == "int8" or fast_bfloat16("cpu"):
-            reduce_in_place(decoder.blocks, spec.trunk_dtype)
+            if spec.recipe == "finetune":  # the frozen blocks below the trained top
+                reduce_in_place(decoder.blocks[:spec.frozen_blocks], spec.trunk_dtype)
+                clf.reduced_blocks = spec.frozen_blocks
+            else:
+                reduce_in_place(decoder.blocks, spec.trunk_dtype)
     return clf
 
 

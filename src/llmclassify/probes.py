@@ -7,7 +7,9 @@ model, so a probe trains in seconds on cached features, and at prediction time t
 runs only up to the deepest layer the probe reads (`ProbeClassifier`).
 
 A probe's "picks" name what it reads: ((22, "mean"),) is the mean of layer 22;
-((16, "mean"), (16, "last"), (30, "last")) concatenates three vectors.
+((16, "mean"), (16, "last"), (30, "last")) concatenates three vectors. `--probe mix:...`
+fits a learned softmax mix of the picked vectors instead (`fit_mix`); it predicts as the
+equivalent concatenation.
 """
 
 from __future__ import annotations
@@ -32,12 +34,15 @@ def probe_name(picks) -> str:
     return ",".join(f"{p}@{'+'.join(str(x) for x in sorted(ls))}" for p, ls in by_pool.items())
 
 
+MIX = "mix:"  # --probe mix:mean@8+16+24,last@30 : a learned softmax mix of those vectors (fit_mix)
+
+
 def parse_probe(name: str, n_layers: int) -> tuple[Pick, ...]:
-    """The inverse of `probe_name`; layer numbers must lie in [1, n_layers]."""
+    """The inverse of `probe_name` (a `mix:` prefix aside); layers must lie in [1, n_layers]."""
     from .errors import UserError
 
     picks = []
-    for part in name.split(","):
+    for part in name.removeprefix(MIX).split(","):
         pooling, _, layers = part.partition("@")
         if pooling not in ("mean", "last") or not layers:
             raise UserError(f"--probe '{name}': expected POOLING@LAYER[+LAYER...] with POOLING mean or last, "
@@ -105,10 +110,59 @@ def fit_logistic(z: np.ndarray, y: np.ndarray, n_classes: int, C: float, balance
     return weight, bias
 
 
-def fit_probe(x: np.ndarray, y: np.ndarray, n_classes: int, C: float, balanced: bool = False) -> LinearProbe:
+MIX_STEPS = 50  # L-BFGS iterations of a layer mix
+
+
+def fit_mix(z: np.ndarray, y: np.ndarray, n_classes: int, C: float, balanced: bool = False, vectors: int = 1
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """A learned softmax mix of `vectors` standardised vectors (z: (N, vectors * D), side by
+    side), then a linear map: logits = (sum_v softmax(a)_v z_v) @ W.T + b, the scalar mix of
+    ELMo (Peters et al. 2018) as a probe. One D-wide map and `vectors` mixing weights instead
+    of a map per vector: a concatenation's reach with a single layer's parameters. Fitted by
+    L-BFGS on mean cross-entropy + |W|^2 / (2 C N) (scikit-learn's objective for C, divided by
+    N). Returned as the equivalent map on the concatenation, (weight (C, vectors * D), bias):
+    prediction reads it like any concatenation probe."""
+    import torch.nn.functional as F
+
+    n, width = len(y), z.shape[1] // vectors
+    # (vectors, N * D): mixing is one matrix-vector product over the features, both ways
+    zt = torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32)).view(n, vectors, width)
+    zt = zt.transpose(0, 1).reshape(vectors, n * width)
+    yt = torch.from_numpy(np.asarray(y, dtype=np.int64))
+    counts = torch.bincount(yt, minlength=n_classes).float()
+    cw = torch.where(counts > 0, n / (n_classes * counts.clamp(min=1)), 0.0) if balanced else None
+    a = torch.zeros(vectors, requires_grad=True)
+    w = torch.zeros(n_classes, width, requires_grad=True)
+    b = torch.zeros(n_classes, requires_grad=True)
+    opt = torch.optim.LBFGS([a, w, b], max_iter=MIX_STEPS, tolerance_grad=1e-6, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        mixed = (torch.softmax(a, 0) @ zt).view(n, width)
+        loss = F.cross_entropy(mixed @ w.T + b, yt, weight=cw) + (w * w).sum() / (2 * C * n)
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    share = torch.softmax(a.detach(), 0)
+    weight = (share[None, :, None] * w.detach()[:, None, :]).reshape(n_classes, vectors * width)
+    return weight.numpy().astype(np.float32), b.detach().numpy().astype(np.float32)
+
+
+def fit_probe(x: np.ndarray, y: np.ndarray, n_classes: int, C: float, balanced: bool = False, mix: int = 0
+              ) -> LinearProbe:
+    """Standardise, then logistic regression on the concatenated vectors, or (mix: their number)
+    a learned softmax mix of them (fit_mix)."""
     mean, scale = standardiser(x)
-    w, b = fit_logistic((x - mean) / scale, y, n_classes, C, balanced)
+    w, b = _fit((x - mean) / scale, y, n_classes, C, balanced, mix)
     return LinearProbe(mean.astype(np.float32), scale.astype(np.float32), w, b)
+
+
+def _fit(z, y, n_classes, C, balanced, mix):
+    if mix:
+        return fit_mix(z, y, n_classes, C, balanced, vectors=mix)
+    return fit_logistic(z, y, n_classes, C, balanced)
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -118,14 +172,14 @@ def softmax(z: np.ndarray) -> np.ndarray:
 
 
 def out_of_fold(x: np.ndarray, y: np.ndarray, n_classes: int, folds: list[np.ndarray], C: float,
-                balanced: bool = False) -> np.ndarray:
+                balanced: bool = False, mix: int = 0) -> np.ndarray:
     """(N, C) probabilities, each row from a probe fitted without that row's fold."""
     z = (x - x.mean(0)) / np.where(x.std(0) > 1e-6, x.std(0), 1.0)  # unsupervised: no labels used
     probs = np.zeros((len(y), n_classes), dtype=np.float64)
     for held in folds:
         keep = np.ones(len(y), dtype=bool)
         keep[held] = False
-        w, b = fit_logistic(z[keep], y[keep], n_classes, C, balanced)
+        w, b = _fit(z[keep], y[keep], n_classes, C, balanced, mix)
         probs[held] = softmax(z[held] @ w.T + b)
     return probs
 

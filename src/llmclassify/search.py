@@ -14,7 +14,10 @@ Protocol (one trunk pass has already produced every candidate's features):
    probabilities over the whole pool: on a validation split of 149 texts one text moves
    macro-F1 by most of a point, while the pool is eight times larger. Concatenations skip
    the screen (a 4,000-wide ridge costs more than its logistic regression) and go straight on;
-   the best is tried once more with balanced class weights. The baseline gets the same folds
+   the best is tried once more with balanced class weights. A learned softmax mix of layers
+   (probes.fit_mix) is fitted only when asked for (`--probe mix:...`): over every kept vector
+   of the reference split it scored below the concatenation (CV macro-F1 0.9812 vs 0.9841) at
+   seven times its cost (benchmarks/results/layer-mix.md). The baseline gets the same folds
    and its C the same way.
 3. The hybrid averages the best probe's out-of-fold probabilities with the baseline's
    (weights HYBRID_WEIGHTS on the probe), scored the same way; it is named "hybrid" in every
@@ -67,14 +70,15 @@ class Candidate:
     picks: tuple = ()
     C: float | None = None
     balanced: bool = False  # class-weighted logistic regression
+    mix: bool = False  # a learned softmax mix of the picked vectors (probes.fit_mix), not their concatenation
     hybrid_weight: float | None = None
     seconds: float = 0.0
     oof: np.ndarray | None = field(default=None, repr=False)
 
     def report(self) -> dict:
         return {"name": self.name, "kind": self.kind, "cv_macro_f1": self.cv_macro_f1,
-                "val_macro_f1": self.val_macro_f1, "C": self.C, "balanced": self.balanced, "hybrid_weight": self.hybrid_weight,
-                "seconds": round(self.seconds, 2)}
+                "val_macro_f1": self.val_macro_f1, "C": self.C, "balanced": self.balanced, "mix": self.mix,
+                "hybrid_weight": self.hybrid_weight, "seconds": round(self.seconds, 2)}
 
 
 def _macro_f1(probs, y, names) -> float:
@@ -85,12 +89,13 @@ SHORTLIST = 3  # candidates that go on from the ridge screen to logistic regress
 
 
 def search_probes(pooled, y: np.ndarray, names: list[str], folds: list, val_rows: np.ndarray,
-                  candidates, log=print) -> list[Candidate]:
+                  candidates, log=print, mixes=()) -> list[Candidate]:
     """`folds`: from `repeated_folds`. Single-vector probes screened by a ridge classifier's
     out-of-fold macro-F1 on the first repeat (seconds for
     all of them); the SHORTLIST best and every concatenation are then fitted as logistic
-    regressions over probes.C_GRID on the same folds, and the best of those once more with
-    balanced class weights: their out-of-fold probabilities are what the choice reads."""
+    regressions over probes.C_GRID on the same folds, as are the learned softmax mixes of
+    `mixes` (probes.fit_mix), and the best of those once more with balanced class weights:
+    their out-of-fold probabilities are what the choice reads."""
     n_classes = len(names)
     singles = [p for p in candidates if len(p) == 1]
     t0 = time.perf_counter()
@@ -104,27 +109,32 @@ def search_probes(pooled, y: np.ndarray, names: list[str], folds: list, val_rows
             + ", ".join(f"{probes.probe_name(p)} {f:.4f}" for f, p in screened[:SHORTLIST]))
     shortlist = [p for _, p in screened[:SHORTLIST]] + [p for p in candidates if len(p) > 1]
     out = [_logistic_candidate(pooled, y, names, folds, val_rows, picks, False, log) for picks in shortlist]
+    out += [_logistic_candidate(pooled, y, names, folds, val_rows, picks, False, log, mix=True) for picks in mixes]
     best = max(out, key=lambda c: c.cv_macro_f1)
     if n_classes > 1:
-        weighted = _logistic_candidate(pooled, y, names, folds, val_rows, best.picks, True, log)
+        weighted = _logistic_candidate(pooled, y, names, folds, val_rows, best.picks, True, log, mix=best.mix)
         if weighted.cv_macro_f1 > best.cv_macro_f1:
             out.append(weighted)
     return out
 
 
-def _logistic_candidate(pooled, y, names, folds, val_rows, picks, balanced: bool, log) -> Candidate:
+def _logistic_candidate(pooled, y, names, folds, val_rows, picks, balanced: bool, log, mix: bool = False
+                        ) -> Candidate:
     t0 = time.perf_counter()
     x = pooled.matrix(list(picks))
+    n_mixed = len(picks) if mix else 0
     best = None
     for C in probes.C_GRID:
-        f1, oof = cross_validate(lambda f, C=C: probes.out_of_fold(x, y, len(names), f, C, balanced), y, names, folds)
+        f1, oof = cross_validate(lambda f, C=C: probes.out_of_fold(x, y, len(names), f, C, balanced, n_mixed),
+                                 y, names, folds)
         if best is None or f1 > best[0]:
             best = (f1, C, oof)
     f1, C, oof = best
     depth = max(layer for layer, _ in picks)
-    cand = Candidate(f"probe {probes.probe_name(picks)}" + (" balanced" if balanced else ""), "probe", f1,
-                     _macro_f1(oof[val_rows], y[val_rows], names), cost=(0, depth, len(picks), balanced),
-                     picks=tuple(picks), C=C, balanced=balanced, seconds=time.perf_counter() - t0, oof=oof)
+    name = "probe " + (probes.MIX if mix else "") + probes.probe_name(picks) + (" balanced" if balanced else "")
+    cand = Candidate(name, "probe", f1, _macro_f1(oof[val_rows], y[val_rows], names),
+                     cost=(0, depth, len(picks), balanced), picks=tuple(picks), C=C, balanced=balanced, mix=mix,
+                     seconds=time.perf_counter() - t0, oof=oof)
     log(f"  {cand.name:<44} CV macro-F1 {f1:.4f}  val {cand.val_macro_f1:.4f}  (C {C}, {cand.seconds:.1f} s)")
     return cand
 
@@ -140,7 +150,8 @@ def hybrid_candidates(best_probe: Candidate, baseline_oof: np.ndarray, y, names,
     f1, w, p = best
     return Candidate(f"hybrid ({best_probe.name.removeprefix('probe ')} + TF-IDF, w {w})", "hybrid", f1,
                      _macro_f1(p[val_rows], y[val_rows], names), cost=(1,) + best_probe.cost[1:],
-                     picks=best_probe.picks, C=best_probe.C, balanced=best_probe.balanced, hybrid_weight=w, oof=p)
+                     picks=best_probe.picks, C=best_probe.C, balanced=best_probe.balanced, mix=best_probe.mix,
+                     hybrid_weight=w, oof=p)
 
 
 def choose(candidates: list[Candidate], by: str) -> Candidate:

@@ -50,7 +50,11 @@ class RunSpec:
     threshold: float | list[float] | None = None
     temperature: float = 1.0
     dtype: str = "float32"
-    trunk_dtype: str = "float32"  # probe / hybrid: the arithmetic its features were computed in
+    # The arithmetic the classifier learned from (precision.py), repeated at prediction where the
+    # machine has it: a probe's features (every block it runs); a fine-tuned top's trunk cache
+    # (blocks [0, frozen_blocks), computed by the shared pass of --recipe auto).
+    trunk_dtype: str = "float32"
+    frozen_blocks: int = 0
     train_config: dict = field(default_factory=dict)
     # Written by checkpoint.save_run beside the spec (weights file + checksum, pad id, ...).
     extra: dict = field(default_factory=dict)

@@ -78,7 +78,8 @@ class TrainConfig:
                          "fine-tuned top by held-out macro-F1 (search.py); finetune: the book's recipe; "
                          "probe: probes only", choices=RECIPES)
     probe: str | None = option(None, "one probe instead of the search: POOLING@LAYER[+LAYER..][,POOLING@..], "
-                               "e.g. mean@22 or mean@16+22,last@30")
+                               "e.g. mean@22 or mean@16+22,last@30 (concatenated); mix:mean@8+16+24,last@30 "
+                               "for a learned softmax mix of those vectors")
     probe_layers: tuple[int, ...] | None = option(None, "layers the trunk pass keeps for probes, e.g. 10,16,22,30 "
                                                   "(default: about every twelfth from a quarter up)", type=_int_tuple)
     baseline: str = option("tfidf", "TF-IDF + logistic regression on the same split, shown beside the run",

@@ -246,6 +246,7 @@ def _trunk_pass(run: Run, recipe: str, feats: dict, shared_caches: dict | None) 
         from ..precision import choose_trunk_dtype
 
         run.trunk_dtype = choose_trunk_dtype(next(clf.parameters()).device, cfg.trunk_dtype)
+        run.frozen_dtype = run.trunk_dtype if use_cache else "float32"
         pooled, caches = {}, {}
         for s in SPLITS:
             pooled[s], caches[s] = trunk_pass(
@@ -345,7 +346,8 @@ def _report_and_save(run: Run, fitted: Fitted, base, feats: dict) -> dict:
         truncation=cfg.max_length is not None or (cfg.long_texts != "windows" and bool(cfg.window)),
         truncate=run.truncate, template=cfg.template, trainable=cfg.trainable,
         threshold=threshold, temperature=temperature, train_config=cfg.to_dict(),
-        trunk_dtype=run.trunk_dtype if fitted.spec_fields["recipe"] != "finetune" else "float32",
+        trunk_dtype=run.trunk_dtype if fitted.spec_fields["recipe"] != "finetune" else run.frozen_dtype,
+        frozen_blocks=run.boundary if fitted.spec_fields["recipe"] == "finetune" else 0,
         head_bias=cfg.head_bias or fitted.spec_fields["recipe"] != "finetune",  # a probe's head has one
         **{k: v for k, v in fitted.spec_fields.items() if k in ("recipe", "probe", "hybrid_weight", "lora", "window")},
     )

@@ -57,10 +57,15 @@ def score_probes(run: Run, pooled: dict, y_pool, folds, base) -> list:
     cfg = run.cfg
     pool = PooledFeatures(torch.cat([pooled["train"].data, pooled["val"].data]), pooled["train"].layers)
     val_rows = np.arange(len(run.prep.train.labels), len(y_pool))
-    cands = [parse_probe(cfg.probe, run.clf.n_layers)] if cfg.probe else candidate_probes(pool.layers)
-    log(f"probe search: {len(cands)} candidates, {len(folds)} x {len(folds[0])}-fold cross-validation over "
+    from ..probes import MIX
+
+    asked = parse_probe(cfg.probe, run.clf.n_layers) if cfg.probe else None
+    mixes = [asked] if asked and cfg.probe.startswith(MIX) else []
+    cands = ([] if mixes else [asked]) if asked else candidate_probes(pool.layers)
+    log(f"probe search: {len(cands) + len(mixes)} candidates, {len(folds)} x {len(folds[0])}-fold cross-validation over "
         "train + validation", cfg)
-    found = search_probes(pool, y_pool, run.names, folds, val_rows, cands, log=lambda m: log(m, cfg))
+    found = search_probes(pool, y_pool, run.names, folds, val_rows, cands, log=lambda m: log(m, cfg),
+                          mixes=mixes)
     if base is not None and cfg.recipe == "auto":
         from ..search import choose
 
@@ -105,7 +110,8 @@ def refit_probe(run: Run, pick, pooled: dict, y_pool, base, report: list) -> Fit
     from ..probes import ProbeClassifier, fit_probe
 
     x_pool = np.concatenate([pooled[s].matrix(list(pick.picks)) for s in ("train", "val")])
-    probe = fit_probe(x_pool, y_pool, len(run.names), pick.C, balanced=pick.balanced)
+    probe = fit_probe(x_pool, y_pool, len(run.names), pick.C, balanced=pick.balanced,
+                      mix=len(pick.picks) if pick.mix else 0)
     clf = ProbeClassifier(run.clf.decoder, pick.picks, len(run.names), causal=run.cfg.causal)
     clf.load_probe(probe)
     logits = {s: torch.from_numpy(probe.logits(pooled[s].matrix(list(pick.picks)))).float() for s in SPLITS}

@@ -33,6 +33,7 @@ class Run:
     truncated: dict
     seconds: dict = field(default_factory=dict)
     trunk_dtype: str = "float32"  # the arithmetic of the trunk pass (precision.py)
+    frozen_dtype: str = "float32"  # fine-tuning: the arithmetic of the frozen blocks its trunk cache came from
     truncate: str = "head"  # which tokens of a text over max_len are kept (inputs.cut_tokens)
     long_texts: dict = field(default_factory=dict)  # per split: texts over --window tokens
 
