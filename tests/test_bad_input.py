@@ -551,3 +551,16 @@ def test_one_failing_request_does_not_fail_its_micro_batch(tiny_run):
     assert status == [200, 200, 200, 500, 200, 422, 200, 200], [r.text for r in responses]
     assert "texts[1]: not valid Unicode" in responses[5].json()["error"]
     assert app.state.batcher.stats.batches < 6  # the valid ones really were batched together
+
+
+@pytest.mark.parametrize("field, value, flag", [("long_texts", "tail", "--long-texts"), ("data_format", "xml", "--format"),
+                                                ("trunk_dtype", "fp8", "--trunk-dtype"),
+                                                ("tune_threshold", "recall", "--tune-threshold")])
+def test_a_setting_outside_its_choices_names_the_flag(field, value, flag):
+    """TrainConfig built in code (the estimator, tests) checks every field with choices as the
+    CLI's parser does, and names the flag."""
+    from llmclassify.errors import UserError
+    from llmclassify.train import TrainConfig
+
+    with pytest.raises(UserError, match=f"unknown {flag} '{value}' \\(choose from "):
+        TrainConfig(**{field: value})

@@ -38,7 +38,7 @@ from .train.config import TrainConfig
 
 ESTIMATOR_FILE = "estimator.json"
 # The TrainConfig fields a user tunes; each is a constructor argument with TrainConfig's default.
-TRAIN_PARAMS = ("model", "recipe", "probe", "template", "max_length", "pooling", "head_bias", "trainable",
+TRAIN_PARAMS = ("model", "recipe", "probe", "template", "max_length", "window", "long_texts", "pooling", "head_bias", "trainable",
                 "epochs", "batch_size", "lr", "weight_decay", "class_weights", "lora_rank", "lora_alpha",
                 "calibrate", "tune_threshold", "baseline", "trunk_dtype", "seed")
 _D = {f.name: f.default for f in fields(TrainConfig)}
@@ -49,7 +49,7 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
     strings; y: one label per text (strings or numbers)."""
 
     def __init__(self, model=_D["model"], recipe=_D["recipe"], probe=_D["probe"], template=_D["template"],
-                 max_length=_D["max_length"], pooling=_D["pooling"], head_bias=_D["head_bias"],
+                 max_length=_D["max_length"], window=_D["window"], long_texts=_D["long_texts"], pooling=_D["pooling"], head_bias=_D["head_bias"],
                  trainable=_D["trainable"], epochs=_D["epochs"], batch_size=_D["batch_size"], lr=_D["lr"],
                  weight_decay=_D["weight_decay"], class_weights=_D["class_weights"], lora_rank=_D["lora_rank"],
                  lora_alpha=_D["lora_alpha"], calibrate=_D["calibrate"], tune_threshold=_D["tune_threshold"],
@@ -60,6 +60,8 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
         self.probe = probe
         self.template = template
         self.max_length = max_length
+        self.window = window
+        self.long_texts = long_texts
         self.pooling = pooling
         self.head_bias = head_bias
         self.trainable = trainable

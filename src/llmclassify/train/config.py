@@ -159,10 +159,11 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)  # experiments only (random_init)
 
     def __post_init__(self) -> None:
-        if self.recipe not in RECIPES:
-            raise UserError(f"unknown --recipe '{self.recipe}' (choose from {', '.join(RECIPES)})")
-        if self.baseline not in ("tfidf", "none"):
-            raise UserError(f"unknown --baseline '{self.baseline}' (choose from tfidf, none)")
+        for f in fields(self):  # a field with choices (its flag's) holds one of them, or None where allowed
+            value, choices = getattr(self, f.name), f.metadata.get("choices")
+            if choices and value not in choices and not (value is None and f.default is None):
+                flag = (f.metadata.get("flags") or (f"--{f.name.replace('_', '-')}",))[0]
+                raise UserError(f"unknown {flag} '{value}' (choose from {', '.join(choices)})")
         if self.probe is not None and self.recipe == "finetune":
             raise UserError("--probe names a probe; it needs --recipe probe or auto, not finetune")
         check_template(self.template)
@@ -170,19 +171,7 @@ class TrainConfig:
             raise UserError("--window must be 0 (whole texts) or a number of tokens")
         if self.probe_layers is not None:
             self.probe_layers = tuple(int(x) for x in self.probe_layers)
-        if self.pooling not in POOLINGS:
-            raise UserError(f"unknown --pooling '{self.pooling}' (choose from {', '.join(POOLINGS)})")
-        if self.balance not in ("none", "undersample"):
-            raise UserError(f"unknown --balance '{self.balance}' (choose from none, undersample)")
-        if self.class_weights not in ("auto", "none"):
-            raise UserError(f"unknown --class-weights '{self.class_weights}' (choose from auto, none)")
-        if self.cache_dtype not in ("float32", "bfloat16"):
-            raise UserError(f"unknown --cache-dtype '{self.cache_dtype}' (choose from float32, bfloat16)")
         parse_padding(self.padding)
-        if self.lr_schedule not in ("constant", "linear", "cosine"):
-            raise UserError(f"unknown --lr-schedule '{self.lr_schedule}' (choose from constant, linear, cosine)")
-        if self.tune_threshold not in (None, "f1", "precision"):
-            raise UserError(f"unknown --tune-threshold '{self.tune_threshold}' (choose from f1, precision)")
         if self.tune_threshold == "precision" and self.target_precision is None:
             raise UserError("--tune-threshold precision needs --target-precision")
         self.lora_targets = tuple(self.lora_targets)
