@@ -9,12 +9,22 @@ Reports seconds (best round), tokens per second, the speed-up over float32 and t
 each arithmetic's features to float32's (the accuracy each gives a trained run is in
 benchmarks/results/recipes.md, where whole runs are compared). Writes OUT.json and OUT.md
 with the command, commit, date and machine.
+
+An AVX2-only CPU, emulated on a newer one: the libraries' own switches cap the instructions
+they use (recorded in the report), so bfloat16 and int8 run without AVX512-BF16 / VNNI:
+
+    ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 FBGEMM_ENABLE_INSTRUCTIONS=AVX2 \
+    MKL_ENABLE_INSTRUCTIONS=AVX2 python benchmarks/precision.py --out benchmarks/results/precision-avx2
+
+It is the instruction set of such a CPU, not its cores, caches or memory: a guide, not a
+measurement of that machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,6 +33,7 @@ import torch
 from machine import describe
 
 DTYPES = ("float32", "bfloat16", "int8")
+ISA_SWITCHES = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "FBGEMM_ENABLE_INSTRUCTIONS", "MKL_ENABLE_INSTRUCTIONS")
 
 
 def load(n_texts: int | None):
@@ -75,13 +86,16 @@ def main() -> None:
                    "cosine_to_float32_mean": cos.mean().item(), "cosine_to_float32_min": cos.min().item(),
                    "cosine_by_layer": {layer: cos[:, j].mean().item() for j, layer in enumerate(layers)}}
     m = describe()
+    isa = {k: os.environ[k] for k in ISA_SWITCHES if k in os.environ}
     report = {"command": m["command"], "commit": m["commit"], "date": m["date"], "machine": m,
-              "texts": len(ids), "tokens": tokens, "results": rows}
+              "isa_limited_by": isa, "texts": len(ids), "tokens": tokens, "results": rows}
     out = Path(a.out)
     out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     md = ["# Trunk pass arithmetic, side by side", "",
           f"Command: `{m['command']}`; commit {m['commit']}; {m['date']}.", "",
-          f"Machine: {m['summary']}.", "",
+          f"Machine: {m['summary']}."
+          + (f" Instructions capped by {', '.join(f'{k}={v}' for k, v in isa.items())}: an emulated CPU without "
+             "AVX512 (see the script's docstring)." if isa else ""), "",
           f"{len(ids)} texts, {tokens:,} tokens, all {len(layers)} layers, best of {a.repeats} interleaved rounds.",
           "", "| arithmetic | best s | tokens/s | speed-up vs float32 | cosine to float32 (mean / min) |",
           "|---|---:|---:|---:|---|"]

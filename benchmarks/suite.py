@@ -161,6 +161,8 @@ def run_record(metrics: dict, child: dict, command: str) -> dict:
         "max_length": metrics.get("max_length"),
         "trunk_dtype": metrics.get("trunk_dtype"),
         "seconds": metrics["seconds"],
+        "peak_rss_mib_by_stage": metrics.get("peak_rss_mib"),
+        "long_texts": metrics.get("long_texts"),
         "wall_s": child["wall_s"],
         "cpu_s": child["cpu_s"],
         "peak_rss_mib": child["peak_rss_mib"],

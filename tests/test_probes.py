@@ -263,6 +263,9 @@ def test_head_tail_run_reads_head_and_tail_in_training_and_prediction(tiny_model
                for sp in ("train", "val", "test")}
     over = {sp: sum(n > 8 for n in v) for sp, v in lengths.items()}
     assert s["truncated"] == over == s["long_texts"]["texts"] and over["train"] > 0
+    peaks = s["peak_rss_mib"]  # memory by stage: the peak so far after each
+    assert list(peaks) == ["prepare", "trunk_pass", "baseline", "probe_search"]
+    assert list(peaks.values()) == sorted(peaks.values()) and peaks["prepare"] > 50
     _, m = evaluate_run(run)
     assert m["confusion_matrix"] == s["splits"]["test"]["confusion_matrix"]
     head, tail = "win a prize now ", " call us today" * 4  # more tokens than the head and tail keep

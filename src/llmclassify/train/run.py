@@ -34,7 +34,7 @@ from .select import (
     pool_and_folds,
     score_probes,
 )
-from .state import Fitted, Run, log
+from .state import Fitted, Run, log, peak_rss_mib
 
 logger = logging.getLogger(__name__)
 
@@ -127,14 +127,19 @@ def _train(cfg: TrainConfig, out_dir: Path, feats: dict, shared_caches: dict | N
     """The stages of a run: prepare -> encode -> trunk pass -> baseline -> fit (probe search
     and / or the fine-tuned top) -> post-hoc (temperature, threshold) -> save."""
     run = _prepare(cfg, out_dir)
+    run.peak_mib["prepare"] = peak_rss_mib()
     recipe = _resolve_recipe(run)
     pooled = _trunk_pass(run, recipe, feats, shared_caches)
+    run.peak_mib["trunk_pass"] = peak_rss_mib()
     pool_rows, folds = pool_and_folds(run)
     base = fit_baseline(run, pool_rows, folds) if cfg.baseline != "none" else None
+    run.peak_mib["baseline"] = peak_rss_mib()
     probe_cands = score_probes(run, pooled, pool_rows, folds, base) if pooled else []
+    run.peak_mib["probe_search"] = peak_rss_mib()
     finetuned = None
     if recipe in ("finetune", "auto"):
         finetuned = fit_top(run, feats, stop, resume_state)
+        run.peak_mib["fit"] = peak_rss_mib()
     fitted = choose_recipe(run, recipe, probe_cands, finetuned, pooled, pool_rows, base)
     stop.notice = "finishing the run (final evaluation and save)"  # a signal now changes nothing
     return _report_and_save(run, fitted, base, feats)
@@ -329,6 +334,7 @@ def _report_and_save(run: Run, fitted: Fitted, base, feats: dict) -> dict:
         "best_epoch": fitted.best_epoch,
         "epochs_run": len(fitted.history),
         "seconds": dict(run.seconds),
+        "peak_rss_mib": dict(run.peak_mib),  # the process's peak so far, after each stage
         "data": run.prep.report,
         "truncated": run.truncated,
         "long_texts": {"policy": cfg.long_texts, "window": cfg.window, "texts": run.long_texts} if cfg.window else None,

@@ -32,6 +32,7 @@ class Run:
     ids: dict
     truncated: dict
     seconds: dict = field(default_factory=dict)
+    peak_mib: dict = field(default_factory=dict)  # stage -> the process's peak resident memory after it
     trunk_dtype: str = "float32"  # the arithmetic of the trunk pass (precision.py)
     frozen_dtype: str = "float32"  # fine-tuning: the arithmetic of the frozen blocks its trunk cache came from
     truncate: str = "head"  # which tokens of a text over max_len are kept (inputs.cut_tokens)
@@ -56,3 +57,12 @@ class Fitted:
 def log(msg: str, cfg: TrainConfig) -> None:
     if cfg.progress and dist.is_main():
         tqdm.write(msg)
+
+
+def peak_rss_mib() -> float | None:
+    """This process's peak resident memory so far, MiB (None where the OS does not say)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
