@@ -68,9 +68,10 @@ def _build_model(run_dir: Path, cfg: dict, spec: RunSpec, trunk_dtype: str = "au
     from .model import Decoder
 
     trained = checkpoint.load_weights(run_dir, cfg)
-    decoder = Decoder(ModelConfig.from_dict(spec.model_config))
-    clf = build_classifier(spec, decoder)
-    if not cfg["weights"].get("full"):
+    model_config = ModelConfig.from_dict(spec.model_config)
+    if cfg["weights"].get("full"):  # every tensor is in the run
+        decoder = Decoder(model_config)
+    else:
         base = spec.base_model
         lm = load_model(base["source"])
         if base.get("sha256") and lm.identity.get("sha256") and base["sha256"] != lm.identity["sha256"]:
@@ -78,7 +79,8 @@ def _build_model(run_dir: Path, cfg: dict, spec: RunSpec, trunk_dtype: str = "au
                 f"{run_dir / checkpoint.CONFIG}: base model {base['source']} has changed since training "
                 f"(sha256 {lm.identity['sha256'][:12]}..., run expects {base['sha256'][:12]}...)"
             )
-        decoder.load_state_dict(lm.state_dict, strict=True)
+        decoder = Decoder.from_state_dict(model_config, lm.state_dict)
+    clf = build_classifier(spec, decoder)
     if spec.lora:  # adapters go on after the base weights, before the trained tensors
         from .lora import apply_lora
 

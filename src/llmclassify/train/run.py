@@ -166,8 +166,7 @@ def _prepare(cfg: TrainConfig, out_dir: Path) -> Run:
     tok = lm.tokenizer
     if tok is None:
         raise UserError(f"{cfg.model}: no tokenizer found beside the weights")
-    decoder = Decoder(lm.config)
-    decoder.load_state_dict(lm.state_dict, strict=True)
+    decoder = Decoder.from_state_dict(lm.config, lm.state_dict)
     del lm.state_dict
     torch.manual_seed(cfg.seed)  # the head's initial weights depend on the seed alone
     clf = SequenceClassifier(decoder, len(names), pooling=cfg.pooling, causal=cfg.causal, bias=cfg.head_bias)
