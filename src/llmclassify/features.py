@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from .heads import pool
 from .inputs import length_batches, pad_batch
-from .precision import activation_dtype, reduced_blocks
+from .precision import activation_dtype, reduce_in_place, reduced_blocks
 from .trunk_cache import TrunkCache, allocate
 
 POOLED = ("mean", "last")
@@ -130,13 +130,15 @@ def trunk_pass(
     max_tokens: int = 4096,
     desc: str = "trunk pass",
     progress: bool = True,
+    in_place: bool = False,
 ) -> tuple[PooledFeatures, TrunkCache | None]:
     """Run the decoder's blocks once over `ids`, up to the deepest of `layers` and `boundary`.
 
     Returns the pooled vectors of `layers`, and, when `boundary` is given, the per-token states
     entering block `boundary` (a TrunkCache, real tokens only). `dtype` (float32, bfloat16,
-    int8) runs a converted copy of the blocks (precision.py);
-    pooled vectors are kept in float16, boundary states in `cache_dtype`.
+    int8) runs a converted copy of the blocks (precision.py), or, `in_place`, converts the
+    decoder's own blocks (a probe-only run, which never needs them in float32 again: the float32
+    weights' memory goes); pooled vectors are kept in float16, boundary states in `cache_dtype`.
     """
     if window is not None and boundary is not None:
         raise ValueError("per-token boundary states are kept for whole texts only (window None)")
@@ -156,7 +158,7 @@ def trunk_pass(
         cache = TrunkCache(data, offsets, spill)
     device = next(decoder.parameters()).device
     where = {layer: j for j, layer in enumerate(layers)}
-    blocks = reduced_blocks(decoder.blocks[:depth], dtype)
+    blocks = (reduce_in_place if in_place else reduced_blocks)(decoder.blocks[:depth], dtype)
     bar = tqdm(total=n, desc=desc, unit="window" if n != n_texts else "text", disable=not progress, leave=False)
     for b in length_batches(lengths, max_batch, max_tokens):
         input_ids, mask = pad_batch([ids[i] for i in b], pad_id, side="right")

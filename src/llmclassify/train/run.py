@@ -259,7 +259,9 @@ def _trunk_pass(run: Run, recipe: str, feats: dict, shared_caches: dict | None) 
                 dtype=run.trunk_dtype,
                 causal=cfg.causal,
                 cache_dtype=getattr(torch, cfg.cache_dtype), memory_budget=int(cfg.cache_memory_gb * (1 << 30)),
-                spill_dir=str(run.out_dir), desc=f"trunk pass ({s})", progress=run.progress)
+                spill_dir=str(run.out_dir), desc=f"trunk pass ({s})", progress=run.progress,
+                # no fine-tuned top, no full weights saved: the float32 blocks are not needed again
+                in_place=recipe == "probe" and not cfg.full_weights)
     for s in SPLITS:
         feats[s] = Features(run.ids[s], labels[s], run.tok.pad_id, caches[s])
     run.seconds["trunk_pass"] = time.perf_counter() - t0
