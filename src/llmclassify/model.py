@@ -260,10 +260,15 @@ class Decoder(nn.Module):
     def from_state_dict(cls, cfg: ModelConfig, state_dict: dict) -> Decoder:
         """A decoder that holds `state_dict`'s tensors (float32) themselves: built on the meta
         device and assigned, so the weights exist once, not twice, and no random init is spent
-        on them (the default model: about 0.95 GB less peak memory while loading)."""
+        on them (the default model: about 0.95 GB less peak memory while loading).
+
+        The blocks' tensors stay as loaded (a memory map of the weights cache, for the default
+        model); the rest (embeddings, final norm) is copied, so that once a probe-only run has
+        converted its blocks to bfloat16 nothing holds the map and its pages are released."""
         with torch.device("meta"):
             dec = cls(cfg)
-        weights = {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
+        weights = {k: (v.float() if k.startswith("blocks.") else v.float().clone()) if v.is_floating_point() else v
+                   for k, v in state_dict.items()}
         dec.load_state_dict(weights, strict=True, assign=True)
         return dec
 
