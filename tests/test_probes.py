@@ -367,3 +367,11 @@ def test_a_layer_mix_probe_predicts_what_training_reported(tiny_model_dir, small
     _, m = evaluate_run(run)
     assert m["confusion_matrix"] == s["splits"]["test"]["confusion_matrix"]
     assert m["macro_f1"] == pytest.approx(s["splits"]["test"]["macro_f1"])
+
+
+def test_padded_length_bounds_the_waste_and_the_number_of_shapes():
+    from llmclassify.features import padded_length
+
+    got = [padded_length(t) for t in range(1, 2049)]
+    assert all(t <= p <= max(t + 7, 1.25 * t) for t, p in zip(range(1, 2049), got))  # < 8 or < 25% more
+    assert len(set(got)) <= 40  # a few dozen shapes for every length up to 2,048
