@@ -267,7 +267,7 @@ class Decoder(nn.Module):
         converted its blocks to bfloat16 nothing holds the map and its pages are released."""
         with torch.device("meta"):
             dec = cls(cfg)
-        weights = {k: (v.float() if k.startswith("blocks.") else v.float().clone()) if v.is_floating_point() else v
+        weights = {k: v.to(torch.float32, copy=not k.startswith("blocks.")) if v.is_floating_point() else v
                    for k, v in state_dict.items()}
         dec.load_state_dict(weights, strict=True, assign=True)
         return dec
