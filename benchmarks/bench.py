@@ -38,6 +38,7 @@ Output: a Markdown table (stdout and NAME.md) and NAME.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import resource
@@ -383,23 +384,28 @@ def run_hf(spec: dict) -> dict:
 # ------------------------------------------------------------------------------------------
 
 
-def use_bench_split(spec: dict) -> None:
+@contextlib.contextmanager
+def bench_split(spec: dict):
     """train() reads its own split: hand it the one every path reads (the book's split of the
-    SMS data, as `--preset reference`; the --quick subset)."""
+    SMS data, as `--preset reference`; the --quick subset), for the block's duration."""
     from llmclassify.train import run as train_mod
 
-    prepared = load_split(spec)
+    original, prepared = train_mod._prepare_data, load_split(spec)
     train_mod._prepare_data = lambda cfg: prepared
+    try:
+        yield
+    finally:
+        train_mod._prepare_data = original
 
 
 def run_ours(spec: dict) -> dict:
     from llmclassify.train import run as train_mod
 
     cfg = train_config(spec, output_dir=spec["run_dir"])
-    use_bench_split(spec)
-    t0, c0 = time.perf_counter(), time.process_time()
-    summary = train_mod.train(cfg)
-    total, cpu = time.perf_counter() - t0, time.process_time() - c0
+    with bench_split(spec):
+        t0, c0 = time.perf_counter(), time.process_time()
+        summary = train_mod.train(cfg)
+        total, cpu = time.perf_counter() - t0, time.process_time() - c0
     history = [json.loads(line) for line in (Path(spec["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
     return {
         "total_s": total, "cpu_s": cpu, "seconds": summary["seconds"],
@@ -426,11 +432,12 @@ def run_command(spec: dict, path: str) -> dict:
     run_dir = Path(spec["run_dir"]).with_name(f"run-{path}")
     args = ["train", "--preset", "reference", "--recipe", COMMANDS[path], "--model", spec["model"],
             "--data", spec["data"], "--output", str(run_dir), "--overwrite", "--quiet"]
-    use_bench_split(spec)
-    t0, c0 = time.perf_counter(), time.process_time()
-    if cli(args) != 0:
+    with bench_split(spec):
+        t0, c0 = time.perf_counter(), time.process_time()
+        rc = cli(args)
+        total, cpu = time.perf_counter() - t0, time.process_time() - c0
+    if rc != 0:
         raise SystemExit(f"bench: llmclassify {' '.join(args)} failed")
-    total, cpu = time.perf_counter() - t0, time.process_time() - c0
     m = json.loads((run_dir / "metrics.json").read_text())
     return {
         "command": "llmclassify " + " ".join(args), "total_s": total, "cpu_s": cpu, "seconds": m["seconds"],
@@ -552,7 +559,7 @@ def report(r: dict) -> tuple[str, dict]:
     lines = [f"# llmclassify speed benchmark ({r['mode']})", ""]
     if r.get("command"):
         lines.append(f"Command: `{r['command']}`; commit {r.get('commit', '?')}; started {r.get('started', '?')}.")
-    lines.append(f"{r['machine']}; torch {r['torch']}, transformers {r['transformers']}, "
+    lines.append(f"{r['machine']}; transformers {r['transformers']}, "
                  f"{r['threads']} threads; model `{r['spec']['model']}`, data `{r['spec']['data']}` "
                  f"(train/val/test {p['splits']['train']}/{p['splits']['val']}/{p['splits']['test']} texts, "
                  f"mean {p['mean_len']:.1f} tokens, longest train {p['longest_train']}), "
@@ -634,7 +641,8 @@ def report(r: dict) -> tuple[str, dict]:
         res = r.get(k)
         if not res or not ref:
             continue
-        accurate = res["test_accuracy"] >= ref["test_accuracy"] - 1e-9
+        # accuracies are float32 means over the same texts: equal within half a text
+        accurate = res["test_accuracy"] >= ref["test_accuracy"] - 0.5 / p["splits"]["test"]
         lines.append(f"- `--recipe {COMMANDS[k]}`: test accuracy {100 * res['test_accuracy']:.2f}% vs the loop's "
                      f"{100 * ref['test_accuracy']:.2f}%: {'at least as accurate' if accurate else 'LESS accurate'}")
         x = ratio(ref, res)

@@ -212,6 +212,42 @@ def test_ridge_screen_equals_scikit_learn_ridge_per_fold():
         np.testing.assert_array_equal(got[a], want)
 
 
+def test_out_of_fold_grid_warm_starts_to_the_fits_it_replaces():
+    """Each fold's C grid is one warm-started path: the same probabilities as a fresh fit per C
+    (to the solver's tolerance); the search takes the best C, the first one on a tie."""
+    from llmclassify.probes import (
+        C_GRID,
+        fit_logistic,
+        out_of_fold,
+        softmax,
+        standardiser,
+        stratified_folds,
+    )
+    from llmclassify.search import cross_validate
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(120, 20)) * rng.uniform(0.5, 3, size=20)
+    y = (x[:, :3].sum(1) + rng.normal(size=120) > 0).astype(int) + (x[:, 4] > 2)
+    folds = stratified_folds(y, 4, 0)
+    got = out_of_fold(x, y, 3, folds, C_GRID)
+    assert list(got) == list(C_GRID)
+    mean, scale = standardiser(x)
+    z = ((x - mean) / scale).astype(np.float32)
+    for C in C_GRID:
+        want = np.zeros((len(y), 3))
+        for held in folds:
+            keep = np.setdiff1d(np.arange(len(y)), held)
+            w, b = fit_logistic(z[keep], y[keep], 3, C)
+            want[held] = softmax(z[held] @ w.T + b)
+        np.testing.assert_allclose(got[C], want, atol=0.02)
+    assert not np.allclose(got[C_GRID[0]], got[C_GRID[-1]], atol=0.02)  # the grid's C does matter
+
+    names = ["a", "b", "c"]
+    same = {0.5: np.eye(3)[y], 0.1: np.eye(3)[y]}  # two settings scoring alike: the first wins
+    setting, f1, oof = cross_validate(lambda f: same, y, names, [folds, folds])
+    assert setting == 0.5 and np.array_equal(oof, np.eye(3)[y])
+
+
 def test_windows_combine_to_their_definition(tmp_path):
     """A text cut into windows: `mean` = mean over all its tokens of each window's own states,
     `last` = the last window's last token; texts within one window are unchanged."""

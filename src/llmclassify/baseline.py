@@ -106,14 +106,20 @@ def fit(texts, y: np.ndarray, n_classes: int, C: float) -> Baseline:
     return Baseline(vocab, vec.idf_.astype(np.float32), w, b, C)
 
 
-def out_of_fold(texts, y: np.ndarray, n_classes: int, folds, C: float) -> np.ndarray:
-    """(N, C) probabilities, each row from a baseline fitted without that row's fold."""
-    from .probes import softmax
+def out_of_fold(texts, y: np.ndarray, n_classes: int, folds, C_grid) -> dict[float, np.ndarray]:
+    """{C: (N, n_classes) probabilities} for every C of `C_grid`, each row from a baseline fitted
+    without that row's fold: one vectorizer per fold, the grid along one LogisticPath."""
+    from .probes import LogisticPath, softmax
 
     texts = np.asarray(list(texts), dtype=object)
-    probs = np.zeros((len(y), n_classes))
+    probs = {C: np.zeros((len(y), n_classes)) for C in C_grid}
     for held in folds:
         keep = np.ones(len(y), dtype=bool)
         keep[held] = False
-        probs[held] = softmax(fit(texts[keep], y[keep], n_classes, C).logits(texts[held]))
+        vec = vectorizer()
+        x, x_held = vec.fit_transform(texts[keep]), vec.transform(texts[held])
+        path = LogisticPath(n_classes)
+        for C in sorted(C_grid):
+            w, b = path.fit(x, y[keep], C)
+            probs[C][held] = softmax(np.asarray(x_held @ w.T) + b)
     return probs

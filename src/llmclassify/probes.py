@@ -91,23 +91,39 @@ def standardiser(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.where(scale > 1e-6, scale, 1.0)
 
 
-def fit_logistic(z: np.ndarray, y: np.ndarray, n_classes: int, C: float, balanced: bool = False
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Multinomial L2 logistic regression on standardised `z`; (weight (C, F), bias (C,)) for
-    all `n_classes` even when a fold lacks one (its row stays at -inf-like bias)."""
-    from sklearn.linear_model import LogisticRegression
+class LogisticPath:
+    """Multinomial L2 logistic regression (scikit-learn, lbfgs) fitted along a grid of C on the
+    same rows: each fit starts from the previous one's solution, so a grid in ascending C costs
+    little more than its last fit (measured on the book's split, the search's 3-C grid over 10
+    folds: 3.2 -> 1.3 s for a 576-wide probe, 3.3 -> 2.3 s for a 4,032-wide concatenation)."""
 
-    lr = LogisticRegression(C=C, max_iter=300, tol=1e-3, class_weight="balanced" if balanced else None)
-    lr.fit(z, y)
-    weight = np.zeros((n_classes, z.shape[1]), dtype=np.float32)
-    bias = np.full(n_classes, -30.0, dtype=np.float32)
-    coef, icpt = lr.coef_, lr.intercept_
-    if len(lr.classes_) == 2:  # scikit-learn's binary form: one row for class 1
-        coef = np.vstack([-coef / 2, coef / 2])
-        icpt = np.array([-icpt[0] / 2, icpt[0] / 2])
-    weight[lr.classes_] = coef
-    bias[lr.classes_] = icpt
-    return weight, bias
+    def __init__(self, n_classes: int, balanced: bool = False):
+        from sklearn.linear_model import LogisticRegression
+
+        self.n_classes = n_classes
+        self.lr = LogisticRegression(max_iter=300, tol=1e-3, warm_start=True,
+                                     class_weight="balanced" if balanced else None)
+
+    def fit(self, z, y: np.ndarray, C: float) -> tuple[np.ndarray, np.ndarray]:
+        """(weight (n_classes, F), bias (n_classes,)) for every class even when the rows lack
+        one (its row stays at a -inf-like bias)."""
+        lr = self.lr.set_params(C=C)
+        lr.fit(z, y)
+        weight = np.zeros((self.n_classes, z.shape[1]), dtype=np.float32)
+        bias = np.full(self.n_classes, -30.0, dtype=np.float32)
+        coef, icpt = lr.coef_, lr.intercept_
+        if len(lr.classes_) == 2:  # scikit-learn's binary form: one row for class 1
+            coef = np.vstack([-coef / 2, coef / 2])
+            icpt = np.array([-icpt[0] / 2, icpt[0] / 2])
+        weight[lr.classes_] = coef
+        bias[lr.classes_] = icpt
+        return weight, bias
+
+
+def fit_logistic(z, y: np.ndarray, n_classes: int, C: float, balanced: bool = False
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """One multinomial L2 logistic regression on standardised `z` (LogisticPath.fit)."""
+    return LogisticPath(n_classes, balanced).fit(z, y, C)
 
 
 MIX_STEPS = 50  # L-BFGS iterations of a layer mix
@@ -155,14 +171,9 @@ def fit_probe(x: np.ndarray, y: np.ndarray, n_classes: int, C: float, balanced: 
     """Standardise, then logistic regression on the concatenated vectors, or (mix: their number)
     a learned softmax mix of them (fit_mix)."""
     mean, scale = standardiser(x)
-    w, b = _fit((x - mean) / scale, y, n_classes, C, balanced, mix)
+    z = ((x - mean) / scale).astype(np.float32)
+    w, b = fit_mix(z, y, n_classes, C, balanced, vectors=mix) if mix else fit_logistic(z, y, n_classes, C, balanced)
     return LinearProbe(mean.astype(np.float32), scale.astype(np.float32), w, b)
-
-
-def _fit(z, y, n_classes, C, balanced, mix):
-    if mix:
-        return fit_mix(z, y, n_classes, C, balanced, vectors=mix)
-    return fit_logistic(z, y, n_classes, C, balanced)
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -171,16 +182,20 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(1, keepdims=True)
 
 
-def out_of_fold(x: np.ndarray, y: np.ndarray, n_classes: int, folds: list[np.ndarray], C: float,
-                balanced: bool = False, mix: int = 0) -> np.ndarray:
-    """(N, C) probabilities, each row from a probe fitted without that row's fold."""
-    z = (x - x.mean(0)) / np.where(x.std(0) > 1e-6, x.std(0), 1.0)  # unsupervised: no labels used
-    probs = np.zeros((len(y), n_classes), dtype=np.float64)
+def out_of_fold(x: np.ndarray, y: np.ndarray, n_classes: int, folds: list[np.ndarray], C_grid,
+                balanced: bool = False, mix: int = 0) -> dict[float, np.ndarray]:
+    """{C: (N, n_classes) probabilities} for every C of `C_grid`, each row from a probe fitted
+    without that row's fold; along the grid each fold's fits are one LogisticPath (warm starts)."""
+    mean, scale = standardiser(x)  # unsupervised: no labels used
+    z = ((x - mean) / scale).astype(np.float32)
+    probs = {C: np.zeros((len(y), n_classes), dtype=np.float64) for C in C_grid}
     for held in folds:
         keep = np.ones(len(y), dtype=bool)
         keep[held] = False
-        w, b = _fit(z[keep], y[keep], n_classes, C, balanced, mix)
-        probs[held] = softmax(z[held] @ w.T + b)
+        path = LogisticPath(n_classes, balanced)
+        for C in sorted(C_grid):
+            w, b = fit_mix(z[keep], y[keep], n_classes, C, balanced, vectors=mix) if mix else path.fit(z[keep], y[keep], C)
+            probs[C][held] = softmax(z[held] @ w.T + b)
     return probs
 
 
@@ -191,7 +206,8 @@ def ridge_screen(x: np.ndarray, y: np.ndarray, n_classes: int, folds: list[np.nd
     """Out-of-fold class decisions (N,) of a ridge classifier (least squares on one-hot
     targets, with intercept) for each alpha of RIDGE_ALPHAS: the cheap first pass of the
     search. Every fold reuses one Gram matrix (the fold's rows subtracted from the whole) and
-    one eigendecomposition for every alpha, so a 576-wide candidate costs milliseconds."""
+    solves the alphas' systems in one batched call (half the time of an eigendecomposition
+    shared by them), so a 576-wide candidate costs tens of milliseconds."""
     z = ((x - x.mean(0)) / np.where(x.std(0) > 1e-6, x.std(0), 1.0)).astype(np.float64)
     t = np.eye(n_classes)[y]
     gram, zt, zsum, tsum = z.T @ z, z.T @ t, z.sum(0), t.sum(0)
@@ -202,10 +218,9 @@ def ridge_screen(x: np.ndarray, y: np.ndarray, n_classes: int, folds: list[np.nd
         mu, tbar = (zsum - zf.sum(0)) / n_tr, (tsum - tf.sum(0)) / n_tr
         g = gram - zf.T @ zf - n_tr * np.outer(mu, mu)  # centred Gram of the training rows
         b = zt - zf.T @ tf - n_tr * np.outer(mu, tbar)
-        evals, evecs = np.linalg.eigh(g)
-        proj = evecs.T @ b
-        for a in RIDGE_ALPHAS:
-            w = evecs @ (proj / (evals + a * n_tr)[:, None])
+        ridge = np.stack([g + a * n_tr * np.eye(len(g)) for a in RIDGE_ALPHAS])
+        weights = np.linalg.solve(ridge, np.broadcast_to(b, (len(RIDGE_ALPHAS), *b.shape)))
+        for a, w in zip(RIDGE_ALPHAS, weights):
             out[a][held] = ((zf - mu) @ w + tbar).argmax(1)
     return out
 

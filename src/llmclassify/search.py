@@ -14,7 +14,8 @@ Protocol (one trunk pass has already produced every candidate's features):
    probabilities over the whole pool: on a validation split of 149 texts one text moves
    macro-F1 by most of a point, while the pool is eight times larger. Concatenations skip
    the screen (a 4,000-wide ridge costs more than its logistic regression) and go straight on;
-   the best is tried once more with balanced class weights. A learned softmax mix of layers
+   the best is tried once more with balanced class weights unless the classes are nearly
+   balanced (search.NEAR_BALANCED). A learned softmax mix of layers
    (probes.fit_mix) is fitted only when asked for (`--probe mix:...`): over every kept vector
    of the reference split it scored below the concatenation (CV macro-F1 0.9812 vs 0.9841) at
    seven times its cost (benchmarks/results/layer-mix.md). The baseline gets the same folds
@@ -51,11 +52,14 @@ def repeated_folds(y: np.ndarray, seed: int) -> list[list[np.ndarray]]:
     return [probes.stratified_folds(y, FOLDS, seed + r) for r in range(REPEATS)]
 
 
-def cross_validate(fit_oof, y: np.ndarray, names, repeats: list) -> tuple[float, np.ndarray]:
-    """Mean macro-F1 over the repeats of `fit_oof(folds) -> (N, C) probabilities`, and the
-    mean of those probabilities."""
+def cross_validate(fit_oof, y: np.ndarray, names, repeats: list) -> tuple[float, float, np.ndarray]:
+    """The best setting of `fit_oof(folds) -> {setting: (N, C) out-of-fold probabilities}` (a
+    grid of C) by mean macro-F1 over the repeats; the first of the grid on a tie. Returns
+    (setting, its mean macro-F1, the mean of its probabilities over the repeats)."""
     oofs = [fit_oof(folds) for folds in repeats]
-    return float(np.mean([_macro_f1(o, y, names) for o in oofs])), np.mean(oofs, 0)
+    scored = [(float(np.mean([_macro_f1(o[s], y, names) for o in oofs])), s) for s in oofs[0]]
+    f1, setting = max(scored, key=lambda x: x[0])
+    return setting, f1, np.mean([o[setting] for o in oofs], 0)
 
 
 @dataclass
@@ -86,6 +90,9 @@ def _macro_f1(probs, y, names) -> float:
 
 
 SHORTLIST = 3  # candidates that go on from the ridge screen to logistic regression
+# A pool whose largest class is at most this times its smallest gets balanced class weights
+# within 10% of 1: the weighted refit of the best probe is skipped there.
+NEAR_BALANCED = 1.1
 
 
 def search_probes(pooled, y: np.ndarray, names: list[str], folds: list, val_rows: np.ndarray,
@@ -94,8 +101,9 @@ def search_probes(pooled, y: np.ndarray, names: list[str], folds: list, val_rows
     out-of-fold macro-F1 on the first repeat (seconds for
     all of them); the SHORTLIST best and every concatenation are then fitted as logistic
     regressions over probes.C_GRID on the same folds, as are the learned softmax mixes of
-    `mixes` (probes.fit_mix), and the best of those once more with balanced class weights:
-    their out-of-fold probabilities are what the choice reads."""
+    `mixes` (probes.fit_mix), and the best of those once more with balanced class weights
+    (unless the classes are NEAR_BALANCED already): their out-of-fold probabilities are what
+    the choice reads."""
     n_classes = len(names)
     singles = [p for p in candidates if len(p) == 1]
     t0 = time.perf_counter()
@@ -111,7 +119,9 @@ def search_probes(pooled, y: np.ndarray, names: list[str], folds: list, val_rows
     out = [_logistic_candidate(pooled, y, names, folds, val_rows, picks, False, log) for picks in shortlist]
     out += [_logistic_candidate(pooled, y, names, folds, val_rows, picks, False, log, mix=True) for picks in mixes]
     best = max(out, key=lambda c: c.cv_macro_f1)
-    if n_classes > 1:
+    counts = np.bincount(y, minlength=n_classes)
+    counts = counts[counts > 0]
+    if len(counts) > 1 and counts.max() > NEAR_BALANCED * counts.min():
         weighted = _logistic_candidate(pooled, y, names, folds, val_rows, best.picks, True, log, mix=best.mix)
         if weighted.cv_macro_f1 > best.cv_macro_f1:
             out.append(weighted)
@@ -123,13 +133,8 @@ def _logistic_candidate(pooled, y, names, folds, val_rows, picks, balanced: bool
     t0 = time.perf_counter()
     x = pooled.matrix(list(picks))
     n_mixed = len(picks) if mix else 0
-    best = None
-    for C in probes.C_GRID:
-        f1, oof = cross_validate(lambda f, C=C: probes.out_of_fold(x, y, len(names), f, C, balanced, n_mixed),
-                                 y, names, folds)
-        if best is None or f1 > best[0]:
-            best = (f1, C, oof)
-    f1, C, oof = best
+    C, f1, oof = cross_validate(lambda f: probes.out_of_fold(x, y, len(names), f, probes.C_GRID, balanced, n_mixed),
+                                y, names, folds)
     depth = max(layer for layer, _ in picks)
     name = "probe " + (probes.MIX if mix else "") + probes.probe_name(picks) + (" balanced" if balanced else "")
     cand = Candidate(name, "probe", f1, _macro_f1(oof[val_rows], y[val_rows], names),

@@ -34,13 +34,8 @@ def fit_baseline(run: Run, y_pool, folds):
     if run.multi:
         return None
     texts = list(run.prep.train.texts) + list(run.prep.val.texts)
-    best = None
-    for C in baseline.C_GRID:
-        f1, oof = cross_validate(lambda f, C=C: baseline.out_of_fold(texts, y_pool, len(run.names), f, C),
-                                 y_pool, run.names, folds)
-        if best is None or f1 > best[0]:
-            best = (f1, C, oof)
-    f1, C, oof = best
+    C, f1, oof = cross_validate(lambda f: baseline.out_of_fold(texts, y_pool, len(run.names), f, baseline.C_GRID),
+                                y_pool, run.names, folds)
     model = baseline.fit(texts, y_pool, len(run.names), C)
     run.seconds["baseline"] = time.perf_counter() - t0
     log(f"baseline ({baseline.NAME}): CV macro-F1 {f1:.4f} (C {C}, {run.seconds['baseline']:.1f} s)", run.cfg)
