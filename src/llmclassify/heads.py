@@ -62,7 +62,7 @@ class SequenceClassifier(nn.Module):
         pos = Decoder.positions(mask)
         x = self.decoder.embed(input_ids, pos)
         if end:
-            x = x.to(self.decoder.blocks[0].norm1.weight.dtype)
+            x = self.decoder.to_block_dtype(x, 0)
         return self.decoder.run_blocks(x, mask, pos, start=0, end=end, causal=self.causal)
 
     def top(self, x: torch.Tensor, mask: torch.Tensor, start: int) -> torch.Tensor:
@@ -92,6 +92,5 @@ class SequenceClassifier(nn.Module):
         k = self.reduced_blocks
         x = self.trunk(input_ids, attention_mask, end=k)
         if k:  # into the arithmetic of what runs next
-            nxt = self.decoder.blocks[k].norm1 if k < self.n_layers else self.decoder.final_norm
-            x = x.to(nxt.weight.dtype)
+            x = self.decoder.to_block_dtype(x, k)
         return self.top(x, attention_mask, start=k)

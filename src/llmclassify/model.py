@@ -295,6 +295,13 @@ class Decoder(nn.Module):
             x = x + self.pos_emb(pos)
         return x
 
+    def to_block_dtype(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """`x` in the arithmetic of block k (k = number of blocks: the final norm). Blocks may
+        run reduced (bfloat16 / int8 below a float32 top, precision.py): states crossing from
+        one to the next are cast here, the one place that decides it."""
+        nxt = self.blocks[k].norm1 if k < len(self.blocks) else self.final_norm
+        return x.to(nxt.weight.dtype)
+
     def run_blocks(
         self,
         x: torch.Tensor,

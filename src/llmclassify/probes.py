@@ -273,7 +273,7 @@ class ProbeClassifier(nn.Module):
         pos = dec.positions(attention_mask)
         x = dec.embed(input_ids, pos)
         if len(dec.blocks):  # the blocks may run in bfloat16 (spec.trunk_dtype)
-            x = x.to(dec.blocks[0].norm1.weight.dtype)
+            x = dec.to_block_dtype(x, 0)
         ctx = dec.context(attention_mask, pos, self.causal, x.dtype)
         out = []
         for k in range(self.depth + 1):  # x: the states after layer k
