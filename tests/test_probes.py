@@ -411,3 +411,20 @@ def test_padded_length_bounds_the_waste_and_the_number_of_shapes():
     got = [padded_length(t) for t in range(1, 2049)]
     assert all(t <= p <= max(t + 7, 1.25 * t) for t, p in zip(range(1, 2049), got))  # < 8 or < 25% more
     assert len(set(got)) <= 40  # a few dozen shapes for every length up to 2,048
+
+
+@pytest.mark.parametrize("n_spam, weighted_tried", [(60, False), (20, True)])
+def test_search_tries_balanced_weights_only_where_the_classes_are_not_balanced(n_spam, weighted_tried):
+    from llmclassify.features import PooledFeatures
+    from llmclassify.probes import candidate_probes
+    from llmclassify.search import repeated_folds, search_probes
+
+    rng = np.random.default_rng(3)
+    y = np.array([0] * 60 + [1] * n_spam)
+    data = torch.from_numpy(rng.normal(size=(len(y), 2, 2, 8)).astype(np.float16))
+    data[:, :, :, 0] += torch.from_numpy(y.astype(np.float16))[:, None, None]  # one informative feature
+    pool = PooledFeatures(data, [1, 2])
+    lines = []
+    search_probes(pool, y, ["ham", "spam"], repeated_folds(y, 0), np.arange(len(y) - 10, len(y)),
+                  candidate_probes(pool.layers), log=lines.append)
+    assert any(line.strip().startswith("probe") and " balanced" in line for line in lines) == weighted_tried
