@@ -171,9 +171,17 @@ def fit_probe(x: np.ndarray, y: np.ndarray, n_classes: int, C: float, balanced: 
     """Standardise, then logistic regression on the concatenated vectors, or (mix: their number)
     a learned softmax mix of them (fit_mix)."""
     mean, scale = standardiser(x)
-    z = ((x - mean) / scale).astype(np.float32)
-    w, b = fit_mix(z, y, n_classes, C, balanced, vectors=mix) if mix else fit_logistic(z, y, n_classes, C, balanced)
+    w, b = fitter(n_classes, balanced, mix)(((x - mean) / scale).astype(np.float32), y, C)
     return LinearProbe(mean.astype(np.float32), scale.astype(np.float32), w, b)
+
+
+def fitter(n_classes: int, balanced: bool, mix: int):
+    """`fit(z, y, C) -> (weight, bias)` on standardised z: a learned mix of `mix` vectors
+    (fit_mix), else logistic regression on their concatenation along a LogisticPath (called
+    again with a larger C, it starts from the previous solution)."""
+    if mix:
+        return lambda z, y, C: fit_mix(z, y, n_classes, C, balanced, vectors=mix)
+    return LogisticPath(n_classes, balanced).fit
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -192,9 +200,9 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, n_classes: int, folds: list[np.nda
     for held in folds:
         keep = np.ones(len(y), dtype=bool)
         keep[held] = False
-        path = LogisticPath(n_classes, balanced)
+        fit = fitter(n_classes, balanced, mix)
         for C in sorted(C_grid):
-            w, b = fit_mix(z[keep], y[keep], n_classes, C, balanced, vectors=mix) if mix else path.fit(z[keep], y[keep], C)
+            w, b = fit(z[keep], y[keep], C)
             probs[C][held] = softmax(z[held] @ w.T + b)
     return probs
 
@@ -208,7 +216,8 @@ def ridge_screen(x: np.ndarray, y: np.ndarray, n_classes: int, folds: list[np.nd
     search. Every fold reuses one Gram matrix (the fold's rows subtracted from the whole) and
     solves the alphas' systems in one batched call (half the time of an eigendecomposition
     shared by them), so a 576-wide candidate costs tens of milliseconds."""
-    z = ((x - x.mean(0)) / np.where(x.std(0) > 1e-6, x.std(0), 1.0)).astype(np.float64)
+    mean, scale = standardiser(x)
+    z = ((x - mean) / scale).astype(np.float64)
     t = np.eye(n_classes)[y]
     gram, zt, zsum, tsum = z.T @ z, z.T @ t, z.sum(0), t.sum(0)
     out = {a: np.zeros(len(y), dtype=np.int64) for a in RIDGE_ALPHAS}
