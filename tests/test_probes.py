@@ -340,6 +340,41 @@ def test_reduced_precision_trunk_pass_agrees_with_float32(tmp_path, tiny_model_d
         assert m["confusion_matrix"] == summaries[dtype]["splits"]["test"]["confusion_matrix"]
 
 
+@pytest.mark.parametrize("family", ["gpt2", "llama", "qwen2"])
+def test_int8_smoothing_keeps_the_float32_function_and_cuts_the_int8_error(tmp_path, family):
+    """SmoothQuant's rescaling (precision.smooth_for_int8) leaves float32 features unchanged
+    (LayerNorm bias, q/k/v bias, grouped K/V heads alike); on blocks whose norm makes one input
+    channel a hundred times the rest (as real models' are), the smoothed int8 pass is closer
+    to float32 than the unsmoothed one."""
+    import copy
+
+    from llmclassify.precision import calibration_ids, input_maxima, smooth_for_int8
+
+    hf_dir = {"gpt2": lambda: tiny_gpt2_hf(tmp_path), "llama": lambda: tiny_llama_hf(tmp_path),
+              "qwen2": lambda: tiny_llama_hf(tmp_path, qwen=True)}[family]()[0]
+    dec = _decoder(hf_dir)
+    for block in dec.blocks:  # an outlier channel in what q/k/v and the MLP read
+        block.norm1.weight.data[3] *= 100
+        block.norm2.weight.data[5] *= 100
+    g = torch.Generator().manual_seed(7)
+    ids = [torch.randint(1, 250, (int(n),), generator=g).tolist() for n in torch.randint(4, 30, (24,), generator=g)]
+    layers = list(range(1, len(dec.blocks) + 1))
+    f32, _ = trunk_pass(dec, ids, 0, layers=layers, progress=False)
+    smoothed = copy.deepcopy(dec)
+    n = len(dec.blocks)
+    smooth_for_int8(smoothed.blocks, input_maxima(dec, n, calibration_ids(ids)))
+    same, _ = trunk_pass(smoothed, ids, 0, layers=layers, progress=False)
+    assert not torch.equal(smoothed.blocks[0].norm1.weight, dec.blocks[0].norm1.weight)
+    torch.testing.assert_close(same.data.float(), f32.data.float(), atol=2e-3, rtol=2e-3)
+
+    def int8_cosine(calibration):
+        low, _ = trunk_pass(dec, ids, 0, layers=layers, dtype="int8", calibration=calibration, progress=False)
+        return torch.nn.functional.cosine_similarity(f32.data.float(), low.data.float(), dim=-1).mean()
+
+    plain = int8_cosine([])  # no calibration texts: plain dynamic int8
+    assert int8_cosine(None) > plain + 0.005 and int8_cosine(None) > 0.99
+
+
 @pytest.mark.parametrize("dtype", ["int8", "bfloat16"])
 def test_auto_finetuned_top_predicts_in_the_arithmetic_of_its_trunk_cache(tiny_model_dir, small_data, tmp_path,
                                                                            monkeypatch, dtype):

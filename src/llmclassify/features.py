@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from .heads import pool
 from .inputs import length_batches, pad_batch
-from .precision import activation_dtype, reduce_in_place, reduced_blocks
+from .precision import activation_dtype, calibration_ids, reduced_blocks
 from .trunk_cache import TrunkCache, allocate
 
 POOLED = ("mean", "last")
@@ -140,6 +140,7 @@ def trunk_pass(
     desc: str = "trunk pass",
     progress: bool = True,
     in_place: bool = False,
+    calibration: list[list[int]] | None = None,
 ) -> tuple[PooledFeatures, TrunkCache | None]:
     """Run the decoder's blocks once over `ids`, up to the deepest of `layers` and `boundary`.
 
@@ -148,6 +149,8 @@ def trunk_pass(
     int8) runs a converted copy of the blocks (precision.py), or, `in_place`, converts the
     decoder's own blocks (a probe-only run, which never needs them in float32 again: the float32
     weights' memory goes); pooled vectors are kept in float16, boundary states in `cache_dtype`.
+    int8 blocks are smoothed on `calibration` (token ids; precision.calibration_ids of `ids`
+    when None): a run passes the same texts to every split's pass and records them.
     """
     if window is not None and boundary is not None:
         raise ValueError("per-token boundary states are kept for whole texts only (window None)")
@@ -167,7 +170,9 @@ def trunk_pass(
         cache = TrunkCache(data, offsets, spill)
     device = next(decoder.parameters()).device
     where = {layer: j for j, layer in enumerate(layers)}
-    blocks = (reduce_in_place if in_place else reduced_blocks)(decoder.blocks[:depth], dtype)
+    if dtype == "int8" and calibration is None:
+        calibration = calibration_ids(ids)
+    blocks = reduced_blocks(decoder, depth, dtype, calibration, causal, in_place)
     bar = tqdm(total=n, desc=desc, unit="window" if n != n_texts else "text", disable=not progress, leave=False)
     for b in length_batches(lengths, max_batch, max_tokens):
         input_ids, mask = pad_batch([ids[i] for i in b], pad_id, side="right")

@@ -96,15 +96,15 @@ def _build_model(run_dir: Path, cfg: dict, spec: RunSpec, trunk_dtype: str = "au
     if spec.depth is not None:  # early exit: the blocks above the probe's deepest layer never run
         del decoder.blocks[spec.depth:]
     if trunk_dtype != "float32" and spec.trunk_dtype != "float32":
-        from .precision import fast_bfloat16, reduce_in_place
+        from .precision import fast_bfloat16, reduced_blocks
 
         # the arithmetic the classifier learned from, where this machine has it
         if spec.trunk_dtype == "int8" or fast_bfloat16("cpu"):
-            if spec.recipe == "finetune":  # the frozen blocks below the trained top
-                reduce_in_place(decoder.blocks[:spec.frozen_blocks], spec.trunk_dtype)
+            # a fine-tuned top: the frozen blocks below it; a probe: every block it runs
+            n = spec.frozen_blocks if spec.recipe == "finetune" else len(decoder.blocks)
+            reduced_blocks(decoder, n, spec.trunk_dtype, spec.calibration_ids, spec.causal, in_place=True)
+            if spec.recipe == "finetune":
                 clf.reduced_blocks = spec.frozen_blocks
-            else:
-                reduce_in_place(decoder.blocks, spec.trunk_dtype)
     return clf
 
 

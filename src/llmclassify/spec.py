@@ -55,6 +55,9 @@ class RunSpec:
     # (blocks [0, frozen_blocks), computed by the shared pass of --recipe auto).
     trunk_dtype: str = "float32"
     frozen_blocks: int = 0
+    # int8 trunk: the token ids of the few train texts its SmoothQuant factors were measured on
+    # (precision.calibration_ids); prediction measures them again on the same ids.
+    calibration_ids: list[list[int]] | None = None
     train_config: dict = field(default_factory=dict)
     # Written by checkpoint.save_run beside the spec (weights file + checksum, pad id, ...).
     extra: dict = field(default_factory=dict)

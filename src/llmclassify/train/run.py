@@ -251,6 +251,10 @@ def _trunk_pass(run: Run, recipe: str, feats: dict, shared_caches: dict | None) 
 
         run.trunk_dtype = choose_trunk_dtype(next(clf.parameters()).device, cfg.trunk_dtype)
         run.frozen_dtype = run.trunk_dtype if use_cache else "float32"
+        if run.trunk_dtype == "int8":  # int8 smoothing's texts: the same for every split, and for prediction
+            from ..precision import calibration_ids
+
+            run.calibration_ids = calibration_ids(run.ids["train"])
         pooled, caches = {}, {}
         for s in SPLITS:
             pooled[s], caches[s] = trunk_pass(
@@ -261,7 +265,7 @@ def _trunk_pass(run: Run, recipe: str, feats: dict, shared_caches: dict | None) 
                 cache_dtype=getattr(torch, cfg.cache_dtype), memory_budget=int(cfg.cache_memory_gb * (1 << 30)),
                 spill_dir=str(run.out_dir), desc=f"trunk pass ({s})", progress=run.progress,
                 # no fine-tuned top, no full weights saved: the float32 blocks are not needed again
-                in_place=recipe == "probe" and not cfg.full_weights)
+                in_place=recipe == "probe" and not cfg.full_weights, calibration=run.calibration_ids)
     for s in SPLITS:
         feats[s] = Features(run.ids[s], labels[s], run.tok.pad_id, caches[s])
     run.seconds["trunk_pass"] = time.perf_counter() - t0
@@ -355,6 +359,7 @@ def _report_and_save(run: Run, fitted: Fitted, base, feats: dict) -> dict:
         threshold=threshold, temperature=temperature, train_config=cfg.to_dict(),
         trunk_dtype=run.trunk_dtype if fitted.spec_fields["recipe"] != "finetune" else run.frozen_dtype,
         frozen_blocks=run.boundary if fitted.spec_fields["recipe"] == "finetune" else 0,
+        calibration_ids=run.calibration_ids,
         head_bias=cfg.head_bias or fitted.spec_fields["recipe"] != "finetune",  # a probe's head has one
         **{k: v for k, v in fitted.spec_fields.items() if k in ("recipe", "probe", "hybrid_weight", "lora", "window")},
     )

@@ -35,6 +35,7 @@ class Run:
     peak_mib: dict = field(default_factory=dict)  # stage -> the process's peak resident memory after it
     trunk_dtype: str = "float32"  # the arithmetic of the trunk pass (precision.py)
     frozen_dtype: str = "float32"  # fine-tuning: the arithmetic of the frozen blocks its trunk cache came from
+    calibration_ids: list | None = None  # int8 trunk: the token ids its smoothing was measured on (precision.py)
     truncate: str = "head"  # which tokens of a text over max_len are kept (inputs.cut_tokens)
     long_texts: dict = field(default_factory=dict)  # per split: texts over --window tokens
 
