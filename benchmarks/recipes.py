@@ -25,6 +25,7 @@ from suite import train_child
 RUNS = {
     "default split, auto (new default)": [],
     "default split, auto, float32 trunk": ["--trunk-dtype", "float32"],
+    "default split, auto, int8 trunk": ["--trunk-dtype", "int8"],
     "default split, finetune last block (old default)": ["--recipe", "finetune", "--baseline", "none"],
     "book split, auto": ["--preset", "reference", "--recipe", "auto"],
     "book split, auto, float32 trunk": ["--preset", "reference", "--recipe", "auto", "--trunk-dtype", "float32"],
