@@ -91,7 +91,11 @@ def reduced_blocks(decoder, n_blocks: int, trunk_dtype: str, calibration: list[l
         return blocks
     smooth = trunk_dtype == "int8" and calibration and n_blocks
     maxima = input_maxima(decoder, n_blocks, calibration, causal) if smooth else None
-    return reduce_in_place(blocks if in_place else copy.deepcopy(blocks), trunk_dtype, maxima)
+    # one block at a time: a copy holds one more float32 block at most, not the whole trunk
+    return torch.nn.ModuleList(
+        reduce_in_place(torch.nn.ModuleList([block if in_place else copy.deepcopy(block)]), trunk_dtype,
+                        maxima[k : k + 1] if maxima else None)[0]
+        for k, block in enumerate(blocks))
 
 
 def _converted(blocks: torch.nn.ModuleList) -> bool:
@@ -133,7 +137,10 @@ def quantize_int8(module: torch.nn.Module, keep_float: tuple[str, ...] = ()) -> 
 # (300 SMS texts, features' cosine to float32, all layers, down_proj in float32): 0.5 -> 0.9962,
 # 0.65 -> 0.9978, 0.7 -> 0.9981, 0.8 -> 0.9985 (unsmoothed: 0.9877; minimum 0.77 -> 0.98).
 SMOOTHING_ALPHA = 0.75
-CALIBRATION_TEXTS, CALIBRATION_TOKENS = 32, 128  # texts spread over the train split, tokens kept of each
+# Texts spread over the train split, and the tokens kept of each. The factors need the channels'
+# scale, not their exact maxima: on 400 SMS texts 16 x 64 tokens (617) gave features at cosine
+# 0.99823 to float32 against 0.99827 from 32 x 128 (1,231), in 1.5 s instead of 2.5 s of float32.
+CALIBRATION_TEXTS, CALIBRATION_TOKENS = 16, 64
 
 
 def calibration_ids(ids: list[list[int]]) -> list[list[int]]:
