@@ -14,15 +14,16 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def git_commit(repo: str | Path = REPO) -> str:
-    """Short commit of `repo`'s HEAD, with `+dirty` when tracked files differ from it;
-    `unknown` outside a git checkout (or without git)."""
+    """Short commit of `repo`'s HEAD, with `+dirty` when tracked files differ from it (but the
+    results in benchmarks/results/, which an earlier benchmark of the same batch may have just
+    written); `unknown` outside a git checkout (or without git)."""
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
                               check=True).stdout.strip()
 
     try:
         commit = git("rev-parse", "--short=12", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)benchmarks/results")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + ("+dirty" if dirty else "")

@@ -352,6 +352,21 @@ def test_reduced_precision_trunk_pass_agrees_with_float32(tmp_path, tiny_model_d
         assert not torch.allclose(got, unsmoothed.data[:4, 0], atol=2e-3, rtol=2e-3)
 
 
+@pytest.mark.parametrize("flags,expected", [(["avx2", "avx512_bf16", "avx512_vnni"], "bfloat16"),
+                                             (["amx_bf16"], "bfloat16"), (["avx2", "avx512_vnni"], "float32"),
+                                             (["avx2"], "float32"), ([], "float32")])
+def test_auto_trunk_dtype_follows_the_cpu(monkeypatch, flags, expected):
+    """`--trunk-dtype auto`: bfloat16 where the CPU has it fast, else float32 (int8 is opt-in:
+    precision.py says why); a named arithmetic is kept (int8 on a GPU is refused)."""
+    from llmclassify import precision
+
+    monkeypatch.setattr(precision, "cpu_features", lambda: {"cpu": "test", "flags": flags, "cores": 2, "torch": "x"})
+    assert precision.choose_trunk_dtype("cpu") == expected
+    assert precision.choose_trunk_dtype("cpu", "float32") == "float32"
+    with pytest.raises(ValueError, match="for CPUs"):
+        precision.choose_trunk_dtype("cuda", "int8")
+
+
 @pytest.mark.parametrize("family", ["gpt2", "llama", "qwen2"])
 def test_int8_smoothing_keeps_the_float32_function_and_cuts_the_int8_error(tmp_path, family):
     """SmoothQuant's rescaling (precision.smooth_for_int8) leaves float32 features unchanged

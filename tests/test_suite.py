@@ -269,3 +269,27 @@ def test_machine_describe_uses_precision_cpu_features(mods):
     assert d["command"] == "python bench.py --quick" and d["date"] and facts["cpu"] in d["summary"]
     assert re.fullmatch(r"[0-9a-f]{12}(\+dirty)?|unknown", d["commit"])
     assert machine.git_commit(Path("/")) == "unknown"
+
+
+def test_git_commit_is_dirty_for_changed_code_not_for_written_results(mods, tmp_path):
+    """A benchmark run after another in one batch records a clean commit: the results the first
+    one wrote are not a change of the code that produced them."""
+    import subprocess
+
+    _, _, machine = mods
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "results" / "r.md").write_text("old\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    clean = machine.git_commit(tmp_path)
+    assert re.fullmatch(r"[0-9a-f]{12}", clean)
+    (tmp_path / "benchmarks" / "results" / "r.md").write_text("new\n")
+    assert machine.git_commit(tmp_path) == clean
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert machine.git_commit(tmp_path) == clean + "+dirty"

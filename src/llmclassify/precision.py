@@ -14,9 +14,12 @@ One pass over every text is nearly all of a run's cost. Its blocks can run in:
   factors come from the inputs' largest values over a few texts (`calibration_ids`), which
   the run records (spec.calibration_ids) so that prediction smooths the same way.
 RMSNorm statistics, rotary angles and softmax accumulate in float32 either way (model.py).
-`auto` picks bfloat16 where it is fast, else float32: int8 changes features more (see
-benchmarks/results/precision.md) and is opt-in. A probe records the choice (spec.trunk_dtype)
-and prediction runs the same arithmetic where the machine has it.
+`auto` picks bfloat16 where it is fast, else float32. int8 is opt-in although smoothed int8
+scored as float32 did (benchmarks/results/recipes-int8.md): its activations are quantized with
+one scale per batch, so a text's probabilities move (about as much as int8 moves them from
+float32's) with the other texts of its batch, and a label near the boundary can flip between
+training's pass and prediction; bfloat16 and float32 have no such dependence. A run records the
+choice (spec.trunk_dtype) and prediction runs the same arithmetic where the machine has it.
 """
 
 from __future__ import annotations
