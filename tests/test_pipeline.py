@@ -304,8 +304,8 @@ def test_cli_models_lists_presets_with_cache_state(tmp_path, monkeypatch, capsys
 
 
 def test_int8_prediction_quantizes_every_linear_and_keeps_labels(tiny_run):
-    """`--quantize int8`: every Linear of the loaded run (head included) becomes a dynamic int8
-    one, and the labels stay those of float32 on nearly every text."""
+    """`--quantize int8`: every Linear of the loaded run (head included) becomes an int8 one
+    (precision.Int8Linear), and the labels stay those of float32 on nearly every text."""
     texts = json.loads((tiny_run / "split.json").read_text())["test"]["texts"]
     f32 = Classifier.load(tiny_run)
     q8 = Classifier.load(tiny_run, quantize="int8")

@@ -367,12 +367,32 @@ def test_auto_trunk_dtype_follows_the_cpu(monkeypatch, flags, expected):
         precision.choose_trunk_dtype("cuda", "int8")
 
 
+def test_int8_linear_is_close_to_float32_and_each_token_independent_of_its_batch():
+    """Int8Linear: within int8's rounding of the float32 layer, and a token's output is the
+    same alone as among others whose values are a thousand times larger (per-token scales;
+    PyTorch's dynamic quantization, one scale per batch, fails this)."""
+    from llmclassify.precision import Int8Linear, quantize_int8
+
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(64, 24)
+    x = torch.randn(5, 64)
+    q = Int8Linear(lin)
+    ref = lin(x)
+    assert ((q(x) - ref).norm() / ref.norm()) < 0.02
+    crowd = torch.cat([x[:1], 1000 * torch.randn(7, 64)])
+    torch.testing.assert_close(q(crowd)[:1], q(x[:1]), rtol=0, atol=0)
+    assert q(x.view(1, 5, 64)).shape == (1, 5, 24)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Sequential(torch.nn.Linear(64, 3)))
+    quantize_int8(model)
+    assert [type(m).__name__ for m in model.modules() if "Linear" in type(m).__name__] == ["Int8Linear"] * 2
+
+
 @pytest.mark.parametrize("family", ["gpt2", "llama", "qwen2"])
 def test_int8_smoothing_keeps_the_float32_function_and_cuts_the_int8_error(tmp_path, family):
     """SmoothQuant's rescaling (precision.smooth_for_int8) leaves float32 features unchanged
     (LayerNorm bias, q/k/v bias, grouped K/V heads alike); on blocks whose norm makes one input
-    channel a hundred times the rest (as real models' are), the smoothed int8 pass is closer
-    to float32 than the unsmoothed one."""
+    channel a hundred times the rest, read by small weights (as real models' are), the smoothed
+    int8 pass is closer to float32 than the unsmoothed one."""
     import copy
 
     from llmclassify.precision import calibration_ids, input_maxima, smooth_for_int8
@@ -380,9 +400,14 @@ def test_int8_smoothing_keeps_the_float32_function_and_cuts_the_int8_error(tmp_p
     hf_dir = {"gpt2": lambda: tiny_gpt2_hf(tmp_path), "llama": lambda: tiny_llama_hf(tmp_path),
               "qwen2": lambda: tiny_llama_hf(tmp_path, qwen=True)}[family]()[0]
     dec = _decoder(hf_dir)
-    for block in dec.blocks:  # an outlier channel in what q/k/v and the MLP read
-        block.norm1.weight.data[3] *= 100
-        block.norm2.weight.data[5] *= 100
+    for block in dec.blocks:  # an outlier channel in what q/k/v and the MLP read, with small weights
+        block.norm1.weight.data[3] *= 100  # reading it (as in real models): the function is the same,
+        block.norm2.weight.data[5] *= 100  # but the channel sets each token's int8 scale
+        for proj in (block.attn.q_proj, block.attn.k_proj, block.attn.v_proj):
+            proj.weight.data[:, 3] /= 100
+        for proj in (getattr(block.mlp, "gate_proj", None), block.mlp.up_proj):
+            if proj is not None:
+                proj.weight.data[:, 5] /= 100
     g = torch.Generator().manual_seed(7)
     ids = [torch.randint(1, 250, (int(n),), generator=g).tolist() for n in torch.randint(4, 30, (24,), generator=g)]
     layers = list(range(1, len(dec.blocks) + 1))
@@ -398,8 +423,8 @@ def test_int8_smoothing_keeps_the_float32_function_and_cuts_the_int8_error(tmp_p
         low, _ = trunk_pass(dec, ids, 0, layers=layers, dtype="int8", calibration=calibration, progress=False)
         return torch.nn.functional.cosine_similarity(f32.data.float(), low.data.float(), dim=-1).mean()
 
-    plain, smoothed = int8_cosine([]), int8_cosine(None)  # no calibration texts: plain dynamic int8
-    assert smoothed > plain + 0.01 and smoothed > 0.98  # measured: 0.978 -> 0.9996, 0.949 -> 0.982, 0.974 -> 0.998
+    plain, smoothed = int8_cosine([]), int8_cosine(None)  # no calibration texts: plain int8
+    assert 1 - smoothed < (1 - plain) / 4 and plain < 0.999  # the outlier costs plain int8; smoothing undoes it
 
 
 @pytest.mark.parametrize("dtype", ["int8", "bfloat16"])

@@ -4,14 +4,17 @@ One pass over every text is nearly all of a run's cost. Its blocks can run in:
 - float32: the decoder's own weights;
 - bfloat16: a copy of the blocks converted once (fast where the CPU has AVX512-BF16 or AMX,
   and on GPUs; on an AVX2-only CPU several times slower than float32, so `auto` avoids it);
-- int8: a copy whose Linear layers (but the MLP's output projection) are dynamically quantized
-  (int8 weights per output channel, activations quantized per batch, PyTorch's fbgemm kernels),
-  CPU only, after SmoothQuant's smoothing (Xiao et al. 2023, `smooth_for_int8`): a few input
-  channels of these models carry values a hundred times the rest, and one int8 scale per batch
-  for all channels rounds the others away. Smoothing divides each such channel by a factor
-  and multiplies the weights that read it by the same factor (folded into the preceding norm,
-  or the value projection): the float32 function is unchanged, the int8 error is not. The
-  factors come from the inputs' largest values over a few texts (`calibration_ids`), which
+- int8: a copy whose Linear layers are `Int8Linear`: int8 weights with a scale per output
+  channel, activations quantized to int8 per token at run time, int8 x int8 -> int32 products
+  (torch._int_mm, oneDNN's kernels), CPU only. Per token, not per batch as PyTorch's dynamic
+  quantization: a text's result does not depend on the texts batched with it, and the few
+  tokens whose states are a thousand times the rest (the first token of these models) do not
+  flatten every other token's scale. Before that, SmoothQuant's smoothing (Xiao et al. 2023,
+  `smooth_for_int8`): a few input CHANNELS carry values a hundred times the rest, which one
+  scale per token rounds the others away against. Smoothing divides each such channel by a
+  factor and multiplies the weights that read it by the same factor (folded into the preceding
+  norm, or the value projection): the float32 function is unchanged, the int8 error is not.
+  The factors come from the inputs' largest values over a few texts (`calibration_ids`), which
   the run records (spec.calibration_ids) so that prediction smooths the same way.
 RMSNorm statistics, rotary angles and softmax accumulate in float32 either way (model.py).
 `auto` picks bfloat16 where it is fast, else float32. int8 is opt-in although smoothed int8
@@ -27,15 +30,10 @@ from __future__ import annotations
 import copy
 import os
 import platform
-import warnings
 
 import torch
 
 TRUNK_DTYPES = ("float32", "bfloat16", "int8")
-# Kept in float32 under int8: the MLP's output projection reads the few huge activations of
-# these models; quantizing it per batch drops the features' cosine to float32 from about 0.99
-# to 0.88 at layers 8-30 (SmolLM2-135M, 24 SMS texts; benchmarks/results/precision.md).
-INT8_KEEPS_FLOAT = ("down_proj",)
 _FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_int8", "avx512_vnni", "avx_vnni")
 
 
@@ -103,10 +101,8 @@ def reduced_blocks(decoder, n_blocks: int, trunk_dtype: str, calibration: list[l
 
 def _converted(blocks: torch.nn.ModuleList) -> bool:
     """Whether `blocks` run in reduced arithmetic already."""
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
-
     q = blocks[0].attn.q_proj if len(blocks) else None
-    return isinstance(q, DynamicInt8Linear) or (isinstance(q, torch.nn.Linear) and q.weight.dtype != torch.float32)
+    return isinstance(q, Int8Linear) or (isinstance(q, torch.nn.Linear) and q.weight.dtype != torch.float32)
 
 
 def reduce_in_place(blocks: torch.nn.ModuleList, trunk_dtype: str, maxima: list[dict] | None = None
@@ -118,27 +114,50 @@ def reduce_in_place(blocks: torch.nn.ModuleList, trunk_dtype: str, maxima: list[
     if trunk_dtype == "int8":
         if maxima is not None:
             smooth_for_int8(blocks, maxima)
-        return quantize_int8(blocks, keep_float=INT8_KEEPS_FLOAT)
+        return quantize_int8(blocks)
     return blocks
 
 
-def quantize_int8(module: torch.nn.Module, keep_float: tuple[str, ...] = ()) -> torch.nn.Module:
-    """Swap `module`'s Linear layers, in place, for dynamic int8 ones (int8 weights with a scale
-    per output channel, activations quantized per batch), but those named in `keep_float`.
-    `--quantize int8` at prediction quantizes every Linear; the int8 trunk keeps INT8_KEEPS_FLOAT."""
-    from torch.ao.quantization import per_channel_dynamic_qconfig
+class Int8Linear(torch.nn.Module):
+    """A Linear layer in int8: weights rounded to int8 with one scale per output channel, once;
+    each token's input rounded to int8 with its own scale (its largest |value| / 127) at run
+    time; the int8 x int8 products summed in int32 (torch._int_mm) and scaled back to float32.
+    A token's output depends on that token alone."""
 
-    linear = {name: per_channel_dynamic_qconfig for name, m in module.named_modules()
-              if isinstance(m, torch.nn.Linear) and name.rsplit(".", 1)[-1] not in keep_float}
-    with warnings.catch_warnings():  # torch.ao's deprecation notice: it still ships, no extra dependency
-        warnings.simplefilter("ignore")
-        return torch.ao.quantization.quantize_dynamic(module, linear, dtype=torch.qint8, inplace=True)
+    def __init__(self, linear: torch.nn.Linear):
+        super().__init__()
+        w = linear.weight.detach().float()
+        self.in_features, self.out_features = w.shape[1], w.shape[0]
+        scale = (w.abs().amax(1) / 127).clamp(min=1e-12)
+        self.register_buffer("weight_int8", torch.round(w / scale[:, None]).to(torch.int8).t().contiguous())  # (in, out)
+        self.register_buffer("weight_scale", scale)
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, self.in_features).float()
+        scale = (rows.abs().amax(1, keepdim=True) / 127).clamp(min=1e-12)
+        products = torch._int_mm(torch.round(rows / scale).to(torch.int8), self.weight_int8)
+        y = products.float() * scale * self.weight_scale
+        if self.bias is not None:
+            y = y + self.bias
+        return y.view(*x.shape[:-1], self.out_features)
+
+
+def quantize_int8(module: torch.nn.Module) -> torch.nn.Module:
+    """Swap every Linear layer of `module`, in place, for an Int8Linear: the int8 trunk's blocks,
+    and `--quantize int8` at prediction (the whole classifier, head included)."""
+    for name, child in list(module.named_children()):
+        if isinstance(child, torch.nn.Linear):
+            setattr(module, name, Int8Linear(child))
+        else:
+            quantize_int8(child)
+    return module
 
 
 # --- SmoothQuant for the int8 trunk ------------------------------------------------------------
 # Migration strength: a channel's factor is max|x|^a / max|w|^(1 - a). Measured on SmolLM2-135M
-# (300 SMS texts, features' cosine to float32, all layers, down_proj in float32): 0.5 -> 0.9962,
-# 0.65 -> 0.9978, 0.7 -> 0.9981, 0.8 -> 0.9985 (unsmoothed: 0.9877; minimum 0.77 -> 0.98).
+# (300 SMS texts, features' mean cosine to float32 over all layers, Int8Linear everywhere):
+# 0.5 -> 0.99831, 0.65 -> 0.99853, 0.75 -> 0.99856, 0.85 -> 0.99848 (unsmoothed, 400 texts: 0.99699).
 SMOOTHING_ALPHA = 0.75
 # Texts spread over the train split, and the tokens kept of each. The factors need the channels'
 # scale, not their exact maxima: on 400 SMS texts 16 x 64 tokens (617) gave features at cosine
