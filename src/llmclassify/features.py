@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from .heads import pool
 from .inputs import length_batches, pad_batch
-from .precision import activation_dtype, calibration_ids, reduced_blocks
+from .precision import activation_dtype, calibration_ids, hold_freed_memory, reduced_blocks
 from .trunk_cache import TrunkCache, allocate
 
 POOLED = ("mean", "last")
@@ -154,6 +154,7 @@ def trunk_pass(
     """
     if window is not None and boundary is not None:
         raise ValueError("per-token boundary states are kept for whole texts only (window None)")
+    hold_freed_memory()
     n_texts = len(ids)
     ids, owner = split_windows(ids, window)
     n = len(ids)

@@ -55,6 +55,32 @@ def cpu_features() -> dict:
             "torch": torch.__version__}
 
 
+_ALLOCATOR_TUNED = False
+
+
+def hold_freed_memory() -> None:
+    """Keep freed memory in the process (glibc): by default glibc hands every freed block over
+    128 KB-32 MB back to the kernel, and the pass allocates and frees tens of MB per layer, so
+    each layer faults its pages in again. Blocks up to 32 MB now come from the heap, and up to
+    512 MB of freed heap stays resident (the peak is unchanged; memory is returned at exit).
+    Measured with precision.py on 300 SMS texts, default vs the same settings through glibc's
+    environment variables: float32 pass 21.8 -> 17.7 s, int8 8.2 -> 5.5 s, bfloat16 unchanged.
+    Once per process; nothing where the C library is not glibc."""
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED or platform.system() != "Linux":
+        return
+    _ALLOCATOR_TUNED = True
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3  # malloc.h
+        libc.mallopt(m_mmap_threshold, 32 << 20)
+        libc.mallopt(m_trim_threshold, 512 << 20)
+    except (OSError, AttributeError):  # not glibc (musl, ...): its defaults stay
+        pass
+
+
 def fast_bfloat16(device) -> bool:
     """Whether bfloat16 matmuls beat float32 here: a GPU that supports them, or a CPU with
     AVX512-BF16 or AMX."""
@@ -135,11 +161,12 @@ class Int8Linear(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features).float()
-        scale = (rows.abs().amax(1, keepdim=True) / 127).clamp(min=1e-12)
-        products = torch._int_mm(torch.round(rows / scale).to(torch.int8), self.weight_int8)
-        y = products.float() * scale * self.weight_scale
+        # few full-size temporaries (in-place where it can): each is memory to fault in
+        scale = torch.maximum(rows.amax(1, keepdim=True), rows.amin(1, keepdim=True).neg_()).div_(127).clamp_(min=1e-12)
+        products = torch._int_mm(rows.div(scale).round_().to(torch.int8), self.weight_int8)
+        y = products.float().mul_(scale).mul_(self.weight_scale)
         if self.bias is not None:
-            y = y + self.bias
+            y.add_(self.bias)
         return y.view(*x.shape[:-1], self.out_features)
 
 

@@ -270,6 +270,9 @@ class Classifier(Predictor):
             raise UserError(f"unknown dtype '{dtype}' (choose from float32, bfloat16)")
         if quantize not in (None, "int8"):
             raise UserError(f"unknown --quantize '{quantize}' (choose from int8)")
+        from .precision import hold_freed_memory
+
+        hold_freed_memory()
         cfg = checkpoint.load_run_config(run_dir)
         spec = RunSpec.from_dict(cfg)
         clf = _build_model(run_dir, cfg, spec, trunk_dtype)
