@@ -275,6 +275,8 @@ class Classifier(Predictor):
         hold_freed_memory()
         cfg = checkpoint.load_run_config(run_dir)
         spec = RunSpec.from_dict(cfg)
+        if spec.trunk_dtype == "int8" and not str(device).startswith("cpu"):
+            trunk_dtype = "float32"  # int8 blocks are a CPU arithmetic; elsewhere the float32 function
         clf = _build_model(run_dir, cfg, spec, trunk_dtype)
         tok = Tokenizer.load(run_dir)
         metrics = read_metrics(run_dir)
