@@ -446,6 +446,20 @@ def test_int8_smoothing_keeps_the_float32_function_and_cuts_the_int8_error(tmp_p
     assert 1 - smoothed < (1 - plain) / 4 and plain < 0.999  # the outlier costs plain int8; smoothing undoes it
 
 
+def test_a_run_converts_and_calibrates_the_trunk_once_for_all_splits(tmp_path, tiny_model_dir, small_data,
+                                                                     monkeypatch):
+    """The int8 blocks (smoothing's float32 calibration pass included) are built once per run,
+    not once per split."""
+    from llmclassify import precision
+
+    calls = []
+    real = precision.input_maxima
+    monkeypatch.setattr(precision, "input_maxima", lambda *a, **k: calls.append(1) or real(*a, **k))
+    s = train(tiny_train_config(tiny_model_dir, small_data, tmp_path / "run", recipe="auto", trunk_dtype="int8",
+                                baseline="none"))
+    assert s["trunk_dtype"] == "int8" and len(calls) == 1
+
+
 @pytest.mark.parametrize("dtype", ["int8", "bfloat16"])
 def test_auto_finetuned_top_predicts_in_the_arithmetic_of_its_trunk_cache(tiny_model_dir, small_data, tmp_path,
                                                                            monkeypatch, dtype):

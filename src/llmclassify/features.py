@@ -121,6 +121,11 @@ def combine_windows(pooled: torch.Tensor, counts: torch.Tensor, owner: list[int]
     return out
 
 
+def pass_depth(layers, boundary: int | None = None) -> int:
+    """How many blocks a pass runs: to the deepest layer read, or the boundary kept."""
+    return max(list(layers) + ([boundary] if boundary is not None else []), default=0)
+
+
 @torch.inference_mode()
 def trunk_pass(
     decoder,
@@ -139,18 +144,17 @@ def trunk_pass(
     max_tokens: int = 4096,
     desc: str = "trunk pass",
     progress: bool = True,
-    in_place: bool = False,
     calibration: list[list[int]] | None = None,
+    blocks: torch.nn.ModuleList | None = None,
 ) -> tuple[PooledFeatures, TrunkCache | None]:
     """Run the decoder's blocks once over `ids`, up to the deepest of `layers` and `boundary`.
 
     Returns the pooled vectors of `layers`, and, when `boundary` is given, the per-token states
     entering block `boundary` (a TrunkCache, real tokens only). `dtype` (float32, bfloat16,
-    int8) runs a converted copy of the blocks (precision.py), or, `in_place`, converts the
-    decoder's own blocks (a probe-only run, which never needs them in float32 again: the float32
-    weights' memory goes); pooled vectors are kept in float16, boundary states in `cache_dtype`.
-    int8 blocks are smoothed on `calibration` (token ids; precision.calibration_ids of `ids`
-    when None): a run passes the same texts to every split's pass and records them.
+    int8) runs a converted copy of the blocks (precision.reduced_blocks; int8 smoothed on
+    `calibration`, token ids, precision.calibration_ids of `ids` when None), or `blocks`, the
+    decoder's first blocks converted once by the caller for the passes over several splits;
+    pooled vectors are kept in float16, boundary states in `cache_dtype`.
     """
     if window is not None and boundary is not None:
         raise ValueError("per-token boundary states are kept for whole texts only (window None)")
@@ -160,7 +164,7 @@ def trunk_pass(
     n = len(ids)
     lengths = [len(x) for x in ids]
     d = decoder.cfg.emb_dim
-    depth = max(list(layers) + ([boundary] if boundary is not None else []), default=0)
+    depth = pass_depth(layers, boundary)
     pooled_data, pooled_spill = allocate(n * len(layers) * 2, d, torch.float16, memory_budget, spill_dir)
     pooled_data = pooled_data.view(n, len(layers), 2, d)
     cache = None
@@ -171,9 +175,12 @@ def trunk_pass(
         cache = TrunkCache(data, offsets, spill)
     device = next(decoder.parameters()).device
     where = {layer: j for j, layer in enumerate(layers)}
-    if dtype == "int8" and calibration is None:
-        calibration = calibration_ids(ids)
-    blocks = reduced_blocks(decoder, depth, dtype, calibration, causal, in_place)
+    if blocks is None:
+        if dtype == "int8" and calibration is None:
+            calibration = calibration_ids(ids)
+        blocks = reduced_blocks(decoder, depth, dtype, calibration, causal)
+    elif len(blocks) < depth:
+        raise ValueError(f"the pass runs {depth} blocks; {len(blocks)} were given")
     bar = tqdm(total=n, desc=desc, unit="window" if n != n_texts else "text", disable=not progress, leave=False)
     for b in length_batches(lengths, max_batch, max_tokens):
         input_ids, mask = pad_batch([ids[i] for i in b], pad_id, side="right")

@@ -92,7 +92,7 @@ def choose_trunk_dtype(device, requested: str = "auto") -> str:
     if requested not in ("auto", *TRUNK_DTYPES):
         raise ValueError(f"unknown trunk dtype {requested!r}")
     if requested == "int8" and torch.device(device).type != "cpu":
-        raise ValueError("int8 trunk arithmetic is for CPUs (dynamic quantization)")
+        raise ValueError("int8 trunk arithmetic is for CPUs (Int8Linear)")
     if requested != "auto":
         return requested
     if fast_bfloat16(device):
@@ -121,7 +121,7 @@ def reduced_blocks(decoder, n_blocks: int, trunk_dtype: str, calibration: list[l
     `calibration` texts' token ids (`calibration_ids`) where they are given (runs saved before
     smoothing have none)."""
     blocks = decoder.blocks[:n_blocks]
-    if trunk_dtype == "float32" or (in_place and _converted(blocks)):  # (a run's later splits)
+    if trunk_dtype == "float32":
         return blocks
     smooth = trunk_dtype == "int8" and calibration and n_blocks
     maxima = input_maxima(decoder, n_blocks, calibration, causal) if smooth else None
@@ -130,12 +130,6 @@ def reduced_blocks(decoder, n_blocks: int, trunk_dtype: str, calibration: list[l
         reduce_in_place(torch.nn.ModuleList([block if in_place else copy.deepcopy(block)]), trunk_dtype,
                         maxima[k : k + 1] if maxima else None)[0]
         for k, block in enumerate(blocks))
-
-
-def _converted(blocks: torch.nn.ModuleList) -> bool:
-    """Whether `blocks` run in reduced arithmetic already."""
-    q = blocks[0].attn.q_proj if len(blocks) else None
-    return isinstance(q, Int8Linear) or (isinstance(q, torch.nn.Linear) and q.weight.dtype != torch.float32)
 
 
 def reduce_in_place(blocks: torch.nn.ModuleList, trunk_dtype: str, maxima: list[dict] | None = None

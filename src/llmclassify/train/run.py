@@ -240,32 +240,33 @@ def _trunk_pass(run: Run, recipe: str, feats: dict, shared_caches: dict | None) 
     if recipe == "finetune":
         caches = finetune_caches(run, use_cache, shared_caches)
     else:
-        from ..features import probe_layers, trunk_pass
+        from ..features import pass_depth, probe_layers, trunk_pass
 
         layers = [int(x) for x in cfg.probe_layers] if cfg.probe_layers else probe_layers(clf.n_layers)
         if cfg.probe:
             from ..probes import parse_probe
 
             layers = sorted({layer for layer, _ in parse_probe(cfg.probe, clf.n_layers)})
-        from ..precision import choose_trunk_dtype
+        from ..precision import calibration_ids, choose_trunk_dtype, reduced_blocks
 
         run.trunk_dtype = choose_trunk_dtype(next(clf.parameters()).device, cfg.trunk_dtype)
         run.frozen_dtype = run.trunk_dtype if use_cache else "float32"
-        if run.trunk_dtype == "int8":  # int8 smoothing's texts: the same for every split, and for prediction
-            from ..precision import calibration_ids
-
+        if run.trunk_dtype == "int8":  # int8 smoothing's texts: recorded for prediction
             run.calibration_ids = calibration_ids(run.ids["train"])
+        boundary = run.boundary if use_cache else None
+        # converted once for every split; a probe-only run never needs the float32 blocks again
+        # (no fine-tuned top, no full weights saved): they are converted in place, their memory goes
+        blocks = reduced_blocks(clf.decoder, pass_depth(layers, boundary), run.trunk_dtype, run.calibration_ids,
+                                cfg.causal, in_place=recipe == "probe" and not cfg.full_weights)
         pooled, caches = {}, {}
         for s in SPLITS:
             pooled[s], caches[s] = trunk_pass(
                 clf.decoder, run.ids[s], run.tok.pad_id, layers=layers,
-                boundary=run.boundary if use_cache else None, window=None if use_cache else cfg.window or None,
+                boundary=boundary, window=None if use_cache else cfg.window or None,
                 dtype=run.trunk_dtype,
                 causal=cfg.causal,
                 cache_dtype=getattr(torch, cfg.cache_dtype), memory_budget=int(cfg.cache_memory_gb * (1 << 30)),
-                spill_dir=str(run.out_dir), desc=f"trunk pass ({s})", progress=run.progress,
-                # no fine-tuned top, no full weights saved: the float32 blocks are not needed again
-                in_place=recipe == "probe" and not cfg.full_weights, calibration=run.calibration_ids)
+                spill_dir=str(run.out_dir), desc=f"trunk pass ({s})", progress=run.progress, blocks=blocks)
     for s in SPLITS:
         feats[s] = Features(run.ids[s], labels[s], run.tok.pad_id, caches[s])
     run.seconds["trunk_pass"] = time.perf_counter() - t0
