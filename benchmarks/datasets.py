@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 KINDS = ("spam", "topic", "sentiment")
-WINDOW = 512  # llmclassify train's default --window, in tokens
+WINDOW = 512  # tokens over which a text counts as long here (a Hugging Face pipeline's truncation)
 LENGTHS = ("short", "medium", "long")
 
 

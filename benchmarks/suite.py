@@ -9,9 +9,10 @@ beside them.
 
 Recipes: `auto` (`--recipe auto`: probes on the trunk's layers, the probe + TF-IDF hybrid and the
 fine-tuned top, chosen on held-out macro-F1), `finetune` (`--recipe finetune`: the old default,
-the last block fine-tuned on whole texts), and `auto` under each policy for texts over 512 tokens
-(`--long-texts`): `windows` (every token, in windows), `head` (the first 512 tokens, what a
-Hugging Face pipeline's truncation does), `head-tail` (the first 128 and the last 384). The
+the last block fine-tuned on whole texts), and `auto` under each policy for texts over
+`--window` tokens (`--long-texts`, train's default window unless --train-args gives one):
+`windows` (every token, in windows), `head` (the first window, what a Hugging Face pipeline's
+truncation does at 512), `head-tail` (its first quarter and last three quarters). The
 baseline (TF-IDF + logistic regression) is in every run's metrics.json; the searching recipes fit
 it every time (their hybrid candidate uses it), `finetune` reuses the first one's.
 
@@ -42,7 +43,7 @@ from machine import describe
 RECIPES = {
     "auto": ["--recipe", "auto"],
     "finetune": ["--recipe", "finetune"],
-    # auto under each --long-texts policy (window 512): the long-document comparison
+    # auto under each --long-texts policy: the long-document comparison
     "windows": ["--recipe", "auto", "--long-texts", "windows"],
     "head": ["--recipe", "auto", "--long-texts", "head"],
     "head-tail": ["--recipe", "auto", "--long-texts", "head-tail"],

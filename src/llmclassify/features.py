@@ -33,6 +33,10 @@ from .precision import activation_dtype, calibration_ids, hold_freed_memory, red
 from .trunk_cache import TrunkCache, allocate
 
 POOLED = ("mean", "last")
+# Padded tokens per batch of the pass. Smaller batches keep a block's activations in cache: on
+# the 2-core AMD EPYC of benchmarks/results, bfloat16, 1,024 tokens ran 7-10% more tokens per
+# second than 4,096 on SMS texts and on 256-token windows alike (interleaved, best of 3).
+PASS_TOKENS = 1024
 
 
 def padded_length(t: int) -> int:
@@ -141,7 +145,7 @@ def trunk_pass(
     memory_budget: int = 4 << 30,
     spill_dir: str | None = None,
     max_batch: int = 64,
-    max_tokens: int = 4096,
+    max_tokens: int = PASS_TOKENS,
     desc: str = "trunk pass",
     progress: bool = True,
     calibration: list[list[int]] | None = None,

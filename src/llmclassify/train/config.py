@@ -86,7 +86,7 @@ class TrainConfig:
                            choices=("tfidf", "none"))
     template: str | None = option(None, "prompt template applied before tokenising, e.g. "
                                   "'Message: {text}\\nCategory:'")
-    window: int = option(512, "texts longer than this many tokens are read as --long-texts says; 0: whole texts")
+    window: int = option(256, "texts longer than this many tokens are read as --long-texts says; 0: whole texts")
     long_texts: str = option("windows", "texts over --window tokens: windows (consecutive windows, features "
                              "averaged over them: every token read, cost linear in length), head (the first "
                              "--window tokens), head-tail (the first quarter and last three quarters of them)",

@@ -1,0 +1,84 @@
+"""Tokens per batch of the trunk pass (`features.PASS_TOKENS`), side by side on this CPU.
+
+    python benchmarks/pass_batch.py --out benchmarks/results/pass-batch \
+        --long-data ~/.cache/llmclassify-suite/work/data/movie-reviews-max700-seed123.jsonl
+
+One process, the default model, the trunk pass of a run (layers 8, 10, ..., 30, pooled vectors,
+the default arithmetic of this CPU) over short texts (the first `--texts` of the book's SMS
+split) and, with `--long-data` (a JSONL with a "text" field, e.g. a subsample written by
+benchmarks/suite.py), long texts read in windows of `--window` tokens. Each batch size in
+padded tokens runs interleaved with the others over `--repeats` rounds; the best round counts.
+Writes OUT.json and OUT.md with the command, commit, date and machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from machine import describe
+from precision import load
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="benchmarks/results/pass-batch")
+    ap.add_argument("--texts", type=int, default=400, help="short texts: the first N of the SMS split")
+    ap.add_argument("--long-data", help="JSONL of long texts ('text' field)")
+    ap.add_argument("--long-texts", type=int, default=20, help="the first N texts of --long-data")
+    ap.add_argument("--window", type=int, default=None, help="window of the long texts (default: train's --window)")
+    ap.add_argument("--sizes", default="4096,2048,1024,512", help="padded tokens per batch, comma-separated")
+    ap.add_argument("--repeats", type=int, default=3)
+    a = ap.parse_args()
+    from llmclassify.features import probe_layers, trunk_pass
+    from llmclassify.inputs import encode_texts
+    from llmclassify.loaders import load_model
+    from llmclassify.precision import choose_trunk_dtype
+    from llmclassify.train import TrainConfig
+
+    torch.set_grad_enabled(False)
+    dec, short, pad = load(a.texts)
+    window = a.window or TrainConfig().window
+    sets = {"SMS texts": (short, None)}
+    if a.long_data:
+        rows = [json.loads(line) for line in Path(a.long_data).expanduser().read_text().splitlines() if line.strip()]
+        tok = load_model(TrainConfig().model).tokenizer
+        ids, _ = encode_texts(tok, [r["text"] for r in rows[: a.long_texts]], dec.cfg.context_length)
+        sets[f"long texts, windows of {window}"] = (ids, window)
+    dtype = choose_trunk_dtype(torch.device("cpu"))
+    layers = probe_layers(dec.cfg.n_layers)
+    sizes = [int(s) for s in a.sizes.split(",")]
+    rates: dict = {name: {s: [] for s in sizes} for name in sets}
+    for r in range(a.repeats):
+        for name, (ids, w) in sets.items():
+            for size in sizes:
+                t = time.perf_counter()
+                trunk_pass(dec, ids, pad, layers=layers, window=w, dtype=dtype, progress=False, max_tokens=size)
+                rates[name][size].append(sum(map(len, ids)) / (time.perf_counter() - t))
+                print(f"round {r + 1} {name}, {size} tokens per batch: {rates[name][size][-1]:.0f} tokens/s", flush=True)
+    m = describe()
+    report = {"command": m["command"], "commit": m["commit"], "date": m["date"], "machine": m, "trunk_dtype": dtype,
+              "layers": layers, "sets": {name: {"texts": len(ids), "tokens": sum(map(len, ids)), "window": w,
+                                                "tokens_per_s": {str(s): rates[name][s] for s in sizes}}
+                                         for name, (ids, w) in sets.items()}}
+    out = Path(a.out)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    md = ["# Trunk pass: padded tokens per batch, side by side", "",
+          f"Command: `{m['command']}`; commit {m['commit']}; {m['date']}.", "", f"Machine: {m['summary']}.", "",
+          f"Trunk arithmetic {dtype}, layers {','.join(map(str, layers))} kept; best of {a.repeats} interleaved "
+          "rounds, tokens per second (ratio to the first size).", "",
+          "| texts | " + " | ".join(f"{s} tokens" for s in sizes) + " |", "|---|" + "---:|" * len(sizes)]
+    for name, (ids, _) in sets.items():
+        best = {s: max(rates[name][s]) for s in sizes}
+        md.append(f"| {name} ({len(ids)} texts, {sum(map(len, ids)):,} tokens) | "
+                  + " | ".join(f"{best[s]:,.0f} ({best[s] / best[sizes[0]]:.2f}x)" for s in sizes) + " |")
+    out.with_suffix(".md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
