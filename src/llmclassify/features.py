@@ -33,9 +33,9 @@ from .precision import activation_dtype, calibration_ids, hold_freed_memory, red
 from .trunk_cache import TrunkCache, allocate
 
 POOLED = ("mean", "last")
-# Padded tokens per batch of the pass. Smaller batches keep a block's activations in cache: on
-# the 2-core AMD EPYC of benchmarks/results, bfloat16, 1,024 tokens ran 7-10% more tokens per
-# second than 4,096 on SMS texts and on 256-token windows alike (interleaved, best of 3).
+# Padded tokens per batch of the pass. Smaller batches keep a block's activations in cache:
+# 1,024 ran 1.14x the tokens per second of 4,096 on SMS texts and 1.08x on 256-token windows
+# (bfloat16, 2-core AMD EPYC; 2,048 and 512 in between: benchmarks/results/pass-batch.md).
 PASS_TOKENS = 1024
 
 
