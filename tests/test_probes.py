@@ -82,6 +82,28 @@ def test_probe_classifier_equals_its_definition_and_exits_early(tmp_path):
     torch.testing.assert_close(full, want, atol=5e-3, rtol=1e-3)  # the pass stores float16
 
 
+def test_logistic_path_fits_every_c_of_its_grid():
+    """Warm-started along the grid, each C still reaches its own optimum: with too loose a
+    tolerance the previous C's solution already passes lbfgs's test, and a larger C returns the
+    smaller one's model (the search's C grid collapses; tol 1e-3 left C=10 here 10% off)."""
+    import warnings
+
+    from sklearn.linear_model import LogisticRegression
+
+    from llmclassify.probes import LogisticPath
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 600)
+    z = (rng.normal(0, 1.0, (3, 40))[y] + rng.normal(0, 1.5, (600, 40))).astype(np.float32)
+    path = LogisticPath(3)
+    for C in (0.01, 0.1, 1.0, 10.0):
+        w, _ = path.fit(z, y, C)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = LogisticRegression(C=C, tol=1e-10, max_iter=10000).fit(z, y).coef_
+        assert np.abs(w - ref).max() < 0.06 * np.abs(ref).max(), C
+
+
 def test_probe_names_round_trip_and_candidates():
     picks = ((10, "mean"), (16, "mean"), (30, "last"))
     assert parse_probe(probe_name(picks), 30) == picks

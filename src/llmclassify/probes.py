@@ -94,14 +94,16 @@ def standardiser(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class LogisticPath:
     """Multinomial L2 logistic regression (scikit-learn, lbfgs) fitted along a grid of C on the
     same rows: each fit starts from the previous one's solution, so a grid in ascending C costs
-    little more than its last fit (measured on the book's split, the search's 3-C grid over 10
-    folds: 3.2 -> 1.3 s for a 576-wide probe, 3.3 -> 2.3 s for a 4,032-wide concatenation)."""
+    less than independent fits. The tolerance is scikit-learn's default, 1e-4: at 1e-3 the
+    previous C's solution already passed lbfgs's gradient test (the gradient of the mean loss
+    moves by only (1/C_prev - 1/C) |w| / n), so on reuters-r8 the baseline's C=100 took zero
+    iterations and returned the C=10 model (test macro-F1 0.8269 instead of 0.8591)."""
 
     def __init__(self, n_classes: int, balanced: bool = False):
         from sklearn.linear_model import LogisticRegression
 
         self.n_classes = n_classes
-        self.lr = LogisticRegression(max_iter=300, tol=1e-3, warm_start=True,
+        self.lr = LogisticRegression(max_iter=300, tol=1e-4, warm_start=True,
                                      class_weight="balanced" if balanced else None)
 
     def fit(self, z, y: np.ndarray, C: float) -> tuple[np.ndarray, np.ndarray]:
