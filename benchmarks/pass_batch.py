@@ -36,17 +36,16 @@ def main() -> None:
     a = ap.parse_args()
     from llmclassify.features import probe_layers, trunk_pass
     from llmclassify.inputs import encode_texts
-    from llmclassify.loaders import load_model
     from llmclassify.precision import choose_trunk_dtype
     from llmclassify.train import TrainConfig
 
     torch.set_grad_enabled(False)
-    dec, short, pad = load(a.texts)
+    dec, short, tok = load(a.texts)  # the model is read once; its tokenizer serves the long texts too
+    pad = tok.pad_id
     window = a.window or TrainConfig().window
     sets = {"SMS texts": (short, None)}
     if a.long_data:
         rows = [json.loads(line) for line in Path(a.long_data).expanduser().read_text().splitlines() if line.strip()]
-        tok = load_model(TrainConfig().model).tokenizer
         ids, _ = encode_texts(tok, [r["text"] for r in rows[: a.long_texts]], dec.cfg.context_length)
         sets[f"long texts, windows of {window}"] = (ids, window)
     dtype = choose_trunk_dtype(torch.device("cpu"))

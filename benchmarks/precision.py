@@ -54,7 +54,7 @@ def load(n_texts: int | None):
     dec.load_state_dict(lm.state_dict)
     dec.eval()
     ids, _ = encode_texts(lm.tokenizer, texts[:n_texts], lm.config.context_length)
-    return dec, ids, lm.tokenizer.pad_id
+    return dec, ids, lm.tokenizer
 
 
 def main() -> None:
@@ -71,7 +71,8 @@ def main() -> None:
     skip = {x.strip() for x in a.skip.split(",") if x.strip()} - {"float32"}
     arithmetics = [d for d in ARITHMETICS if d not in skip]
     torch.set_grad_enabled(False)
-    dec, ids, pad = load(a.texts)
+    dec, ids, tok = load(a.texts)
+    pad = tok.pad_id
     layers = list(range(1, dec.cfg.n_layers + 1))
     tokens = sum(len(x) for x in ids)
     times = {d: [] for d in arithmetics}
