@@ -41,8 +41,8 @@ def pooled_features(a) -> dict:
     run = R._prepare(cfg, work)
     t0 = time.perf_counter()
     pooled = R._trunk_pass(run, "probe", {}, None)
-    feats = {s: {"data": pooled[s].data.clone(), "layers": pooled[s].layers, "y": list(getattr(run.prep, s).labels)}
-             for s in SPLITS}
+    feats = {s: {"data": pooled[s].data.clone(), "layers": pooled[s].layers, "y": list(getattr(run.prep, s).labels),
+                 "texts": list(getattr(run.prep, s).texts)} for s in SPLITS}
     feats |= {"names": run.names, "trunk_dtype": run.trunk_dtype, "pass_seconds": time.perf_counter() - t0}
     if a.features:
         torch.save(feats, a.features)

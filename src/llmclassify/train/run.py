@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, fields
 from pathlib import Path
 
@@ -41,6 +42,20 @@ logger = logging.getLogger(__name__)
 # Batch tokenization uses the tokenizers library's threads; saying so up front keeps it from
 # warning (and turning them off) when torchrun or a DataLoader forks later.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+
+
+@contextmanager
+def one_blas_thread():
+    """numpy and scipy's BLAS (OpenBLAS) on one thread while a run lasts. What it gets here is
+    small: the baseline's and the probes' logistic regressions (L-BFGS over a few hundred to a
+    few thousand weights) and the ridge screen. On the 2-core EPYC, OpenBLAS handing each call
+    to its second thread cost about 6 ms per L-BFGS iteration of a 955 x 576 probe, against
+    0.2 ms on one thread, and the book split's probe search took 23 s instead of 3.4 s
+    (benchmarks/results/blas-threads.md). torch's arithmetic (MKL, oneDNN) is not affected."""
+    from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 def describe_report(r: dict) -> str:
@@ -89,7 +104,7 @@ def train(cfg: TrainConfig, shared_caches: dict | None = None, _resume: tuple[di
     trunk caches that depend on the same data, model, boundary and padding (experiments.py).
     SIGINT / SIGTERM during the epochs save a resumable state and raise `Interrupted`
     (resume.py); `resume(run_dir)` goes on from it."""
-    with dist.session():
+    with dist.session(), one_blas_thread():
         out_dir = Path(dist.broadcast_object(cfg.output_dir or default_output_dir(cfg)))  # rank 0's name
         created = not out_dir.exists()
         if _resume is None:
