@@ -48,9 +48,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 def one_blas_thread():
     """numpy and scipy's BLAS (OpenBLAS) on one thread while a run lasts. What it gets here is
     small: the baseline's and the probes' logistic regressions (L-BFGS over a few hundred to a
-    few thousand weights) and the ridge screen. On the 2-core EPYC, OpenBLAS handing each call
-    to its second thread cost about 6 ms per L-BFGS iteration of a 955 x 576 probe, against
-    0.2 ms on one thread, and the book split's probe search took 23 s instead of 3.4 s
+    few thousand weights) and the ridge screen, where handing each step's products to a second
+    thread costs more than it saves: on the 2-core EPYC the book split's probe search took
+    21.4 s with OpenBLAS's two threads and 2.9 s with one, the same choice
     (benchmarks/results/blas-threads.md). torch's arithmetic (MKL, oneDNN) is not affected."""
     from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
 
