@@ -24,20 +24,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from machine import describe
-from probe_candidates import pooled_features
+from probe_candidates import add_feature_args, pooled_features
 
 SETTINGS = {"OpenBLAS default": None, "one BLAS thread": 1}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", default="sms-spam")
-    ap.add_argument("--preset", help="reference: the book's split")
-    ap.add_argument("--seed", type=int, default=123)
-    ap.add_argument("--features", help="cache of the pooled features (.pt)")
-    ap.add_argument("--work-dir", default="/tmp/llmclassify-blas-threads")
+    add_feature_args(ap, "/tmp/llmclassify-blas-threads")
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     from threadpoolctl import threadpool_info, threadpool_limits
 

@@ -28,6 +28,16 @@ from machine import describe
 SPLITS = ("train", "val", "test")
 
 
+def add_feature_args(ap: argparse.ArgumentParser, work_dir: str) -> None:
+    """What `pooled_features` reads: the data, its split, the features' cache; and --out."""
+    ap.add_argument("--data", default="sms-spam")
+    ap.add_argument("--preset", help="reference: the book's split")
+    ap.add_argument("--seed", type=int, default=123)
+    ap.add_argument("--features", help="cache of the pooled features (.pt)")
+    ap.add_argument("--work-dir", default=work_dir)
+    ap.add_argument("--out", required=True)
+
+
 def pooled_features(a) -> dict:
     from llmclassify.train import run as R
     from llmclassify.train.config import TrainConfig, with_preset
@@ -51,12 +61,7 @@ def pooled_features(a) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", default="sms-spam")
-    ap.add_argument("--preset", help="reference: the book's split")
-    ap.add_argument("--seed", type=int, default=123)
-    ap.add_argument("--features", help="cache of the pooled features (.pt)")
-    ap.add_argument("--work-dir", default="/tmp/llmclassify-probe-candidates")
-    ap.add_argument("--out", required=True)
+    add_feature_args(ap, "/tmp/llmclassify-probe-candidates")
     a = ap.parse_args(argv)
     from llmclassify import probes, search
     from llmclassify.features import POOLED, PooledFeatures
