@@ -152,6 +152,33 @@ def test_auto_search_never_reads_the_test_split(tiny_model_dir, small_data, tmp_
     assert kinds == {"probe", "hybrid", "finetune"}
 
 
+def test_a_run_fits_its_probes_and_baseline_on_one_blas_thread(tiny_model_dir, small_data, tmp_path, monkeypatch):
+    """numpy / scipy's BLAS runs on one thread during the search and the baseline (the small
+    L-BFGS fits lose to OpenBLAS's thread hand-offs: benchmarks/results/blas-threads.md), and the
+    caller's setting comes back after the run."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from llmclassify import search
+
+    def blas_threads():
+        return sorted({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+
+    seen = {}
+    real = search.search_probes
+
+    def spy(*args, **kw):
+        seen["search"] = blas_threads()
+        return real(*args, **kw)
+
+    monkeypatch.setattr(search, "search_probes", spy)
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        train(tiny_train_config(tiny_model_dir, small_data, tmp_path / "run", recipe="probe", epochs=1))
+        after = blas_threads()
+    assert seen["search"] == [1]
+    assert before == after == [2]
+
+
 def test_baseline_is_fitted_on_the_same_split(tiny_model_dir, small_data, tmp_path):
     """The saved baseline equals scikit-learn's TfidfVectorizer + LogisticRegression fitted on
     the run's own train + validation texts, and is scored on its test texts."""
