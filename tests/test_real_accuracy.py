@@ -2,8 +2,8 @@
 
 The book's split of the SMS data (`--preset reference`, 300 test texts): the book's recipe
 must keep the test accuracy it was measured at, and `--recipe auto` must not fall below the
-TF-IDF baseline on the same split (since the baseline's C grid is fitted to convergence, both
-get 291 of 300 there: a tie, so this bound allows one text like the others). Figures: benchmarks/results/recipes.md. One test text is
+TF-IDF baseline on the same split (both get 291 of 300 there since the baseline's C grid is
+fitted to convergence: a tie). Figures: benchmarks/results/recipes-16e.md. One test text is
 0.33 points, and CPUs without AVX-512 round differently, so each bound allows one text.
 """
 
@@ -33,7 +33,7 @@ def test_reference_preset_keeps_its_measured_accuracy(tmp_path):
 def test_auto_recipe_on_the_reference_split_is_not_below_the_baseline(tmp_path):
     s = _reference(tmp_path, recipe="auto")
     test, base = s["splits"]["test"], s["baseline"]["splits"]["test"]
-    assert test["macro_f1"] >= base["macro_f1"] - ONE_TEXT  # measured: 0.9700 vs 0.9700 (full-16d)
-    assert test["accuracy"] >= 0.97 - ONE_TEXT  # measured: 97.00% (benchmarks/results/recipes.md)
+    assert test["macro_f1"] >= base["macro_f1"] - ONE_TEXT  # measured: 0.9700 vs 0.9700 (recipes-16e)
+    assert test["accuracy"] >= 0.97 - ONE_TEXT  # measured: 97.00% (benchmarks/results/recipes-16e.md)
     chosen = next(c for c in s["recipe"]["candidates"] if c["name"] == s["recipe"]["chosen"])
     assert chosen["cv_macro_f1"] is not None or chosen["kind"] == "finetune"
