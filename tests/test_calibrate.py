@@ -43,6 +43,30 @@ def test_threshold_max_f1_hand_made():
     assert pred.sum() == 5
 
 
+def brute_force_macro_f1(p, y):
+    """The best mean of both classes' F1 over every rule `p >= t`."""
+    from sklearn.metrics import f1_score
+
+    p, y = np.asarray(p), np.asarray(y)
+    return max(f1_score(y, p >= t, average="macro") for t in np.unique(p))
+
+
+def test_threshold_max_macro_f1_matches_brute_force_and_differs_from_f1():
+    rng = np.random.default_rng(1)
+    differs = 0
+    for _ in range(20):
+        y = (rng.random(80) < 0.2).astype(int)  # unbalanced, as auto tunes it
+        y[0] = 1
+        p = np.round(np.clip(0.3 * y + rng.normal(0.3, 0.15, 80), 0, 1), 2)
+        t, m = tune_threshold(p, y, objective="macro-f1")
+        assert m["macro_f1"] == pytest.approx(brute_force_macro_f1(p, y))
+        from sklearn.metrics import f1_score
+
+        assert m["macro_f1"] == pytest.approx(f1_score(y, p >= t, average="macro"))
+        differs += t != tune_threshold(p, y, objective="f1")[0]
+    assert differs  # a different objective, not the positive class's F1 renamed
+
+
 def test_threshold_ties_are_taken_whole():
     # Two examples share 0.5; one positive, one negative: no threshold can split them.
     t, m = tune_threshold([0.9, 0.5, 0.5, 0.1], [1, 1, 0, 0])

@@ -211,6 +211,40 @@ def test_evaluate_reports_the_test_metrics_training_printed_with_a_tuned_thresho
         assert m[k] == s["splits"]["test"][k]
 
 
+@pytest.mark.parametrize("n_spam, tuned", [(40, True), (60, False)])
+def test_auto_threshold_is_tuned_out_of_fold_where_two_classes_are_unbalanced(
+        tiny_model_dir, tmp_path, n_spam, tuned):
+    """auto: a probe on 60 ham / 40 spam gets the threshold with the best macro-F1 of its
+    out-of-fold predictions over train + validation, applied in the metrics and by predict;
+    60 / 60 keeps argmax."""
+    from llmclassify.scoring import logit_metrics
+
+    from .conftest import write_small_sms
+
+    data = write_small_sms(tmp_path / f"sms-{n_spam}.tsv", n_ham=60, n_spam=n_spam)
+    run = tmp_path / "run"
+    s = train(tiny_train_config(tiny_model_dir, data, run, recipe="probe", baseline="none"))
+    threshold = json.loads((run / "config.json").read_text())["threshold"]
+    if not tuned:
+        assert threshold is None and s["threshold"] is None
+        return
+    split = json.loads((run / "split.json").read_text())
+    n_pool = len(split["train"]["labels"]) + len(split["val"]["labels"])
+    assert s["threshold"]["objective"] == "macro-f1"
+    assert s["threshold"]["tuned_on"] == f"out-of-fold predictions of train + validation ({n_pool} texts)"
+    assert threshold == pytest.approx(s["threshold"]["threshold"]) and threshold != 0.5
+    clf = Classifier.load(run)
+    names = split["labels"]
+    texts, y = split["test"]["texts"], torch.as_tensor(split["test"]["labels"])
+    proba = clf.predict_proba(texts)
+    for k in ("accuracy", "macro_f1", "confusion_matrix"):  # the metrics are the threshold's
+        assert s["splits"]["test"][k] == logit_metrics(torch.log(proba), y, names, threshold=threshold)[k]
+    assert [p.label for p in clf.predict(texts)] == [names[int(p >= threshold)] for p in proba[:, 1]]
+    none = train(tiny_train_config(tiny_model_dir, data, tmp_path / "none", recipe="probe", baseline="none",
+                                   tune_threshold="none"))
+    assert none["threshold"] is None
+
+
 def test_template_is_applied_saved_and_used(tiny_model_dir, small_data, tmp_path):
     run = tmp_path / "tpl"
     template = "Message: {text}\nCategory:"

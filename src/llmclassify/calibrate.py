@@ -1,7 +1,8 @@
 """Post-hoc choices made on the validation split: decision thresholds and temperature scaling.
 
-This module owns turning validation scores into (a) a decision threshold for two classes
-(best F1, or the lowest threshold that reaches a target precision), (b) one threshold per
+This module owns turning held-out scores into (a) a decision threshold for two classes
+(best F1 of the positive class, best macro-F1 of both, or the lowest threshold that reaches a
+target precision), (b) one threshold per
 label for multi-label outputs, and (c) a softmax temperature that minimises validation NLL,
 with expected calibration error (ECE) before and after. numpy for counting, torch for NLL.
 
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 
 from .errors import UserError
 
-OBJECTIVES = ("f1", "precision")
+OBJECTIVES = ("f1", "macro-f1", "precision")
 
 
 class CalibrationError(UserError, ValueError):
@@ -75,7 +76,8 @@ def tune_threshold(probs_pos, y, objective: str = "f1",
 
     probs_pos: (N,) probability (or any score) of the positive class; y: (N,) 0/1 labels.
     objective ``"f1"``: the threshold with the highest F1 (ties: the higher threshold, i.e.
-    fewer positives). ``"precision"``: the lowest threshold whose precision is at least
+    fewer positives); ``"macro-f1"``: the highest mean of both classes' F1 (the search's
+    criterion; ties the same way). ``"precision"``: the lowest threshold whose precision is at least
     `target_precision`, i.e. the most recall at that precision; a CalibrationError when no
     threshold reaches it. Returns (threshold, metrics at that threshold on these data:
     precision, recall, f1, tp, fp, fn, tn, threshold, objective).
@@ -84,12 +86,16 @@ def tune_threshold(probs_pos, y, objective: str = "f1",
         raise CalibrationError(f"unknown threshold objective '{objective}' (choose from {', '.join(OBJECTIVES)})")
     thr, tp, fp, n_pos = threshold_curve(probs_pos, y)
     n = int(np.asarray(probs_pos).size)
-    if objective == "f1":
+    if objective in ("f1", "macro-f1"):
         if target_precision is not None:
             raise CalibrationError("target precision is only used with objective 'precision'")
         if n_pos == 0:
             raise CalibrationError("no positive examples in the validation data: F1 is 0 at every threshold")
         f1 = 2 * tp / (tp + fp + n_pos)  # = 2PR / (P + R)
+        if objective == "macro-f1":  # the negative class's F1 from its own counts: tn = n_neg - fp
+            n_neg = n - n_pos
+            tn, fn = n_neg - fp, n_pos - tp
+            f1 = (f1 + np.where(n_neg > 0, 2 * tn / np.maximum(2 * tn + fn + fp, 1), 0.0)) / 2
         k = int(np.argmax(f1))  # first maximum = the highest threshold among ties
     else:
         if target_precision is None or not 0.0 < target_precision <= 1.0:
@@ -103,6 +109,8 @@ def tune_threshold(probs_pos, y, objective: str = "f1",
         k = int(ok[-1])  # the loosest rule that still reaches it
     m = _counts(tp[k], fp[k], n_pos - tp[k], n - n_pos - fp[k])
     m.update(threshold=float(thr[k]), objective=objective)
+    if objective == "macro-f1":
+        m["macro_f1"] = float(f1[k])
     if target_precision is not None:
         m["target_precision"] = float(target_precision)
     return float(thr[k]), m

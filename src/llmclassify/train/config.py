@@ -146,11 +146,15 @@ class TrainConfig:
     lr_schedule: str = option("constant", "learning rate after warmup", choices=("constant", "linear", "cosine"))
     warmup_ratio: float = option(0.0, "fraction of steps for linear warmup")
     max_grad_norm: float | None = option(None, "clip gradients to this norm", type=float)
-    # After training, on held-out validation predictions: temperature scaling (calibrate) and,
-    # for two classes, a decision threshold maximising F1 or reaching a target precision.
+    # After training, on held-out predictions: temperature scaling (calibrate, validation) and,
+    # for two classes, a decision threshold (train/run.py, _post_hoc).
     calibrate: bool = option(False, "fit a temperature on validation (ECE before/after is reported)", const=True)
-    tune_threshold: str | None = option(None, "two classes: tune the decision threshold on validation (used by "
-                                        "predict and serve)", choices=("f1", "precision"))
+    tune_threshold: str = option(
+        "auto", "two classes: the decision threshold predict and serve apply, tuned on held-out predictions: "
+        "f1 (the second class's F1), macro-f1, precision (the lowest reaching --target-precision), none (argmax); "
+        "auto: macro-f1 where the classes are unbalanced and the recipe is a probe or hybrid (out-of-fold "
+        "predictions of every train + validation text), none elsewhere",
+        choices=("auto", "none", "f1", "macro-f1", "precision"))
     target_precision: float | None = option(None, "with --tune-threshold precision", type=float)
     full_weights: bool = option(False, "save every weight, not only trained ones", const=True)
     overwrite: bool = option(False, "replace a non-empty output directory", const=True)
@@ -159,6 +163,8 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)  # experiments only (random_init)
 
     def __post_init__(self) -> None:
+        if self.tune_threshold is None:  # configurations saved before `auto` and `none`
+            self.tune_threshold = "none"
         for f in fields(self):  # a field with choices (its flag's) holds one of them, or None where allowed
             value, choices = getattr(self, f.name), f.metadata.get("choices")
             if choices and value not in choices and not (value is None and f.default is None):

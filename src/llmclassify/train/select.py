@@ -121,9 +121,10 @@ def refit_probe(run: Run, pick, pooled: dict, y_pool, base, report: list) -> Fit
     window = run.cfg.window if run.cfg.window and longest > run.cfg.window else None
     spec = {"recipe": pick.kind, "probe": [list(x) for x in pick.picks], "hybrid_weight": pick.hybrid_weight,
             "window": window}
-    oof_val = pick.oof[len(run.prep.train.labels):]
+    oof = torch.from_numpy(np.log(np.clip(pick.oof, 1e-12, None))).float()
+    n_train = len(run.prep.train.labels)
     return Fitted(spec, clf, logits, ["mean", "scale", "head.weight", "head.bias"], candidates=report,
-                  chosen=pick.name, val_logits_held_out=torch.from_numpy(np.log(np.clip(oof_val, 1e-12, None))).float())
+                  chosen=pick.name, held_out_logits={"train": oof[:n_train], "val": oof[n_train:]})
 
 
 def baseline_metrics(run: Run, base) -> dict | None:

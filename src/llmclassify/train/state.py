@@ -52,7 +52,9 @@ class Fitted:
     best_epoch: int = 0
     candidates: list = field(default_factory=list)
     chosen: str = ""
-    val_logits_held_out: torch.Tensor | None = None
+    # a probe refitted on train + validation: its out-of-fold logits of those texts, per split
+    # (what its validation metrics, temperature and threshold are read from)
+    held_out_logits: dict | None = None
 
 
 def log(msg: str, cfg: TrainConfig) -> None:
