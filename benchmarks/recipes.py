@@ -46,7 +46,7 @@ def run_one(args: list[str], out_dir: Path) -> dict:
         test_accuracy=test["accuracy"], test_macro_f1=test["macro_f1"], test_spam_f1=test["per_class"]["spam"]["f1"],
         baseline_test_accuracy=base and base["accuracy"], baseline_test_macro_f1=base and base["macro_f1"],
         baseline_test_spam_f1=base and base["per_class"]["spam"]["f1"], seconds=m["seconds"],
-        candidates=m["recipe"]["candidates"],
+        candidates=m["recipe"]["candidates"], threshold=(m.get("threshold") or {}).get("threshold"),
     )
     return res
 
@@ -58,10 +58,13 @@ def table(results: dict) -> list[str]:
     def f3(x):
         return "-" if x is None else f"{x:.4f}"
 
-    lines = ["| run | chosen recipe | trunk | test acc | test macro-F1 | spam F1 | TF-IDF acc / macro-F1 / spam F1 "
-             "| wall s | CPU s | peak RSS MiB |", "|---|---|---|---:|---:|---:|---|---:|---:|---:|"]
+    lines = ["| run | chosen recipe | trunk | threshold (spam) | test acc | test macro-F1 | spam F1 | "
+             "TF-IDF acc / macro-F1 / spam F1 | wall s | CPU s | peak RSS MiB |",
+             "|---|---|---|---:|---:|---:|---:|---|---:|---:|---:|"]
     for name, r in results.items():
-        lines.append(f"| {name} | {r['chosen']} | {r['trunk_dtype'] or '-'} | {pct(r['test_accuracy'])} | {f3(r['test_macro_f1'])} | "
+        threshold = "argmax" if r.get("threshold") is None else f"{r['threshold']:.3f}"
+        lines.append(f"| {name} | {r['chosen']} | {r['trunk_dtype'] or '-'} | {threshold} | {pct(r['test_accuracy'])} | "
+                     f"{f3(r['test_macro_f1'])} | "
                      f"{f3(r['test_spam_f1'])} | {pct(r['baseline_test_accuracy'])} / "
                      f"{f3(r['baseline_test_macro_f1'])} / {f3(r['baseline_test_spam_f1'])} | "
                      f"{r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['peak_rss_mib']:.0f} |")
