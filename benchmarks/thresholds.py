@@ -66,7 +66,8 @@ def main(argv=None) -> int:
              "macro-F1, out of fold (train + val)": tune_threshold(pick.oof[:, 1], y, "macro-f1")[0],
              "macro-F1, validation only": tune_threshold(pick.oof[val_rows, 1], y[val_rows], "macro-f1")[0]}
     counts = np.bincount(y, minlength=2)
-    row = {"data": a.data + (f" (--preset {a.preset})" if a.preset else ""), "machine": machine,
+    data = Path(a.data).stem if Path(a.data).suffix else a.data  # a suite file: its name
+    row = {"data": data + (f" (--preset {a.preset})" if a.preset else ""), "machine": machine,
            "trunk_dtype": f.get("trunk_dtype"), "pool_counts": dict(zip(names, counts.tolist())),
            "auto_tunes": bool(counts.max() > search.NEAR_BALANCED * counts.min()), "chosen": pick.name,
            "test_n": len(y_test), "rules": {}}
@@ -94,9 +95,9 @@ def main(argv=None) -> int:
             f1 = next(v for k, v in m.items() if k.startswith("test_f1_"))
             md.append(f"{head}| {rule} | {m['threshold']:.3f} | {m['test_macro_f1']:.4f} | "
                       f"{m['test_accuracy']:.2%} | {f1:.4f} |")
-    md += ["", "Rows: " + "; ".join(f"{r['data']}: `{r['machine']['command']}`, commit {r['machine']['commit']}, "
-                                   f"{r['machine']['date']}, {r['machine']['summary']}, trunk {r['trunk_dtype']}"
-                                   for r in report["rows"])]
+    md += ["", "Rows:", ""] + [f"- {r['data']}: `{r['machine']['command']}`; commit {r['machine']['commit']}; "
+                               f"{r['machine']['date']}; {r['machine']['summary']}; trunk pass {r['trunk_dtype']}"
+                               for r in report["rows"]]
     out.with_suffix(".md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     return 0
