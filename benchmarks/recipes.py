@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from machine import describe, git_commit
+from precision import ISA_SWITCHES
 from suite import train_child
 
 RUNS = {
@@ -85,13 +87,16 @@ def main() -> None:
             results[name] = run_one(RUNS[name], Path(tmp) / str(i))
             print(json.dumps({k: v for k, v in results[name].items() if k not in ("seconds", "candidates")}),
                   flush=True)
+    isa = {k: os.environ[k] for k in ISA_SWITCHES if k in os.environ}  # an emulated older CPU (precision.py)
     report = {"command": "python " + " ".join(sys.argv), "commit": git_commit(), "date": started,
-              "machine": describe(), "results": results}
+              "machine": describe(), "isa_caps": isa, "results": results}
     out = Path(a.out)
     out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     md = ["# `llmclassify train`: auto vs the old default, side by side", "",
           f"Command: `{report['command']}`; commit {report['commit']}; {started}.", "",
-          f"Machine: {report['machine']['summary']}.", "", *table(results), ""]
+          f"Machine: {report['machine']['summary']}."
+          + (f" Instructions capped by {', '.join(f'{k}={v}' for k, v in isa.items())}: an emulated CPU without "
+             "AVX512 (see precision.py's docstring)." if isa else ""), "", *table(results), ""]
     for name, r in results.items():
         md.append(f"- {name}: stage seconds " + ", ".join(f"{k} {v:.1f}" for k, v in r["seconds"].items()))
     out.with_suffix(".md").write_text("\n".join(md) + "\n")
