@@ -86,6 +86,8 @@ TRAIN_ONLY = [
      ["one_class.csv: only one class ('ham') in label column 'label'", "needs at least two"]),
     ("few.csv", csv_text(rows(n_spam=1)), [],
      ["few.csv: class 'spam' has only 1 example", "need at least 3 per class for a 0.7/0.1/0.2 split"]),
+    ("three.csv", "text,label\n" + "".join(f"text number {i},{('a', 'b', 'c')[i % 3]}\n" for i in range(30)),
+     ["--tune-threshold", "f1"], ["--tune-threshold f1 needs two classes; the data has 3"]),
 ]
 
 
