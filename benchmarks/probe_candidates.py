@@ -59,6 +59,48 @@ def pooled_features(a) -> dict:
     return feats
 
 
+
+def auto_probe_stage(f: dict, seed: int) -> dict:
+    """The probe stage of `--recipe auto` on cached features `f`, as `train` runs it (one BLAS
+    thread): the baseline's C and out-of-fold predictions, the probe search, the hybrid, the
+    choice and its refit on train + validation; the test split only scored. Returns the chosen
+    candidate (`pick`), the best LLM-only one (`llm`), their test probabilities, the baseline's
+    C, CV score and test probabilities, the pool's labels, its validation rows and the search's
+    seconds."""
+    from threadpoolctl import threadpool_limits
+
+    from llmclassify import baseline, probes, search
+    from llmclassify.features import PooledFeatures
+
+    names = f["names"]
+    pool = PooledFeatures(torch.cat([f["train"]["data"], f["val"]["data"]]), f["train"]["layers"])
+    test = PooledFeatures(f["test"]["data"], f["test"]["layers"])
+    y = np.array(f["train"]["y"] + f["val"]["y"])
+    texts = f["train"]["texts"] + f["val"]["texts"]
+    folds = search.repeated_folds(y, seed)
+    val_rows = np.arange(len(f["train"]["y"]), len(y))
+    with threadpool_limits(limits=1, user_api="blas"):
+        base_C, base_cv, base_oof = search.cross_validate_c(
+            lambda fo, grid: baseline.out_of_fold(texts, y, len(names), fo, grid), y, names, folds, baseline.C_GRID)
+        base_test = baseline.fit(texts, y, len(names), base_C).proba(f["test"]["texts"])
+        t0 = time.perf_counter()
+        found = search.search_probes(pool, y, names, folds, val_rows, probes.candidate_probes(pool.layers),
+                                     log=lambda m: None)
+        llm = search.choose(found, "cv_macro_f1")
+        found.append(search.hybrid_candidates(llm, base_oof, y, names, val_rows))
+        seconds = time.perf_counter() - t0
+        pick = search.choose(found, "cv_macro_f1")
+
+        def test_proba(c):
+            probe = probes.fit_probe(pool.matrix(list(c.picks)), y, len(names), c.C, c.balanced,
+                                     mix=len(c.picks) if c.mix else 0)
+            p = probes.softmax(probe.logits(test.matrix(list(c.picks))))
+            return c.hybrid_weight * p + (1 - c.hybrid_weight) * base_test if c.kind == "hybrid" else p
+
+        return {"pick": pick, "llm": llm, "pick_test": test_proba(pick), "llm_test": test_proba(llm),
+                "found": found, "base_C": base_C, "base_cv": base_cv, "base_test": base_test, "y": y,
+                "val_rows": val_rows, "search_seconds": seconds}
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_feature_args(ap, "/tmp/llmclassify-probe-candidates")

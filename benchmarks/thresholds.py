@@ -22,20 +22,16 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from machine import describe
-from probe_candidates import add_feature_args, pooled_features
+from probe_candidates import add_feature_args, auto_probe_stage, pooled_features
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_feature_args(ap, "/tmp/llmclassify-thresholds")
     a = ap.parse_args(argv)
-    from threadpoolctl import threadpool_limits
-
-    from llmclassify import baseline, probes, search
+    from llmclassify import search
     from llmclassify.calibrate import tune_threshold
-    from llmclassify.features import PooledFeatures
     from llmclassify.scoring import score
 
     machine = describe(sys.argv if argv is None else ["benchmarks/thresholds.py", *argv])
@@ -43,25 +39,9 @@ def main(argv=None) -> int:
     names = f["names"]
     if len(names) != 2:
         raise SystemExit(f"{a.data}: {len(names)} classes; a decision threshold is for two")
-    n_train = len(f["train"]["y"])
-    pool = PooledFeatures(torch.cat([f["train"]["data"], f["val"]["data"]]), f["train"]["layers"])
-    test = PooledFeatures(f["test"]["data"], f["test"]["layers"])
-    y, y_test = np.array(f["train"]["y"] + f["val"]["y"]), np.array(f["test"]["y"])
-    texts = f["train"]["texts"] + f["val"]["texts"]
-    folds = search.repeated_folds(y, a.seed)
-    val_rows = np.arange(n_train, len(y))
-    with threadpool_limits(limits=1, user_api="blas"):
-        C, _, base_oof = search.cross_validate(
-            lambda fo: baseline.out_of_fold(texts, y, 2, fo, baseline.C_GRID), y, names, folds)
-        base_test = baseline.fit(texts, y, 2, C).proba(f["test"]["texts"])
-        found = search.search_probes(pool, y, names, folds, val_rows, probes.candidate_probes(pool.layers),
-                                     log=lambda m: None)
-        found.append(search.hybrid_candidates(search.choose(found, "cv_macro_f1"), base_oof, y, names, val_rows))
-        pick = search.choose(found, "cv_macro_f1")
-        probe = probes.fit_probe(pool.matrix(list(pick.picks)), y, 2, pick.C, pick.balanced)
-    p_test = probes.softmax(probe.logits(test.matrix(list(pick.picks))))
-    if pick.kind == "hybrid":
-        p_test = pick.hybrid_weight * p_test + (1 - pick.hybrid_weight) * base_test
+    stage = auto_probe_stage(f, a.seed)
+    pick, p_test, y, val_rows = stage["pick"], stage["pick_test"], stage["y"], stage["val_rows"]
+    y_test = np.array(f["test"]["y"])
     rules = {"argmax (0.5)": 0.5,
              "macro-F1, out of fold (train + val)": tune_threshold(pick.oof[:, 1], y, "macro-f1")[0],
              "macro-F1, validation only": tune_threshold(pick.oof[val_rows, 1], y[val_rows], "macro-f1")[0]}

@@ -332,6 +332,36 @@ def test_out_of_fold_grid_warm_starts_to_the_fits_it_replaces():
     assert setting == 0.5 and np.array_equal(oof, np.eye(3)[y])
 
 
+@pytest.mark.parametrize("peak, want, tried", [
+    (100.0, 100.0, [(0.1, 1.0, 10.0), (100.0,), (1000.0,)]),  # past the top, until it stops gaining
+    (1.0, 1.0, [(0.1, 1.0, 10.0)]),  # inside the grid: nothing more is tried
+    (1e-4, 0.001, [(0.1, 1.0, 10.0), (0.01,), (0.001,)]),  # past the bottom, at most EDGE_DECADES
+])
+def test_cross_validated_c_grows_past_the_end_it_chose(peak, want, tried):
+    """The grid grows a decade at a time past the end the best C sits at, while that scores
+    higher: a synthetic score that peaks at `peak` (every row right at the peak, fewer away)."""
+    from llmclassify.search import EDGE_DECADES, cross_validate_c
+
+    assert EDGE_DECADES == 2
+    y = np.arange(200) % 2
+    names = ["a", "b"]
+    calls = []
+
+    def fit_oof(folds, grid):
+        calls.append(tuple(grid))
+        out = {}
+        for C in grid:
+            wrong = min(100, round(20 * abs(np.log10(C / peak))))  # rows predicted wrong, fewer near the peak
+            pred = y.copy()
+            pred[:wrong] = 1 - pred[:wrong]
+            out[C] = np.eye(2)[pred]
+        return out
+
+    C, f1, oof = cross_validate_c(fit_oof, y, names, [None], (1.0, 0.1, 10.0))
+    assert C == pytest.approx(want) and calls == [pytest.approx(t) for t in tried]
+    assert f1 == pytest.approx(float(np.mean(oof.argmax(1) == y)), abs=0.02)  # balanced: macro-F1 ~ accuracy
+
+
 def test_windows_combine_to_their_definition(tmp_path):
     """A text cut into windows: `mean` = mean over all its tokens of each window's own states,
     `last` = the last window's last token; texts within one window are unchanged."""

@@ -1,0 +1,84 @@
+#!/usr/bin/env python
+"""The C grids of the search, fixed against grown past their ends (search.cross_validate_c,
+EDGE_DECADES): the choice `--recipe auto` makes under each, and its test score. One data set
+per invocation; each adds (or replaces) its row in OUT.json / OUT.md.
+
+    python benchmarks/c_grid.py --data sms-spam --features /tmp/default-pooled.pt --out benchmarks/results/c-grid
+    python benchmarks/c_grid.py --data FILE.jsonl --features /tmp/x.pt --out benchmarks/results/c-grid
+
+One trunk pass (as benchmarks/probe_candidates.py), then the probe stage of `--recipe auto` as
+`train` runs it (probe_candidates.auto_probe_stage: baseline, probe search, hybrid, choice,
+refit on train + validation) twice: with EDGE_DECADES = 0 (the fixed grids, probes.C_GRID and
+baseline.C_GRID) and with the library's value. The test split chooses nothing. Records command,
+commit, date and machine per row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from machine import describe
+from probe_candidates import add_feature_args, auto_probe_stage, pooled_features
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_feature_args(ap, "/tmp/llmclassify-c-grid")
+    a = ap.parse_args(argv)
+    from llmclassify import baseline, probes, search
+    from llmclassify.scoring import score
+
+    machine = describe(sys.argv if argv is None else ["benchmarks/c_grid.py", *argv])
+    f = pooled_features(a)
+    names, y_test = f["names"], np.array(f["test"]["y"])
+    grown = search.EDGE_DECADES
+    settings = {f"fixed (probes {', '.join(f'{c:g}' for c in probes.C_GRID)}; baseline "
+                f"{', '.join(f'{c:g}' for c in baseline.C_GRID)})": 0,
+                f"grown up to {grown} decades past an end": grown}
+    data = Path(a.data).stem if Path(a.data).suffix else a.data
+    row = {"data": data + (f" (--preset {a.preset})" if a.preset else ""), "machine": machine,
+           "trunk_dtype": f.get("trunk_dtype"), "test_n": len(y_test), "settings": {}}
+    for label, decades in settings.items():
+        search.EDGE_DECADES = decades
+        st = auto_probe_stage(f, a.seed)
+        m = {k: float(score(st[k + "_test"], y_test, names)["macro_f1"]) for k in ("pick", "llm", "base")}
+        row["settings"][label] = {
+            "chosen": st["pick"].name, "chosen_C": st["pick"].C, "chosen_cv": st["pick"].cv_macro_f1,
+            "chosen_test_macro_f1": m["pick"], "llm_only": st["llm"].name, "llm_only_C": st["llm"].C,
+            "llm_only_cv": st["llm"].cv_macro_f1, "llm_only_test_macro_f1": m["llm"], "baseline_C": st["base_C"],
+            "baseline_cv": st["base_cv"], "baseline_test_macro_f1": m["base"],
+            "search_seconds": st["search_seconds"]}
+    search.EDGE_DECADES = grown
+    out = Path(a.out)
+    report = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else {"rows": []}
+    report["rows"] = [r for r in report["rows"] if r["data"] != row["data"]] + [row]
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    md = ["# The search's C grids: fixed, or grown past an end", "",
+          "Per data set, the choice of `--recipe auto`'s probe stage (at argmax: no decision threshold) and "
+          "its test macro-F1, the best LLM-only probe's, and the TF-IDF baseline's, under each setting. CV: "
+          "out-of-fold macro-F1 over train + validation, what the choice reads. Search seconds: the probe "
+          "search and the hybrid, on one BLAS thread.", "",
+          "| data (test texts) | C grids | chosen (C) | CV | test macro-F1 | best LLM-only (C) | CV | test | "
+          "baseline C | baseline CV | baseline test | search s |",
+          "|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for r in report["rows"]:
+        for i, (label, s) in enumerate(r["settings"].items()):
+            head = f"| {r['data']} ({r['test_n']}) " if i == 0 else "| "
+            md.append(f"{head}| {label} | {s['chosen']} ({s['chosen_C']:g}) | {s['chosen_cv']:.4f} | "
+                      f"{s['chosen_test_macro_f1']:.4f} | {s['llm_only']} ({s['llm_only_C']:g}) | "
+                      f"{s['llm_only_cv']:.4f} | {s['llm_only_test_macro_f1']:.4f} | {s['baseline_C']:g} | "
+                      f"{s['baseline_cv']:.4f} | {s['baseline_test_macro_f1']:.4f} | {s['search_seconds']:.1f} |")
+    md += ["", "Rows:", ""] + [f"- {r['data']}: `{r['machine']['command']}`; commit {r['machine']['commit']}; "
+                               f"{r['machine']['date']}; {r['machine']['summary']}; trunk pass {r['trunk_dtype']}"
+                               for r in report["rows"]]
+    out.with_suffix(".md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
