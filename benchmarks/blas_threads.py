@@ -49,8 +49,8 @@ def main(argv=None) -> int:
     val_rows = np.arange(len(f["train"]["y"]), len(y))
 
     def baseline_cv():
-        C, f1, _ = search.cross_validate_c(
-            lambda fo, grid: baseline.out_of_fold(texts, y, len(names), fo, grid), y, names, folds, baseline.C_GRID)
+        C, f1, _ = search.cross_validate(
+            lambda fo: baseline.out_of_fold(texts, y, len(names), fo, baseline.C_GRID), y, names, folds)
         return f"C {C}, CV macro-F1 {f1:.4f}"
 
     def probe_search():

@@ -1,6 +1,7 @@
 #!/usr/bin/env python
-"""The C grids of the search, fixed against grown past their ends (search.cross_validate_c,
-EDGE_DECADES): the choice `--recipe auto` makes under each, and its test score. One data set
+"""The probes' C grid, fixed against grown past its ends (search.cross_validate_c, EDGE_DECADES):
+the choice `--recipe auto` makes under each, and its test score (the baseline keeps its fixed
+grid in both; `results/c-grid-both-grown.md` has it grown too, from commit f1883c1). One data set
 per invocation; each adds (or replaces) its row in OUT.json / OUT.md.
 
     python benchmarks/c_grid.py --data sms-spam --features /tmp/default-pooled.pt --out benchmarks/results/c-grid
@@ -8,8 +9,8 @@ per invocation; each adds (or replaces) its row in OUT.json / OUT.md.
 
 One trunk pass (as benchmarks/probe_candidates.py), then the probe stage of `--recipe auto` as
 `train` runs it (probe_candidates.auto_probe_stage: baseline, probe search, hybrid, choice,
-refit on train + validation) twice: with EDGE_DECADES = 0 (the fixed grids, probes.C_GRID and
-baseline.C_GRID) and with the library's value. The test split chooses nothing. Records command,
+refit on train + validation) twice: with EDGE_DECADES = 0 (probes.C_GRID as it is) and with
+the library's value. The test split chooses nothing. Records command,
 commit, date and machine per row.
 """
 
@@ -36,8 +37,7 @@ def main(argv=None) -> int:
     f = pooled_features(a)
     names, y_test = f["names"], np.array(f["test"]["y"])
     grown = search.EDGE_DECADES
-    settings = {f"fixed (probes {', '.join(f'{c:g}' for c in probes.C_GRID)}; baseline "
-                f"{', '.join(f'{c:g}' for c in baseline.C_GRID)})": 0,
+    settings = {f"fixed ({', '.join(f'{c:g}' for c in probes.C_GRID)})": 0,
                 f"grown up to {grown} decades past an end": grown}
     data = Path(a.data).stem if Path(a.data).suffix else a.data
     row = {"data": data + (f" (--preset {a.preset})" if a.preset else ""), "machine": machine,
@@ -57,12 +57,13 @@ def main(argv=None) -> int:
     report = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else {"rows": []}
     report["rows"] = [r for r in report["rows"] if r["data"] != row["data"]] + [row]
     out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    md = ["# The search's C grids: fixed, or grown past an end", "",
+    md = ["# The probes' C grid: fixed, or grown past an end", "",
           "Per data set, the choice of `--recipe auto`'s probe stage (at argmax: no decision threshold) and "
           "its test macro-F1, the best LLM-only probe's, and the TF-IDF baseline's, under each setting. CV: "
           "out-of-fold macro-F1 over train + validation, what the choice reads. Search seconds: the probe "
           "search and the hybrid, on one BLAS thread.", "",
-          "| data (test texts) | C grids | chosen (C) | CV | test macro-F1 | best LLM-only (C) | CV | test | "
+          f"The baseline's C comes from its fixed grid ({', '.join(f'{c:g}' for c in baseline.C_GRID)}) in both.", "",
+          "| data (test texts) | probes' C grid | chosen (C) | CV | test macro-F1 | best LLM-only (C) | CV | test | "
           "baseline C | baseline CV | baseline test | search s |",
           "|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in report["rows"]:

@@ -80,8 +80,8 @@ def auto_probe_stage(f: dict, seed: int) -> dict:
     folds = search.repeated_folds(y, seed)
     val_rows = np.arange(len(f["train"]["y"]), len(y))
     with threadpool_limits(limits=1, user_api="blas"):
-        base_C, base_cv, base_oof = search.cross_validate_c(
-            lambda fo, grid: baseline.out_of_fold(texts, y, len(names), fo, grid), y, names, folds, baseline.C_GRID)
+        base_C, base_cv, base_oof = search.cross_validate(
+            lambda fo: baseline.out_of_fold(texts, y, len(names), fo, baseline.C_GRID), y, names, folds)
         base_test = baseline.fit(texts, y, len(names), base_C).proba(f["test"]["texts"])
         t0 = time.perf_counter()
         found = search.search_probes(pool, y, names, folds, val_rows, probes.candidate_probes(pool.layers),

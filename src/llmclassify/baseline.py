@@ -20,6 +20,9 @@ from .errors import UserError
 
 FILE_JSON = "baseline.json"
 FILE_WEIGHTS = "baseline.safetensors"
+# The baseline's C, by the search's folds over this fixed grid: it is the reference every figure
+# is read against, so it stays the conventional model. (Grown past its end like a probe's grid,
+# reuters-r8's went from C 100 to 10,000: CV macro-F1 0.853 -> 0.901, test 0.890 -> 0.856.)
 C_GRID = (1.0, 10.0, 100.0)
 NAME = "TF-IDF + logistic regression"
 

@@ -20,7 +20,7 @@ Protocol (one trunk pass has already produced every candidate's features):
    (probes.fit_mix) is fitted only when asked for (`--probe mix:...`): over every kept vector
    of the reference split it scored below the concatenation (CV macro-F1 0.9812 vs 0.9841) at
    seven times its cost (benchmarks/results/layer-mix.md). The baseline gets the same folds
-   and its C the same way (its grid grows the same way).
+   and its C the same way, from its fixed grid (baseline.C_GRID).
 3. The hybrid averages the best probe's out-of-fold probabilities with the baseline's
    (weights HYBRID_WEIGHTS on the probe), scored the same way; it is named "hybrid" in every
    report, beside the best LLM-only candidate.
@@ -63,9 +63,10 @@ def cross_validate(fit_oof, y: np.ndarray, names, repeats: list) -> tuple[float,
     return setting, f1, np.mean([o[setting] for o in oofs], 0)
 
 
-# How many decades a C grid may grow past its ends. Real data sat at both ends of the fixed
-# grids: every rt-polarity probe chose the smallest C (0.003), the movie-reviews baseline the
-# largest (100); one more decade took rt-polarity's test macro-F1 from 0.8285 to 0.8496
+# How many decades a probe's C grid may grow past its ends. Its best C moves with the width of
+# the features (576 for one vector, 4,032 for the concatenation) and the number of texts: every
+# rt-polarity candidate chose the grid's smallest C (0.003), reuters-r8's single layers its
+# largest (0.3). A decade further down took rt-polarity's test macro-F1 from 0.8285 to 0.8496
 # (benchmarks/results/c-grid.md).
 EDGE_DECADES = 2
 

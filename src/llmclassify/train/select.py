@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..scoring import score
-from ..search import cross_validate_c
+from ..search import cross_validate
 from .config import SPLITS
 from .state import Fitted, Run, log
 
@@ -34,8 +34,8 @@ def fit_baseline(run: Run, y_pool, folds):
     if run.multi:
         return None
     texts = list(run.prep.train.texts) + list(run.prep.val.texts)
-    C, f1, oof = cross_validate_c(lambda f, grid: baseline.out_of_fold(texts, y_pool, len(run.names), f, grid),
-                                  y_pool, run.names, folds, baseline.C_GRID)
+    C, f1, oof = cross_validate(lambda f: baseline.out_of_fold(texts, y_pool, len(run.names), f, baseline.C_GRID),
+                                y_pool, run.names, folds)
     model = baseline.fit(texts, y_pool, len(run.names), C)
     run.seconds["baseline"] = time.perf_counter() - t0
     log(f"baseline ({baseline.NAME}): CV macro-F1 {f1:.4f} (C {C}, {run.seconds['baseline']:.1f} s)", run.cfg)
