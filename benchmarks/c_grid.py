@@ -17,13 +17,19 @@ commit, date and machine per row.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 from machine import describe
-from probe_candidates import add_feature_args, auto_probe_stage, pooled_features
+from probe_candidates import (
+    add_feature_args,
+    add_row,
+    auto_probe_stage,
+    data_label,
+    pooled_features,
+    provenance,
+)
 
 
 def main(argv=None) -> int:
@@ -39,8 +45,7 @@ def main(argv=None) -> int:
     grown = search.EDGE_DECADES
     settings = {f"fixed ({', '.join(f'{c:g}' for c in probes.C_GRID)})": 0,
                 f"grown up to {grown} decades past an end": grown}
-    data = Path(a.data).stem if Path(a.data).suffix else a.data
-    row = {"data": data + (f" (--preset {a.preset})" if a.preset else ""), "machine": machine,
+    row = {"data": data_label(a), "machine": machine,
            "trunk_dtype": f.get("trunk_dtype"), "test_n": len(y_test), "settings": {}}
     for label, decades in settings.items():
         search.EDGE_DECADES = decades
@@ -54,9 +59,7 @@ def main(argv=None) -> int:
             "search_seconds": st["search_seconds"]}
     search.EDGE_DECADES = grown
     out = Path(a.out)
-    report = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else {"rows": []}
-    report["rows"] = [r for r in report["rows"] if r["data"] != row["data"]] + [row]
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    rows = add_row(out, row)
     md = ["# The probes' C grid: fixed, or grown past an end", "",
           "Per data set, the choice of `--recipe auto`'s probe stage (at argmax: no decision threshold) and "
           "its test macro-F1, the best LLM-only probe's, and the TF-IDF baseline's, under each setting. CV: "
@@ -66,16 +69,14 @@ def main(argv=None) -> int:
           "| data (test texts) | probes' C grid | chosen (C) | CV | test macro-F1 | best LLM-only (C) | CV | test | "
           "baseline C | baseline CV | baseline test | search s |",
           "|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
-    for r in report["rows"]:
+    for r in rows:
         for i, (label, s) in enumerate(r["settings"].items()):
             head = f"| {r['data']} ({r['test_n']}) " if i == 0 else "| "
             md.append(f"{head}| {label} | {s['chosen']} ({s['chosen_C']:g}) | {s['chosen_cv']:.4f} | "
                       f"{s['chosen_test_macro_f1']:.4f} | {s['llm_only']} ({s['llm_only_C']:g}) | "
                       f"{s['llm_only_cv']:.4f} | {s['llm_only_test_macro_f1']:.4f} | {s['baseline_C']:g} | "
                       f"{s['baseline_cv']:.4f} | {s['baseline_test_macro_f1']:.4f} | {s['search_seconds']:.1f} |")
-    md += ["", "Rows:", ""] + [f"- {r['data']}: `{r['machine']['command']}`; commit {r['machine']['commit']}; "
-                               f"{r['machine']['date']}; {r['machine']['summary']}; trunk pass {r['trunk_dtype']}"
-                               for r in report["rows"]]
+    md += provenance(rows)
     out.with_suffix(".md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     return 0

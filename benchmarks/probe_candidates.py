@@ -60,6 +60,28 @@ def pooled_features(a) -> dict:
 
 
 
+def data_label(a) -> str:
+    """What a row calls its data: the built-in name, or a suite file's stem; and the preset."""
+    data = Path(a.data).stem if Path(a.data).suffix else a.data
+    return data + (f" (--preset {a.preset})" if a.preset else "")
+
+
+def add_row(out: Path, row: dict) -> list[dict]:
+    """OUT.json holds one row per data set, each from its own invocation: `row` replaces the
+    row of the same data, or joins them. Returns every row."""
+    path = out.with_suffix(".json")
+    rows = json.loads(path.read_text())["rows"] if path.exists() else []
+    rows = [r for r in rows if r["data"] != row["data"]] + [row]
+    path.write_text(json.dumps({"rows": rows}, indent=2) + "\n")
+    return rows
+
+
+def provenance(rows: list[dict]) -> list[str]:
+    """Markdown lines: each row's command, commit, date, machine and trunk arithmetic."""
+    return ["", "Rows:", ""] + [f"- {r['data']}: `{r['machine']['command']}`; commit {r['machine']['commit']}; "
+                                f"{r['machine']['date']}; {r['machine']['summary']}; trunk pass {r['trunk_dtype']}"
+                                for r in rows]
+
 def auto_probe_stage(f: dict, seed: int) -> dict:
     """The probe stage of `--recipe auto` on cached features `f`, as `train` runs it (one BLAS
     thread): the baseline's C and out-of-fold predictions, the probe search, the hybrid, the

@@ -17,13 +17,19 @@ machine per row.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 from machine import describe
-from probe_candidates import add_feature_args, auto_probe_stage, pooled_features
+from probe_candidates import (
+    add_feature_args,
+    add_row,
+    auto_probe_stage,
+    data_label,
+    pooled_features,
+    provenance,
+)
 
 
 def main(argv=None) -> int:
@@ -46,8 +52,7 @@ def main(argv=None) -> int:
              "macro-F1, out of fold (train + val)": tune_threshold(pick.oof[:, 1], y, "macro-f1")[0],
              "macro-F1, validation only": tune_threshold(pick.oof[val_rows, 1], y[val_rows], "macro-f1")[0]}
     counts = np.bincount(y, minlength=2)
-    data = Path(a.data).stem if Path(a.data).suffix else a.data  # a suite file: its name
-    row = {"data": data + (f" (--preset {a.preset})" if a.preset else ""), "machine": machine,
+    row = {"data": data_label(a), "machine": machine,
            "trunk_dtype": f.get("trunk_dtype"), "pool_counts": dict(zip(names, counts.tolist())),
            "auto_tunes": bool(counts.max() > search.NEAR_BALANCED * counts.min()), "chosen": pick.name,
            "test_n": len(y_test), "rules": {}}
@@ -57,9 +62,7 @@ def main(argv=None) -> int:
                               "test_accuracy": float(s["accuracy"]),
                               "test_f1_" + names[1]: float(s["per_class"][names[1]]["f1"])}
     out = Path(a.out)
-    report = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else {"rows": []}
-    report["rows"] = [r for r in report["rows"] if r["data"] != row["data"]] + [row]
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    rows = add_row(out, row)
     md = ["# The decision threshold of two-class runs", "",
           "Per data set: the search's choice (as `--recipe auto`), refitted on train + validation, scored "
           "on test under three decision rules. `auto` tunes (out of fold, macro-F1) where the larger class "
@@ -67,7 +70,7 @@ def main(argv=None) -> int:
           "label's F1 (spam, pos).", "",
           "| data (test texts) | train + val classes | auto tunes | chosen | rule | threshold | test macro-F1 | "
           "test acc | F1 (2nd class) |", "|---|---|---|---|---|---:|---:|---:|---:|"]
-    for r in report["rows"]:
+    for r in rows:
         for i, (rule, m) in enumerate(r["rules"].items()):
             classes = " / ".join(f"{k} {v}" for k, v in r["pool_counts"].items())
             head = (f"| {r['data']} ({r['test_n']}) | {classes} | {'yes' if r['auto_tunes'] else 'no'} | "
@@ -75,9 +78,7 @@ def main(argv=None) -> int:
             f1 = next(v for k, v in m.items() if k.startswith("test_f1_"))
             md.append(f"{head}| {rule} | {m['threshold']:.3f} | {m['test_macro_f1']:.4f} | "
                       f"{m['test_accuracy']:.2%} | {f1:.4f} |")
-    md += ["", "Rows:", ""] + [f"- {r['data']}: `{r['machine']['command']}`; commit {r['machine']['commit']}; "
-                               f"{r['machine']['date']}; {r['machine']['summary']}; trunk pass {r['trunk_dtype']}"
-                               for r in report["rows"]]
+    md += provenance(rows)
     out.with_suffix(".md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     return 0

@@ -468,7 +468,8 @@ def test_reduced_precision_trunk_pass_agrees_with_float32(tmp_path, tiny_model_d
 
 @pytest.mark.parametrize("flags,expected", [(["avx2", "avx512_bf16", "avx512_vnni"], "bfloat16"),
                                              (["amx_bf16"], "bfloat16"), (["avx2", "avx512_vnni"], "int8"),
-                                             (["amx_int8"], "int8"), (["avx2"], "float32"), ([], "float32")])
+                                             (["amx_int8"], "int8"), (["avx2", "avx_vnni"], "int8"),
+                                             (["avx2"], "float32"), ([], "float32")])
 def test_auto_trunk_dtype_follows_the_cpu(monkeypatch, flags, expected):
     """`--trunk-dtype auto`: bfloat16 where the CPU has it fast, else int8 where it has int8 dot
     products, else float32; a named arithmetic is kept (int8 on a GPU is refused)."""
