@@ -129,7 +129,9 @@ class TrainConfig:
     trunk_cache: str = option("auto", "compute the frozen trunk once", choices=("auto", "off"))
     trunk_dtype: str = option("auto", "arithmetic of the one trunk pass: auto = bfloat16 where the CPU has "
                               "AVX512-BF16 / AMX or on a GPU (about 3x faster there, cosine 0.9999 to float32), "
-                              "else float32; int8: dynamically quantized Linear layers, CPU only (precision.py)",
+                              "else int8 where it has int8 dot products (AVX512-VNNI, AVX-VNNI, AMX-INT8), else "
+                              "float32; int8: weights per channel, activations per token, after SmoothQuant's "
+                              "smoothing, CPU only (precision.py)",
                               choices=("auto", "float32", "bfloat16", "int8"))
     cache_dtype: str = option("float32", "precision of the cached trunk states", choices=("float32", "bfloat16"))
     cache_memory_gb: float = option(4.0, "spill the trunk cache to disk above this")
