@@ -245,6 +245,22 @@ def test_auto_threshold_is_tuned_out_of_fold_where_two_classes_are_unbalanced(
     assert none["threshold"] is None
 
 
+def test_the_baseline_note_says_what_the_search_compared_where_validation_disagrees():
+    from llmclassify.train.run import baseline_note
+    from llmclassify.train.state import Fitted
+
+    base = {"cv_macro_f1": 0.9617, "splits": {"val": {"macro_f1": 0.9824}}}
+    probe = Fitted({}, None, {}, [], candidates=[{"name": "probe mean@16", "cv_macro_f1": 0.9828}],
+                   chosen="probe mean@16")
+    assert baseline_note(0.99, base, probe) is None
+    assert baseline_note(0.9781, None, probe) is None
+    assert baseline_note(0.9781, base, probe) == (
+        "note: on validation this run's macro-F1 (0.9781) is below the TF-IDF baseline's (0.9824); out of "
+        "fold over train + validation, what the search chose by: 0.9828 against 0.9617")
+    tuned = Fitted({}, None, {}, [], candidates=[{"name": "finetune", "cv_macro_f1": None}], chosen="finetune")
+    assert baseline_note(0.9781, base, tuned).endswith("below the TF-IDF baseline's (0.9824)")
+
+
 def test_template_is_applied_saved_and_used(tiny_model_dir, small_data, tmp_path):
     run = tmp_path / "tpl"
     template = "Message: {text}\nCategory:"
