@@ -21,10 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
 from machine import describe
-from probe_candidates import add_feature_args, pooled_features
+from probe_candidates import add_feature_args, pool_and_test, pooled_features
 
 SETTINGS = {"OpenBLAS default": None, "one BLAS thread": 1}
 
@@ -37,16 +35,12 @@ def main(argv=None) -> int:
     from threadpoolctl import threadpool_info, threadpool_limits
 
     from llmclassify import baseline, probes, search
-    from llmclassify.features import PooledFeatures
 
     machine = describe(sys.argv if argv is None else ["benchmarks/blas_threads.py", *argv])
     f = pooled_features(a)
     names = f["names"]
-    pool = PooledFeatures(torch.cat([f["train"]["data"], f["val"]["data"]]), f["train"]["layers"])
-    y = np.array(f["train"]["y"] + f["val"]["y"])
-    texts = f["train"]["texts"] + f["val"]["texts"]
-    folds = search.repeated_folds(y, a.seed)
-    val_rows = np.arange(len(f["train"]["y"]), len(y))
+    d = pool_and_test(f, a.seed)
+    pool, y, texts, folds, val_rows = (d[k] for k in ("pool", "y", "texts", "folds", "val_rows"))
 
     def baseline_cv():
         C, f1, _ = search.cross_validate(

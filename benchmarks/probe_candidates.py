@@ -59,7 +59,6 @@ def pooled_features(a) -> dict:
     return feats
 
 
-
 def data_label(a) -> str:
     """What a row calls its data: the built-in name, or a suite file's stem; and the preset."""
     data = Path(a.data).stem if Path(a.data).suffix else a.data
@@ -82,6 +81,21 @@ def provenance(rows: list[dict]) -> list[str]:
                                 f"{r['machine']['date']}; {r['machine']['summary']}; trunk pass {r['trunk_dtype']}"
                                 for r in rows]
 
+
+def pool_and_test(f: dict, seed: int) -> dict:
+    """What the search sees of cached features `f`, as `train` builds it (train/select.py):
+    train + validation as one pool (`pool` features, labels `y`, `texts`, the search's `folds`,
+    the validation rows `val_rows`), and the test split (`test`, `y_test`) to score only."""
+    from llmclassify import search
+    from llmclassify.features import PooledFeatures
+
+    y = np.array(f["train"]["y"] + f["val"]["y"])
+    return {"pool": PooledFeatures(torch.cat([f["train"]["data"], f["val"]["data"]]), f["train"]["layers"]),
+            "test": PooledFeatures(f["test"]["data"], f["test"]["layers"]), "y": y,
+            "y_test": np.array(f["test"]["y"]), "texts": f["train"]["texts"] + f["val"]["texts"],
+            "folds": search.repeated_folds(y, seed), "val_rows": np.arange(len(f["train"]["y"]), len(y))}
+
+
 def auto_probe_stage(f: dict, seed: int) -> dict:
     """The probe stage of `--recipe auto` on cached features `f`, as `train` runs it (one BLAS
     thread): the baseline's C and out-of-fold predictions, the probe search, the hybrid, the
@@ -92,15 +106,10 @@ def auto_probe_stage(f: dict, seed: int) -> dict:
     from threadpoolctl import threadpool_limits
 
     from llmclassify import baseline, probes, search
-    from llmclassify.features import PooledFeatures
 
     names = f["names"]
-    pool = PooledFeatures(torch.cat([f["train"]["data"], f["val"]["data"]]), f["train"]["layers"])
-    test = PooledFeatures(f["test"]["data"], f["test"]["layers"])
-    y = np.array(f["train"]["y"] + f["val"]["y"])
-    texts = f["train"]["texts"] + f["val"]["texts"]
-    folds = search.repeated_folds(y, seed)
-    val_rows = np.arange(len(f["train"]["y"]), len(y))
+    d = pool_and_test(f, seed)
+    pool, test, y, texts, folds, val_rows = (d[k] for k in ("pool", "test", "y", "texts", "folds", "val_rows"))
     with threadpool_limits(limits=1, user_api="blas"):
         base_C, base_cv, base_oof = search.cross_validate(
             lambda fo: baseline.out_of_fold(texts, y, len(names), fo, baseline.C_GRID), y, names, folds)
@@ -128,17 +137,14 @@ def main(argv=None) -> int:
     add_feature_args(ap, "/tmp/llmclassify-probe-candidates")
     a = ap.parse_args(argv)
     from llmclassify import probes, search
-    from llmclassify.features import POOLED, PooledFeatures
+    from llmclassify.features import POOLED
     from llmclassify.scoring import score
 
     machine = describe(sys.argv if argv is None else ["benchmarks/probe_candidates.py", *argv])
     f = pooled_features(a)
     names = f["names"]
-    pool = PooledFeatures(torch.cat([f["train"]["data"], f["val"]["data"]]), f["train"]["layers"])
-    test = PooledFeatures(f["test"]["data"], f["test"]["layers"])
-    y, y_test = np.array(f["train"]["y"] + f["val"]["y"]), np.array(f["test"]["y"])
-    folds = search.repeated_folds(y, a.seed)
-    val_rows = np.arange(len(f["train"]["y"]), len(y))
+    d = pool_and_test(f, a.seed)
+    pool, test, y, y_test, folds, val_rows = (d[k] for k in ("pool", "test", "y", "y_test", "folds", "val_rows"))
     every = tuple((layer, p) for p in POOLED for layer in pool.layers)
     found = search.search_probes(pool, y, names, folds, val_rows, probes.candidate_probes(pool.layers),
                                  mixes=[every])

@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     counts = np.bincount(y, minlength=2)
     row = {"data": data_label(a), "machine": machine,
            "trunk_dtype": f.get("trunk_dtype"), "pool_counts": dict(zip(names, counts.tolist())),
-           "auto_tunes": bool(counts.max() > search.NEAR_BALANCED * counts.min()), "chosen": pick.name,
+           "auto_tunes": search.unbalanced(y), "chosen": pick.name,
            "test_n": len(y_test), "rules": {}}
     for rule, t in rules.items():
         s = score(np.eye(2)[(p_test[:, 1] >= t).astype(int)], y_test, names)

@@ -123,6 +123,14 @@ SHORTLIST = 3  # candidates that go on from the ridge screen to logistic regress
 NEAR_BALANCED = 1.1
 
 
+def unbalanced(y: np.ndarray) -> bool:
+    """Whether the classes present in `y` are not NEAR_BALANCED: what decides the search's
+    class-weighted candidate and the decision threshold of `--tune-threshold auto`."""
+    counts = np.bincount(y)
+    counts = counts[counts > 0]
+    return len(counts) > 1 and bool(counts.max() > NEAR_BALANCED * counts.min())
+
+
 def search_probes(pooled, y: np.ndarray, names: list[str], folds: list, val_rows: np.ndarray,
                   candidates, log=print, mixes=()) -> list[Candidate]:
     """`folds`: from `repeated_folds`. Single-vector probes screened by a ridge classifier's
@@ -147,9 +155,7 @@ def search_probes(pooled, y: np.ndarray, names: list[str], folds: list, val_rows
     out = [_logistic_candidate(pooled, y, names, folds, val_rows, picks, False, log) for picks in shortlist]
     out += [_logistic_candidate(pooled, y, names, folds, val_rows, picks, False, log, mix=True) for picks in mixes]
     best = max(out, key=lambda c: c.cv_macro_f1)
-    counts = np.bincount(y, minlength=n_classes)
-    counts = counts[counts > 0]
-    if len(counts) > 1 and counts.max() > NEAR_BALANCED * counts.min():
+    if unbalanced(y):
         weighted = _logistic_candidate(pooled, y, names, folds, val_rows, best.picks, True, log, mix=best.mix)
         if weighted.cv_macro_f1 > best.cv_macro_f1:
             out.append(weighted)

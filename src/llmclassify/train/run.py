@@ -351,15 +351,16 @@ def _threshold_objective(run: Run, fitted: Fitted) -> str | None:
     test macro-F1 from 0.980 to 0.985 and spam F1 from 0.966 to 0.974. With balanced classes
     there is no lean to correct, and a threshold tuned to noise cost rt-polarity 1.4 points
     (benchmarks/results/threshold.md)."""
-    from ..search import NEAR_BALANCED
+    import numpy as np
+
+    from ..search import unbalanced
 
     asked = run.cfg.tune_threshold
     if asked != "auto":
         return None if asked == "none" else asked  # (two classes: checked in _prepare)
     if run.multi or len(run.names) != 2 or "train" not in (fitted.held_out_logits or {}):
         return None
-    counts = torch.bincount(torch.as_tensor(run.prep.train.labels + run.prep.val.labels), minlength=2)
-    return "macro-f1" if counts.max() > NEAR_BALANCED * counts.min() else None
+    return "macro-f1" if unbalanced(np.asarray(run.prep.train.labels + run.prep.val.labels)) else None
 
 
 def _report_and_save(run: Run, fitted: Fitted, base, feats: dict) -> dict:
