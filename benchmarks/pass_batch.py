@@ -24,30 +24,43 @@ from machine import describe
 from precision import load
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default="benchmarks/results/pass-batch")
+def add_set_args(ap: argparse.ArgumentParser) -> None:
+    """The texts `load_sets` reads."""
     ap.add_argument("--texts", type=int, default=400, help="short texts: the first N of the SMS split")
     ap.add_argument("--long-data", help="JSONL of long texts ('text' field)")
     ap.add_argument("--long-texts", type=int, default=20, help="the first N texts of --long-data")
     ap.add_argument("--window", type=int, default=None, help="window of the long texts (default: train's --window)")
-    ap.add_argument("--sizes", default="4096,2048,1024,512", help="padded tokens per batch, comma-separated")
-    ap.add_argument("--repeats", type=int, default=3)
-    a = ap.parse_args()
-    from llmclassify.features import probe_layers, trunk_pass
+
+
+def load_sets(a) -> tuple:
+    """The default model (read once), the texts to pass, {name: (token ids, window)}: the
+    first `--texts` of the SMS split whole and, with `--long-data`, its first `--long-texts`
+    in windows of `--window`; and the pad id."""
     from llmclassify.inputs import encode_texts
-    from llmclassify.precision import choose_trunk_dtype
     from llmclassify.train import TrainConfig
 
-    torch.set_grad_enabled(False)
-    dec, short, tok = load(a.texts)  # the model is read once; its tokenizer serves the long texts too
-    pad = tok.pad_id
+    dec, short, tok = load(a.texts)
     window = a.window or TrainConfig().window
     sets = {"SMS texts": (short, None)}
     if a.long_data:
         rows = [json.loads(line) for line in Path(a.long_data).expanduser().read_text().splitlines() if line.strip()]
         ids, _ = encode_texts(tok, [r["text"] for r in rows[: a.long_texts]], dec.cfg.context_length)
         sets[f"long texts, windows of {window}"] = (ids, window)
+    return dec, sets, tok.pad_id
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="benchmarks/results/pass-batch")
+    add_set_args(ap)
+    ap.add_argument("--sizes", default="4096,2048,1024,512", help="padded tokens per batch, comma-separated")
+    ap.add_argument("--repeats", type=int, default=3)
+    a = ap.parse_args()
+    from llmclassify.features import probe_layers, trunk_pass
+    from llmclassify.precision import choose_trunk_dtype
+
+    torch.set_grad_enabled(False)
+    dec, sets, pad = load_sets(a)
     dtype = choose_trunk_dtype(torch.device("cpu"))
     layers = probe_layers(dec.cfg.n_layers)
     sizes = [int(s) for s in a.sizes.split(",")]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+import llmclassify.model as model_module
 from llmclassify.config import ModelConfig
 from llmclassify.loaders.hf import load_hf_dir
-from llmclassify.model import Decoder, attention_mask_bool
+from llmclassify.model import Decoder, attention_bias, attention_mask_bool, matmul_attention
 
 try:  # tests/ imported as a package (tests/__init__.py) or as a plain directory
     from .tiny import padded_batch, tiny_gpt2_hf, tiny_llama_hf
@@ -148,6 +149,40 @@ def test_no_causal_mask_option():
         one_full = model.run_blocks(x, mask, pos, end=1, causal=False)
     last = len(TEXTS[0]) - 1
     torch.testing.assert_close(one_causal[0, last], one_full[0, last])
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize("heads", [(6, 2), (4, 4)])
+def test_matmul_attention_equals_sdpa(heads, side, causal):
+    n_heads, n_kv = heads
+    g = torch.Generator().manual_seed(0)
+    ids, mask = padded_batch(TEXTS, side=side)
+    B, T = mask.shape
+    q = torch.randn(B, n_heads, T, 8, generator=g)
+    k, v = (torch.randn(B, n_kv, T, 8, generator=g) for _ in range(2))
+    allowed = attention_mask_bool(mask, causal)
+    want = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=allowed, enable_gqa=n_kv != n_heads)
+    torch.testing.assert_close(matmul_attention(q, k, v, attention_bias(allowed)), want)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_bfloat16_pass_attends_by_matmul_like_sdpa(family, monkeypatch):
+    """In bfloat16 on the CPU, up to MATMUL_ATTENTION_MAX_TOKENS, blocks attend by two matmuls;
+    the pass equals SDPA's to bfloat16 rounding, and past the limit SDPA runs again."""
+    model = _random_model(family).to(torch.bfloat16)
+    ids, mask = padded_batch(TEXTS, side="left")
+    calls = []
+    real_mm = model_module.matmul_attention
+    monkeypatch.setattr(model_module, "matmul_attention", lambda *a: calls.append(1) or real_mm(*a))
+    with torch.no_grad():
+        got = model(ids, mask)
+        assert len(calls) == len(model.blocks)
+        monkeypatch.setattr(model_module, "MATMUL_ATTENTION_MAX_TOKENS", mask.shape[1] - 1)
+        want = model(ids, mask)
+    assert len(calls) == len(model.blocks)  # not called again past the limit
+    real = mask.bool()
+    torch.testing.assert_close(got.float()[real], want.float()[real], atol=0.05, rtol=0.02)
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama"])

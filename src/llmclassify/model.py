@@ -96,6 +96,36 @@ def attention_mask_bool(
     return allowed.expand(B, 1, allowed.shape[2], T)
 
 
+# Attention as two matmuls and a float32 softmax where that beats the CPU's fused kernel:
+# in bfloat16 on the CPU, F.scaled_dot_product_attention ran 2.2-3.1x slower than this at 32 to
+# 256 tokens (benchmarks/results/attention.md); in float32 and on GPUs the fused kernel is the
+# faster one, and past this many tokens the (B, H, T, T) scores it never holds grow too large.
+MATMUL_ATTENTION_MAX_TOKENS = 512
+
+
+def uses_matmul_attention(device: torch.device, dtype: torch.dtype, n_tokens: int) -> bool:
+    """Whether attention over `n_tokens` runs as `matmul_attention` (else SDPA's kernel)."""
+    return device.type == "cpu" and dtype in (torch.bfloat16, torch.float16) and n_tokens <= MATMUL_ATTENTION_MAX_TOKENS
+
+
+def attention_bias(allowed: torch.Tensor) -> torch.Tensor:
+    """The boolean mask (B, 1, T, T) as `matmul_attention` adds it: 0 / -inf, float32,
+    (B, 1, 1, T, T) to broadcast over K/V heads and the query heads that share each."""
+    return torch.zeros(allowed.shape, device=allowed.device).masked_fill_(~allowed, float("-inf"))[:, :, None]
+
+
+def matmul_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """SDPA's output from two matmuls: q (B, H, T, hd); k, v (B, Hkv, T, hd), query head h
+    reading K/V head h // (H // Hkv) as with enable_gqa; bias from `attention_bias`. The scores
+    and softmax are float32, the matmuls in q's dtype."""
+    B, H, T, hd = q.shape
+    n_kv = k.shape[1]
+    group = H // n_kv
+    scores = torch.matmul(q.reshape(B, n_kv, group * T, hd), k.transpose(-1, -2)).view(B, n_kv, group, T, T)
+    p = torch.softmax(scores.float().mul_(hd**-0.5).add_(bias), dim=-1).to(q.dtype)
+    return torch.matmul(p.view(B, n_kv, group * T, T), v).view(B, H, T, hd)
+
+
 # --------------------------------------------------------------------------------------------
 # Blocks
 # --------------------------------------------------------------------------------------------
@@ -167,12 +197,15 @@ class Attention(nn.Module):
             k_cs = ctx["cos_sin"] if ctx is not None else self.rope_cos_sin(pos, x.dtype)
             q_cs = k_cs if query_index is None else self.rope_cos_sin(qpos, x.dtype)
             q, k = self._rope(q, q_cs), self._rope(k, k_cs)
-        attn_mask = ctx["mask"] if shared else attention_mask_bool(mask, causal, query_index)  # (B, 1, Tq, T)
-        # Query head h uses K/V head h // groups (Hugging Face's repeat_kv layout); SDPA's
-        # enable_gqa does that without copying K and V (checked exact against repeat_interleave).
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, enable_gqa=self.n_kv_heads != self.n_heads
-        )  # (B, H, Tq, hd)
+        if shared and "bias" in ctx and uses_matmul_attention(q.device, q.dtype, T):
+            out = matmul_attention(q, k, v, ctx["bias"])  # (B, H, T, hd)
+        else:
+            attn_mask = ctx["mask"] if shared else attention_mask_bool(mask, causal, query_index)  # (B, 1, Tq, T)
+            # Query head h uses K/V head h // groups (Hugging Face's repeat_kv layout); SDPA's
+            # enable_gqa does that without copying K and V (checked exact against repeat_interleave).
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attn_mask, enable_gqa=self.n_kv_heads != self.n_heads
+            )  # (B, H, Tq, hd)
         out = out.transpose(1, 2).reshape(B, Tq, self.n_heads * hd)  # (B, Tq, H*hd)
         return self.o_proj(out)
 
@@ -321,8 +354,11 @@ class Decoder(nn.Module):
         return x
 
     def context(self, mask: torch.Tensor, pos: torch.Tensor, causal: bool, dtype: torch.dtype) -> dict:
-        """What every block of one pass shares: the boolean attention mask and rotary cos/sin."""
+        """What every block of one pass shares: the boolean attention mask (and its additive form
+        where blocks in `dtype` attend by `matmul_attention`) and rotary cos/sin."""
         ctx = {"mask": attention_mask_bool(mask, causal)}
+        if uses_matmul_attention(mask.device, dtype, mask.shape[1]):
+            ctx["bias"] = attention_bias(ctx["mask"])
         if not self.cfg.is_gpt2:
             ctx["cos_sin"] = self.blocks[0].attn.rope_cos_sin(pos, dtype)
         return ctx
