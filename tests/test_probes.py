@@ -199,6 +199,30 @@ def test_baseline_is_fitted_on_the_same_split(tiny_model_dir, small_data, tmp_pa
     assert s["baseline"]["splits"]["test"]["n"] == len(split["test"]["texts"]) == s["splits"]["test"]["n"]
 
 
+def test_baseline_out_of_fold_equals_a_vectorizer_fitted_per_fold_on_the_texts():
+    """Each out-of-fold row comes from a TF-IDF and regression fitted on the other folds' texts
+    alone (no vocabulary or idf from the held-out fold), every C along one path."""
+    from llmclassify import baseline, search
+    from llmclassify.probes import LogisticPath, softmax
+
+    words = ["free", "prize", "call", "now", "meet", "lunch", "later", "ok", "win", "cash", "home"]
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(words, size=rng.integers(2, 9))) + ("!" if i % 3 else "") for i in range(60)]
+    y = np.array([int("prize" in t or "cash" in t) for t in texts])
+    folds = search.repeated_folds(y, 0)[0]
+    got = baseline.out_of_fold(texts, y, 2, folds, (1.0, 10.0))
+    arr = np.asarray(texts, dtype=object)
+    for held in folds[:3]:
+        keep = np.setdiff1d(np.arange(len(y)), held)
+        vec = baseline.vectorizer()
+        x = vec.fit_transform(arr[keep])
+        path = LogisticPath(2)
+        for C in (1.0, 10.0):
+            w, b = path.fit(x, y[keep], C)
+            np.testing.assert_allclose(got[C][held], softmax(np.asarray(vec.transform(arr[held]) @ w.T) + b),
+                                       rtol=1e-5, atol=1e-6)
+
+
 def test_evaluate_reports_the_test_metrics_training_printed_with_a_tuned_threshold(
         tiny_model_dir, small_data, tmp_path):
     """The #14 bug: evaluate scored with argmax where training applied the tuned threshold."""
