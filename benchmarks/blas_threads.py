@@ -15,29 +15,23 @@ the script says so. Writes OUT.json and OUT.md with command, commit, date and ma
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from pathlib import Path
 
-from machine import describe
-from probe_candidates import add_feature_args, pool_and_test, pooled_features
+from probe_candidates import pool_and_test, start
 
 SETTINGS = {"OpenBLAS default": None, "one BLAS thread": 1}
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_feature_args(ap, "/tmp/llmclassify-blas-threads")
-    ap.add_argument("--rounds", type=int, default=2)
-    a = ap.parse_args(argv)
+    a, machine, f = start(__doc__, "benchmarks/blas_threads.py", argv,
+                          lambda ap: ap.add_argument("--rounds", type=int, default=2))
     from threadpoolctl import threadpool_info, threadpool_limits
 
     from llmclassify import baseline, probes, search
 
-    machine = describe(sys.argv if argv is None else ["benchmarks/blas_threads.py", *argv])
-    f = pooled_features(a)
     names = f["names"]
     d = pool_and_test(f, a.seed)
     pool, y, texts, folds, val_rows = (d[k] for k in ("pool", "y", "texts", "folds", "val_rows"))

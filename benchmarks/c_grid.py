@@ -16,31 +16,24 @@ commit, date and machine per row.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
-from machine import describe
 from probe_candidates import (
-    add_feature_args,
     add_row,
     auto_probe_stage,
     data_label,
-    pooled_features,
     provenance,
+    start,
 )
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_feature_args(ap, "/tmp/llmclassify-c-grid")
-    a = ap.parse_args(argv)
+    a, machine, f = start(__doc__, "benchmarks/c_grid.py", argv)
     from llmclassify import baseline, probes, search
     from llmclassify.scoring import score
 
-    machine = describe(sys.argv if argv is None else ["benchmarks/c_grid.py", *argv])
-    f = pooled_features(a)
     names, y_test = f["names"], np.array(f["test"]["y"])
     grown = search.EDGE_DECADES
     settings = {f"fixed ({', '.join(f'{c:g}' for c in probes.C_GRID)})": 0,

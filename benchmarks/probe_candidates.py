@@ -28,14 +28,22 @@ from machine import describe
 SPLITS = ("train", "val", "test")
 
 
-def add_feature_args(ap: argparse.ArgumentParser, work_dir: str) -> None:
-    """What `pooled_features` reads: the data, its split, the features' cache; and --out."""
+def start(doc: str, script: str, argv=None, more_args=None) -> tuple[argparse.Namespace, dict, dict]:
+    """What a benchmark on pooled features begins with: its arguments (what `pooled_features`
+    reads: the data, its split, the features' cache; --out; and `more_args(ap)`'s), the
+    machine's description with the command, and the features. `script`: benchmarks/NAME.py."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--data", default="sms-spam")
     ap.add_argument("--preset", help="reference: the book's split")
     ap.add_argument("--seed", type=int, default=123)
     ap.add_argument("--features", help="cache of the pooled features (.pt)")
-    ap.add_argument("--work-dir", default=work_dir)
+    ap.add_argument("--work-dir", default="/tmp/llmclassify-" + Path(script).stem.replace("_", "-"))
     ap.add_argument("--out", required=True)
+    if more_args:
+        more_args(ap)
+    a = ap.parse_args(argv)
+    machine = describe(sys.argv if argv is None else [script, *argv])
+    return a, machine, pooled_features(a)
 
 
 def pooled_features(a) -> dict:
@@ -133,15 +141,11 @@ def auto_probe_stage(f: dict, seed: int) -> dict:
                 "val_rows": val_rows, "search_seconds": seconds}
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_feature_args(ap, "/tmp/llmclassify-probe-candidates")
-    a = ap.parse_args(argv)
+    a, machine, f = start(__doc__, "benchmarks/probe_candidates.py", argv)
     from llmclassify import probes, search
     from llmclassify.features import POOLED
     from llmclassify.scoring import score
 
-    machine = describe(sys.argv if argv is None else ["benchmarks/probe_candidates.py", *argv])
-    f = pooled_features(a)
     names = f["names"]
     d = pool_and_test(f, a.seed)
     pool, test, y, y_test, folds, val_rows = (d[k] for k in ("pool", "test", "y", "y_test", "folds", "val_rows"))

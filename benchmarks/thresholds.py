@@ -21,19 +21,16 @@ machine per row.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
-from machine import describe
 from probe_candidates import (
-    add_feature_args,
     add_row,
     auto_probe_stage,
     data_label,
-    pooled_features,
     provenance,
+    start,
 )
 from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
@@ -84,15 +81,11 @@ def cross_fitted_gain(p: np.ndarray, y: np.ndarray, seeds=(0, 1, 2)) -> list[flo
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_feature_args(ap, "/tmp/llmclassify-thresholds")
-    a = ap.parse_args(argv)
+    a, machine, f = start(__doc__, "benchmarks/thresholds.py", argv)
     from llmclassify import search
     from llmclassify.calibrate import tune_threshold
     from llmclassify.scoring import score
 
-    machine = describe(sys.argv if argv is None else ["benchmarks/thresholds.py", *argv])
-    f = pooled_features(a)
     names = f["names"]
     stage = auto_probe_stage(f, a.seed)
     pick, p_test, y, val_rows = stage["pick"], stage["pick_test"], stage["y"], stage["val_rows"]
