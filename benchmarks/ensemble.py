@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from probe_candidates import add_row, auto_probe_stage, data_label, pool_and_test, provenance, start
+from probe_candidates import add_row, auto_probe_stage, data_label, provenance, start
 
 ENSEMBLE = 3
 
@@ -33,25 +33,20 @@ def main(argv=None) -> int:
     a, machine, f = start(__doc__, "benchmarks/ensemble.py", argv)
     from threadpoolctl import threadpool_limits
 
-    from llmclassify import probes, search
+    from llmclassify import search
     from llmclassify.scoring import score
 
     names = f["names"]
     r = auto_probe_stage(f, a.seed)
-    d = pool_and_test(f, a.seed)
-    y, y_test, pool, test = r["y"], d["y_test"], d["pool"], d["test"]
+    y, y_test = r["y"], r["y_test"]
     f1 = lambda p, yy: float(score(p, yy, names)["macro_f1"])  # noqa: E731
     top = sorted([c for c in r["found"] if c.kind == "probe"], key=lambda c: -c.cv_macro_f1)[:ENSEMBLE]
-    with threadpool_limits(limits=1, user_api="blas"):
-        tests = [probes.softmax(probes.fit_probe(pool.matrix(list(c.picks)), y, len(names), c.C, c.balanced)
-                                .logits(test.matrix(list(c.picks)))) for c in top]
-    ens = search.Candidate("ensemble", "probe", f1(geometric([c.oof for c in top]), y), 0.0, oof=geometric([c.oof for c in top]))
-    hybrid_now = next(c for c in r["found"] if c.kind == "hybrid")
-    base_oof = (hybrid_now.oof - hybrid_now.hybrid_weight * r["llm"].oof) / (1 - hybrid_now.hybrid_weight)
-    hyb = search.hybrid_candidates(ens, base_oof, y, names, r["val_rows"])
-    ens.cost, hyb.cost = (0,), (1,)
+    oof = geometric([c.oof for c in top])
+    ens = search.Candidate("ensemble", "probe", f1(oof, y), 0.0, cost=(0,), oof=oof)
+    hyb = search.hybrid_candidates(ens, r["base_oof"], y, names, r["val_rows"])
     pick = search.choose([ens, hyb], "cv_macro_f1")
-    ens_test = geometric(tests)
+    with threadpool_limits(limits=1, user_api="blas"):  # as auto_probe_stage fits
+        ens_test = geometric([r["test_proba"](c) for c in top])
     pick_test = ens_test if pick is ens else hyb.hybrid_weight * ens_test + (1 - hyb.hybrid_weight) * r["base_test"]
     row = {"data": data_label(a), "machine": machine, "trunk_dtype": f.get("trunk_dtype"),
            "members": [c.name for c in top], "baseline_test": f1(r["base_test"], y_test),

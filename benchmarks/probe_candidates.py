@@ -108,9 +108,9 @@ def auto_probe_stage(f: dict, seed: int) -> dict:
     """The probe stage of `--recipe auto` on cached features `f`, as `train` runs it (one BLAS
     thread): the baseline's C and out-of-fold predictions, the probe search, the hybrid, the
     choice and its refit on train + validation; the test split only scored. Returns the chosen
-    candidate (`pick`), the best LLM-only one (`llm`), their test probabilities, the baseline's
-    C, CV score and test probabilities, the pool's labels, its validation rows and the search's
-    seconds."""
+    candidate (`pick`), the best LLM-only one (`llm`), their test probabilities, `test_proba`
+    (any candidate's, refitted on the pool), the baseline's C, CV score, out-of-fold and test
+    probabilities, the pool's and the test split's labels, the validation rows and the search's seconds."""
     from threadpoolctl import threadpool_limits
 
     from llmclassify import baseline, probes, search
@@ -137,7 +137,8 @@ def auto_probe_stage(f: dict, seed: int) -> dict:
             return c.hybrid_weight * p + (1 - c.hybrid_weight) * base_test if c.kind == "hybrid" else p
 
         return {"pick": pick, "llm": llm, "pick_test": test_proba(pick), "llm_test": test_proba(llm),
-                "found": found, "base_C": base_C, "base_cv": base_cv, "base_test": base_test, "y": y,
+                "found": found, "test_proba": test_proba, "base_C": base_C, "base_cv": base_cv,
+                "base_oof": base_oof, "base_test": base_test, "y": y, "y_test": d["y_test"],
                 "val_rows": val_rows, "search_seconds": seconds}
 
 def main(argv=None) -> int:
