@@ -1,32 +1,27 @@
 #!/usr/bin/env python
-"""Measured, not built yet: the search's LLM-only answer as an ensemble of its top probes.
+"""The search's LLM-only answer: its single best probe (the rule before) against the ensemble of
+its top probes (the rule `train` follows now, search.ensemble_candidate), side by side on the
+same features, folds and baseline.
 
-    python benchmarks/ensemble.py --data FILE.jsonl --features F.pt --out benchmarks/results/ensemble
+    python benchmarks/ensemble.py --data FILE.jsonl --features F.pt --out benchmarks/results/ensemble-built
 
 On cached pooled features (probe_candidates.start), the probe stage of `--recipe auto` as
-`train` runs it (probe_candidates.auto_probe_stage), then the same stage with the rule under
-test: the ENSEMBLE probes best by CV, their log-probabilities averaged (a mean of linear
-probes' logits is one linear probe on the union of their picks, so a saved run would keep its
-format), standing for every single probe, and the hybrid built on it. Why: the search's single
-pick is the max of CV scores over many candidates, optimistic by selection; an average of the
-top few is not. The test split is only scored. One row per data set in OUT.json / OUT.md.
+`train` runs it (probe_candidates.auto_probe_stage: the ensemble stands for every single
+probe, the hybrid is built on it, the choice by CV); then the same stage under the rule before:
+the single probes choosable, the hybrid built on the best of them. Each pick refitted on train
++ validation and scored on test, at argmax and under the decision threshold `train`'s
+`--tune-threshold auto` would apply (two unbalanced classes: macro-F1 on the pick's
+out-of-fold predictions). The test split is only scored. One row per data set in OUT.json / OUT.md.
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from probe_candidates import add_row, auto_probe_stage, data_label, provenance, start
-
-ENSEMBLE = 3
-
-
-def geometric(ps) -> np.ndarray:
-    from llmclassify.probes import softmax
-
-    return softmax(np.mean([np.log(np.clip(p, 1e-12, 1)) for p in ps], 0))
 
 
 def main(argv=None) -> int:
@@ -34,40 +29,53 @@ def main(argv=None) -> int:
     from threadpoolctl import threadpool_limits
 
     from llmclassify import search
+    from llmclassify.calibrate import tune_threshold
     from llmclassify.scoring import score
 
     names = f["names"]
     r = auto_probe_stage(f, a.seed)
     y, y_test = r["y"], r["y_test"]
-    f1 = lambda p, yy: float(score(p, yy, names)["macro_f1"])  # noqa: E731
-    top = sorted([c for c in r["found"] if c.kind == "probe"], key=lambda c: -c.cv_macro_f1)[:ENSEMBLE]
-    oof = geometric([c.oof for c in top])
-    ens = search.Candidate("ensemble", "probe", f1(oof, y), 0.0, cost=(0,), oof=oof)
-    hyb = search.hybrid_candidates(ens, r["base_oof"], y, names, r["val_rows"])
-    pick = search.choose([ens, hyb], "cv_macro_f1")
-    with threadpool_limits(limits=1, user_api="blas"):  # as auto_probe_stage fits
-        ens_test = geometric([r["test_proba"](c) for c in top])
-    pick_test = ens_test if pick is ens else hyb.hybrid_weight * ens_test + (1 - hyb.hybrid_weight) * r["base_test"]
+    tuned = len(names) == 2 and search.unbalanced(y)  # what --tune-threshold auto tunes
+
+    def scored(c) -> dict:
+        with threadpool_limits(limits=1, user_api="blas"):  # as auto_probe_stage fits
+            p = r["test_proba"](c)
+        s = score(p, y_test, names)
+        out = {"name": c.name, "kind": c.kind, "cv": c.cv_macro_f1, "test": float(s["macro_f1"]),
+               "accuracy": float(s["accuracy"])}
+        if tuned:
+            t, _ = tune_threshold(c.oof[:, 1], y, objective="macro-f1")
+            st = score(np.eye(2)[(p[:, 1] >= t).astype(int)], y_test, names)
+            out["threshold"] = {"t": t, "test": float(st["macro_f1"]), "accuracy": float(st["accuracy"]),
+                                "f1_" + names[1]: float(st["per_class"][names[1]]["f1"])}
+        return out
+
+    singles = [replace(c, choosable=True) for c in r["found"] if c.kind == "probe" and not c.members]
+    single = search.choose(singles, "cv_macro_f1")
+    before = singles + [search.hybrid_candidates(single, r["base_oof"], y, names, r["val_rows"])]
     row = {"data": data_label(a), "machine": machine, "trunk_dtype": f.get("trunk_dtype"),
-           "members": [c.name for c in top], "baseline_test": f1(r["base_test"], y_test),
-           "now": {"pick": r["pick"].name, "test": f1(r["pick_test"], y_test), "llm": r["llm"].name,
-                   "llm_test": f1(r["llm_test"], y_test)},
-           "ensemble": {"cv": ens.cv_macro_f1, "test": f1(ens_test, y_test), "pick": pick.name,
-                        "pick_cv": pick.cv_macro_f1, "pick_test": f1(pick_test, y_test),
-                        "pick_accuracy": float(score(pick_test, y_test, names)["accuracy"])}}
+           "baseline_test": float(score(r["base_test"], y_test, names)["macro_f1"]),
+           "before": {"pick": scored(search.choose(before, "cv_macro_f1")), "llm": scored(single)},
+           "now": {"pick": scored(r["pick"]), "llm": scored(r["llm"])}}
     rows = add_row(Path(a.out), row)
-    md = ["# The search's LLM-only answer as an ensemble of its top probes (measured, not built)", "",
-          f"Rule under test: the {ENSEMBLE} probes best by CV macro-F1, log-probabilities averaged, stand for "
-          "every single probe; the hybrid is built on them; the choice between the two by CV (search.TIE). "
-          "Test macro-F1, never read by either rule.", "",
-          "| data | search now: pick (test) | now: best LLM-only (test) | ensemble (CV / test) | "
-          "rule under test: pick (test, accuracy) | TF-IDF (test) |", "|---|---|---|---|---|---:|"]
+    md = ["# The search's LLM-only answer: its best single probe (before) or the ensemble of its top probes (now)",
+          "", f"Now (`train`): the {search.ENSEMBLE} probes best by CV macro-F1, one per set of features, their "
+          "log-probabilities averaged, stand for every single probe; the hybrid is built on that. Before: the "
+          "best single probe, the hybrid built on it. The pick: the best CV macro-F1 of the LLM-only answer and "
+          "its hybrid (search.TIE to the cheaper). Test macro-F1 / accuracy, never read by either rule; "
+          "`thr`: under the threshold `--tune-threshold auto` tunes (two unbalanced classes).", "",
+          "| data | before: pick | test | now: pick | test | LLM-only before / now (test) | TF-IDF |",
+          "|---|---|---|---|---|---|---:|"]
+
+    def fig(x):
+        t = x.get("threshold")
+        return f"{x['test']:.4f} / {x['accuracy']:.2%}" + (
+            f" (thr {t['t']:.3f}: {t['test']:.4f} / {t['accuracy']:.2%})" if t else "")
+
     for x in rows:
-        n, e = x["now"], x["ensemble"]
-        md.append(f"| {x['data']} | {n['pick']} ({n['test']:.4f}) | {n['llm']} ({n['llm_test']:.4f}) | "
-                  f"{e['cv']:.4f} / {e['test']:.4f} | {e['pick'].replace('probe ', '')} ({e['pick_test']:.4f}, "
-                  f"{e['pick_accuracy']:.2%}) | {x['baseline_test']:.4f} |")
-    md += ["", "Members of the ensemble:", ""] + [f"- {x['data']}: " + "; ".join(x["members"]) for x in rows]
+        b, n = x["before"], x["now"]
+        md.append(f"| {x['data']} | {b['pick']['name']} | {fig(b['pick'])} | {n['pick']['name']} | {fig(n['pick'])} "
+                  f"| {b['llm']['test']:.4f} / {n['llm']['test']:.4f} | {x['baseline_test']:.4f} |")
     md += provenance(rows)
     Path(a.out).with_suffix(".md").write_text("\n".join(md) + "\n")
     print("\n".join(md))

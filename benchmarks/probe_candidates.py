@@ -125,14 +125,13 @@ def auto_probe_stage(f: dict, seed: int) -> dict:
         t0 = time.perf_counter()
         found = search.search_probes(pool, y, names, folds, val_rows, probes.candidate_probes(pool.layers),
                                      log=lambda m: None)
-        llm = search.choose(found, "cv_macro_f1")
-        found.append(search.hybrid_candidates(llm, base_oof, y, names, val_rows))
+        found = search.with_answers(found, y, names, val_rows, base_oof, log=lambda m: None)
         seconds = time.perf_counter() - t0
         pick = search.choose(found, "cv_macro_f1")
+        llm = search.choose([c for c in found if c.kind == "probe"], "cv_macro_f1")
 
         def test_proba(c):
-            probe = probes.fit_probe(pool.matrix(list(c.picks)), y, len(names), c.C, c.balanced,
-                                     mix=len(c.picks) if c.mix else 0)
+            probe = search.refit(c, lambda picks: pool.matrix(list(picks)), y, len(names))
             p = probes.softmax(probe.logits(test.matrix(list(c.picks))))
             return c.hybrid_weight * p + (1 - c.hybrid_weight) * base_test if c.kind == "hybrid" else p
 

@@ -146,7 +146,8 @@ def run_record(metrics: dict, child: dict, command: str) -> dict:
     kinds = {c["name"]: c["kind"] for c in cands}
 
     def best(kind):
-        vals = [c["cv_macro_f1"] for c in cands if c["kind"] == kind and c["cv_macro_f1"] is not None]
+        vals = [c["cv_macro_f1"] for c in cands
+                if c["kind"] == kind and c["cv_macro_f1"] is not None and c.get("choosable", True)]
         return max(vals) if vals else None
 
     return {

@@ -129,6 +129,67 @@ def test_probe_run_predicts_what_training_reported_and_runs_fewer_blocks(tiny_mo
     assert m["baseline"]["macro_f1"] == pytest.approx(s["baseline"]["splits"]["test"]["macro_f1"])
 
 
+def test_averaged_probes_are_one_probe_whose_logits_are_the_members_mean():
+    """average_probes: members over overlapping picks, each with its own standardiser, merged
+    into one LinearProbe on the union whose logits equal the mean of theirs."""
+    from llmclassify.probes import LinearProbe, average_probes
+
+    rng = np.random.default_rng(0)
+    d, n_classes = 5, 3
+    vectors = {pick: rng.normal(rng.normal(0, 3), rng.uniform(0.5, 4), (50, d))
+               for pick in [(2, "mean"), (3, "last"), (1, "mean")]}
+    members = [((2, "mean"),), ((3, "last"), (2, "mean")), ((1, "mean"), (3, "last"))]
+
+    def x(picks):
+        return np.concatenate([vectors[p] for p in picks], 1)
+
+    parts = [(picks, LinearProbe(rng.normal(0, 1, len(picks) * d), rng.uniform(0.3, 3, len(picks) * d),
+                                 rng.normal(0, 1, (n_classes, len(picks) * d)), rng.normal(0, 1, n_classes)))
+             for picks in members]
+    picks, merged = average_probes(parts)
+    assert picks == ((2, "mean"), (3, "last"), (1, "mean"))
+    want = np.mean([probe.logits(x(p)) for p, probe in parts], 0)
+    np.testing.assert_allclose(merged.logits(x(picks)), want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_the_search_answers_with_an_ensemble_of_its_top_probes_and_the_run_predicts_it(
+        tiny_model_dir, small_data, tmp_path):
+    """`--recipe probe` with no `--probe`: the search's answer is the ensemble of its ENSEMBLE
+    best probes by CV (one per set of features: a probe or its class-weighted refit), the
+    single probes are reported but not chosen, and the saved run predicts what training
+    reported, running only the deepest member's blocks."""
+    from llmclassify.search import ENSEMBLE
+
+    run = tmp_path / "ens"
+    s = train(tiny_train_config(tiny_model_dir, small_data, run, recipe="probe", baseline="none"))
+    cands = s["recipe"]["candidates"]
+    singles = sorted([c for c in cands if c["kind"] == "probe" and not c["members"]], key=lambda c: -c["cv_macro_f1"])
+    ens = [c for c in cands if c["members"]]
+    assert len(ens) == 1 and s["recipe"]["chosen"] == ens[0]["name"] and ens[0]["choosable"]
+    seen, want = set(), []
+    for c in singles:  # best first: a probe or its class-weighted refit, whichever scored higher
+        if c["name"].removesuffix(" balanced") not in seen:
+            seen.add(c["name"].removesuffix(" balanced"))
+            want.append(c["name"])
+    assert ens[0]["members"] == want[:ENSEMBLE]
+    assert not any(c["choosable"] for c in singles)
+    cfg = json.loads((run / "config.json").read_text())
+    member_picks = [parse_probe(m.removeprefix("probe ").removesuffix(" balanced"), 2) for m in ens[0]["members"]]
+    assert [tuple(p) for p in cfg["probe"]] == list(dict.fromkeys(p for m in member_picks for p in m))
+    clf = Classifier.load(run)
+    assert len(clf.model.decoder.blocks) == max(layer for m in member_picks for layer, _ in m)
+    _, m = evaluate_run(run)
+    assert m["confusion_matrix"] == s["splits"]["test"]["confusion_matrix"]
+    assert m["macro_f1"] == pytest.approx(s["splits"]["test"]["macro_f1"])
+
+
+def test_a_named_probe_is_not_averaged_with_others(tiny_model_dir, small_data, tmp_path):
+    s = train(tiny_train_config(tiny_model_dir, small_data, tmp_path / "one", recipe="probe", probe="last@2",
+                                baseline="none"))
+    assert not any(c["members"] for c in s["recipe"]["candidates"])
+    assert s["recipe"]["chosen"].startswith("probe last@2")
+
+
 def test_auto_search_never_reads_the_test_split(tiny_model_dir, small_data, tmp_path, monkeypatch):
     """Flipping every test label turns test accuracy a into 1 - a, and changes nothing else."""
     first = train(tiny_train_config(tiny_model_dir, small_data, tmp_path / "a", recipe="auto", epochs=1))

@@ -21,21 +21,29 @@ Protocol (one trunk pass has already produced every candidate's features):
    of the reference split it scored below the concatenation (CV macro-F1 0.9812 vs 0.9841) at
    seven times its cost (benchmarks/results/layer-mix.md). The baseline gets the same folds
    and its C the same way, from its fixed grid (baseline.C_GRID).
-3. The hybrid averages the best probe's out-of-fold probabilities with the baseline's
+3. The LLM-only answer is the ensemble of the ENSEMBLE probes best by CV: their out-of-fold
+   log-probabilities averaged, scored the same way; the single probes are reported but not
+   chosen alone. The best of ~7 CV scores is optimistic for the winner, a few texts apart;
+   an average of the top few is not: on five data sets the ensemble's test macro-F1 was
+   above the single pick's on all five (+0.004 to +0.059, benchmarks/results/ensemble.md).
+   A mean of linear probes' logits is one linear probe on the union of their picks
+   (probes.average_probes): the saved run reads like any other probe. Not with `--probe`.
+   The hybrid averages that answer's out-of-fold probabilities with the baseline's
    (weights HYBRID_WEIGHTS on the probe), scored the same way; it is named "hybrid" in every
-   report, beside the best LLM-only candidate.
+   report, beside the LLM-only answer.
 4. The fine-tuned top (trained on train, its epoch chosen on validation) is compared on the
    validation texts only, where every candidate's predictions are held out: the probes' and
    hybrid's out-of-fold predictions of those texts against the fine-tuned model's.
 5. Ties (within TIE macro-F1) go to the cheaper candidate: a probe (fewer blocks first), then
    the hybrid, then fine-tuning. A chosen probe or hybrid is refitted on the whole pool with
-   its C; the test split is scored once, for the chosen candidate alone.
+   its C (an ensemble: each member with its own; `refit`); the test split is scored once,
+   for the chosen candidate alone.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -106,11 +114,14 @@ class Candidate:
     hybrid_weight: float | None = None
     seconds: float = 0.0
     oof: np.ndarray | None = field(default=None, repr=False)
+    members: tuple = ()  # an ensemble's probes (Candidates), each fitted with its own C
+    choosable: bool = True  # False for a probe an ensemble stands for: reported, never chosen alone
 
     def report(self) -> dict:
         return {"name": self.name, "kind": self.kind, "cv_macro_f1": self.cv_macro_f1,
                 "val_macro_f1": self.val_macro_f1, "C": self.C, "balanced": self.balanced, "mix": self.mix,
-                "hybrid_weight": self.hybrid_weight, "seconds": round(self.seconds, 2)}
+                "hybrid_weight": self.hybrid_weight, "seconds": round(self.seconds, 2),
+                "members": [m.name for m in self.members], "choosable": self.choosable}
 
 
 def _macro_f1(probs, y, names) -> float:
@@ -178,6 +189,47 @@ def _logistic_candidate(pooled, y, names, folds, val_rows, picks, balanced: bool
     return cand
 
 
+ENSEMBLE = 3
+
+
+def ensemble_candidate(found: list[Candidate], y, names, val_rows) -> Candidate | None:
+    """The ENSEMBLE probes best by CV macro-F1, one per set of features (of a probe and its
+    class-weighted refit, the better), as one candidate: their out-of-fold log-probabilities
+    averaged (renormalised geometric mean), the picks their union. A mean of linear probes'
+    logits is one linear probe on the union (probes.average_probes), so the saved run keeps its
+    format. None with fewer than two such probes."""
+    best: dict = {}  # (picks, mix) -> the best probe reading them
+    for c in sorted([c for c in found if c.kind == "probe"], key=lambda c: -c.cv_macro_f1):
+        best.setdefault((c.picks, c.mix), c)
+    top = list(best.values())[:ENSEMBLE]
+    if len(top) < 2:
+        return None
+    oof = probes.softmax(np.mean([np.log(np.clip(c.oof, 1e-12, None)) for c in top], 0))
+    picks = tuple(dict.fromkeys(p for c in top for p in c.picks))
+    return Candidate("probe ensemble (" + "; ".join(c.name.removeprefix("probe ") for c in top) + ")", "probe",
+                     _macro_f1(oof, y, names), _macro_f1(oof[val_rows], y[val_rows], names),
+                     cost=(0, max(c.cost[1] for c in top), len(picks), any(c.balanced for c in top)),
+                     picks=picks, seconds=sum(c.seconds for c in top), oof=oof, members=tuple(top))
+
+
+def with_answers(found: list[Candidate], y, names, val_rows, baseline_oof=None, ensemble: bool = True,
+                 log=print) -> list[Candidate]:
+    """`found` (search_probes) with the search's answers added: the ensemble of the top probes
+    (unless `ensemble` is False), standing for every single probe (they stay in the list,
+    reported, not choosable); and, given the baseline's out-of-fold probabilities, the hybrid on
+    the best choosable probe."""
+    out = list(found)
+    ens = ensemble_candidate(found, y, names, val_rows) if ensemble else None
+    if ens is not None:
+        out = [replace(c, choosable=False) if c.kind == "probe" else c for c in out] + [ens]
+        log(f"  {ens.name}\n  {'':<44} CV macro-F1 {ens.cv_macro_f1:.4f}  val {ens.val_macro_f1:.4f}")
+    if baseline_oof is not None:
+        hybrid = hybrid_candidates(choose(out, "cv_macro_f1"), baseline_oof, y, names, val_rows)
+        log(f"  {hybrid.name:<44} CV macro-F1 {hybrid.cv_macro_f1:.4f}  val {hybrid.val_macro_f1:.4f}")
+        out.append(hybrid)
+    return out
+
+
 def hybrid_candidates(best_probe: Candidate, baseline_oof: np.ndarray, y, names, val_rows) -> Candidate:
     """The best probe averaged with the baseline, its weight chosen on the same folds."""
     best = None
@@ -190,12 +242,27 @@ def hybrid_candidates(best_probe: Candidate, baseline_oof: np.ndarray, y, names,
     return Candidate(f"hybrid ({best_probe.name.removeprefix('probe ')} + TF-IDF, w {w})", "hybrid", f1,
                      _macro_f1(p[val_rows], y[val_rows], names), cost=(1,) + best_probe.cost[1:],
                      picks=best_probe.picks, C=best_probe.C, balanced=best_probe.balanced, mix=best_probe.mix,
-                     hybrid_weight=w, oof=p)
+                     hybrid_weight=w, oof=p, members=best_probe.members)
+
+
+def refit(pick: Candidate, matrix, y: np.ndarray, n_classes: int) -> probes.LinearProbe:
+    """A probe candidate (or the probe of a hybrid) fitted on the rows of `y` with its C:
+    `matrix(picks)` gives those rows' vectors. An ensemble fits each member and averages them
+    into one probe on `pick.picks` (probes.average_probes)."""
+    members = pick.members or (pick,)
+    parts = [(m.picks, probes.fit_probe(matrix(m.picks), y, n_classes, m.C, m.balanced,
+                                        mix=len(m.picks) if m.mix else 0)) for m in members]
+    if len(parts) == 1:
+        return parts[0][1]
+    picks, probe = probes.average_probes(parts)
+    assert picks == pick.picks, (picks, pick.picks)  # ensemble_candidate and average_probes order the union alike
+    return probe
 
 
 def choose(candidates: list[Candidate], by: str) -> Candidate:
-    """The candidate with the highest score `by` ('cv_macro_f1' or 'val_macro_f1'); within TIE
-    of the best, the cheapest."""
+    """The choosable candidate with the highest score `by` ('cv_macro_f1' or 'val_macro_f1');
+    within TIE of the best, the cheapest."""
+    candidates = [c for c in candidates if c.choosable]
     top = max(getattr(c, by) for c in candidates)
     close = [c for c in candidates if getattr(c, by) >= top - TIE]
     return min(close, key=lambda c: c.cost)

@@ -43,10 +43,11 @@ def fit_baseline(run: Run, y_pool, folds):
 
 
 def score_probes(run: Run, pooled: dict, y_pool, folds, base) -> list:
-    """Probe candidates (and the hybrid) scored out of fold over train + validation."""
+    """Probe candidates, their ensemble and the hybrid (search.with_answers) scored out of fold
+    over train + validation."""
     from ..features import PooledFeatures
     from ..probes import candidate_probes, parse_probe
-    from ..search import hybrid_candidates, search_probes
+    from ..search import search_probes, with_answers
 
     t0 = time.perf_counter()
     cfg = run.cfg
@@ -61,12 +62,8 @@ def score_probes(run: Run, pooled: dict, y_pool, folds, base) -> list:
         "train + validation", cfg)
     found = search_probes(pool, y_pool, run.names, folds, val_rows, cands, log=lambda m: log(m, cfg),
                           mixes=mixes)
-    if base is not None and cfg.recipe == "auto":
-        from ..search import choose
-
-        hybrid = hybrid_candidates(choose(found, "cv_macro_f1"), base["oof"], y_pool, run.names, val_rows)
-        log(f"  {hybrid.name:<44} CV macro-F1 {hybrid.cv_macro_f1:.4f}  val {hybrid.val_macro_f1:.4f}", cfg)
-        found.append(hybrid)
+    base_oof = base["oof"] if base is not None and cfg.recipe == "auto" else None
+    found = with_answers(found, y_pool, run.names, val_rows, base_oof, ensemble=not asked, log=lambda m: log(m, cfg))
     run.seconds["probe_search"] = time.perf_counter() - t0
     return found
 
@@ -102,11 +99,11 @@ def choose_recipe(run: Run, recipe: str, probe_cands: list, finetuned: Fitted | 
 
 def refit_probe(run: Run, pick, pooled: dict, y_pool, base, report: list) -> Fitted:
     """The chosen probe fitted on train + validation, as a ProbeClassifier over the decoder."""
-    from ..probes import ProbeClassifier, fit_probe
+    from ..probes import ProbeClassifier
+    from ..search import refit
 
-    x_pool = np.concatenate([pooled[s].matrix(list(pick.picks)) for s in ("train", "val")])
-    probe = fit_probe(x_pool, y_pool, len(run.names), pick.C, balanced=pick.balanced,
-                      mix=len(pick.picks) if pick.mix else 0)
+    probe = refit(pick, lambda picks: np.concatenate([pooled[s].matrix(list(picks)) for s in ("train", "val")]),
+                  y_pool, len(run.names))
     clf = ProbeClassifier(run.clf.decoder, pick.picks, len(run.names), causal=run.cfg.causal)
     clf.load_probe(probe)
     logits = {s: torch.from_numpy(probe.logits(pooled[s].matrix(list(pick.picks)))).float() for s in SPLITS}
