@@ -74,9 +74,9 @@ class TrainConfig:
 
     model: str = option(DEFAULT_MODEL, "preset name, HF model directory, Hub id or GGUF file")
     data: str = option("sms-spam", "built-in data set (sms-spam) or a CSV / TSV / JSONL / Parquet file")
-    recipe: str = option("auto", "auto: search probes on the trunk's layers, a probe + TF-IDF hybrid and the "
-                         "fine-tuned top by held-out macro-F1 (search.py); finetune: the book's recipe; "
-                         "probe: probes only", choices=RECIPES)
+    recipe: str = option("auto", "auto: search probes on the trunk's layers (the answer: an ensemble of the top "
+                         "three), a probe + TF-IDF hybrid and the fine-tuned top by held-out macro-F1 (search.py); "
+                         "finetune: the book's recipe; probe: probes only", choices=RECIPES)
     probe: str | None = option(None, "one probe instead of the search: POOLING@LAYER[+LAYER..][,POOLING@..], "
                                "e.g. mean@22 or mean@16+22,last@30 (concatenated); mix:mean@8+16+24,last@30 "
                                "for a learned softmax mix of those vectors")
