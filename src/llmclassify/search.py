@@ -21,11 +21,13 @@ Protocol (one trunk pass has already produced every candidate's features):
    of the reference split it scored below the concatenation (CV macro-F1 0.9812 vs 0.9841) at
    seven times its cost (benchmarks/results/layer-mix.md). The baseline gets the same folds
    and its C the same way, from its fixed grid (baseline.C_GRID).
-3. The LLM-only answer is the ensemble of the ENSEMBLE probes best by CV: their out-of-fold
-   log-probabilities averaged, scored the same way; the single probes are reported but not
-   chosen alone. The best of ~7 CV scores is optimistic for the winner, a few texts apart;
-   an average of the top few is not: on five data sets the ensemble's test macro-F1 was
-   above the single pick's on all five (+0.004 to +0.059, benchmarks/results/ensemble.md).
+3. The LLM-only answer is the ensemble of the ENSEMBLE probes best by CV, one per set of
+   features: their out-of-fold log-probabilities averaged, scored the same way; the single
+   probes are reported but not chosen alone. The best of ~7 CV scores a few texts apart is
+   optimistic for the winner; an average of the top few is not: side by side on five data
+   sets (benchmarks/results/ensemble-built.md) the LLM-only answer's test macro-F1 went from
+   the single probe's to the ensemble's equal on one, higher on four (+0.007 to +0.089); the
+   book's split 96.67% -> 98.33%.
    A mean of linear probes' logits is one linear probe on the union of their picks
    (probes.average_probes): the saved run reads like any other probe. Not with `--probe`.
    The hybrid averages that answer's out-of-fold probabilities with the baseline's
