@@ -106,9 +106,10 @@ def pool_and_test(f: dict, seed: int) -> dict:
 
 def auto_probe_stage(f: dict, seed: int) -> dict:
     """The probe stage of `--recipe auto` on cached features `f`, as `train` runs it (one BLAS
-    thread): the baseline's C and out-of-fold predictions, the probe search, the hybrid, the
-    choice and its refit on train + validation; the test split only scored. Returns the chosen
-    candidate (`pick`), the best LLM-only one (`llm`), their test probabilities, `test_proba`
+    thread): the baseline's C and out-of-fold predictions, the probe search, its answers
+    (search.with_answers: the ensemble of the top probes, the hybrid on it), the choice and its
+    refit on train + validation; the test split only scored. Returns the chosen candidate
+    (`pick`), the LLM-only answer (`llm`), their test probabilities, `test_proba`
     (any candidate's, refitted on the pool), the baseline's C, CV score, out-of-fold and test
     probabilities, the pool's and the test split's labels, the validation rows and the search's seconds."""
     from threadpoolctl import threadpool_limits
