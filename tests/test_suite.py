@@ -195,7 +195,8 @@ def _metrics(test_f1, test_acc, chosen, candidates, base_f1=None, seconds=10.0):
 
 def test_records_and_tables_from_metrics_json(mods):
     _, suite, _ = mods
-    cands = [{"name": "probe mean@16", "kind": "probe", "cv_macro_f1": 0.91},
+    cands = [{"name": "probe mean@20", "kind": "probe", "cv_macro_f1": 0.92, "choosable": False},  # an ensemble's
+             {"name": "probe mean@16", "kind": "probe", "cv_macro_f1": 0.91},
              {"name": "hybrid mean@16 + TF-IDF", "kind": "hybrid", "cv_macro_f1": 0.93},
              {"name": "finetune last-block, last token", "kind": "finetune", "cv_macro_f1": None}]
     child = {"rc": 0, "wall_s": 12.5, "cpu_s": 20.0, "peak_rss_mib": 1234.0}
