@@ -37,9 +37,11 @@ def main(argv=None) -> int:
     y, y_test = r["y"], r["y_test"]
     tuned = len(names) == 2 and search.unbalanced(y)  # what --tune-threshold auto tunes
 
-    def scored(c) -> dict:
-        with threadpool_limits(limits=1, user_api="blas"):  # as auto_probe_stage fits
-            p = r["test_proba"](c)
+    def scored(c, p=None) -> dict:
+        """Candidate `c` on test; `p`: its test probabilities where auto_probe_stage has them."""
+        if p is None:
+            with threadpool_limits(limits=1, user_api="blas"):  # as auto_probe_stage fits
+                p = r["test_proba"](c)
         s = score(p, y_test, names)
         out = {"name": c.name, "kind": c.kind, "cv": c.cv_macro_f1, "test": float(s["macro_f1"]),
                "accuracy": float(s["accuracy"])}
@@ -56,7 +58,7 @@ def main(argv=None) -> int:
     row = {"data": data_label(a), "machine": machine, "trunk_dtype": f.get("trunk_dtype"),
            "baseline_test": float(score(r["base_test"], y_test, names)["macro_f1"]),
            "before": {"pick": scored(search.choose(before, "cv_macro_f1")), "llm": scored(single)},
-           "now": {"pick": scored(r["pick"]), "llm": scored(r["llm"])}}
+           "now": {"pick": scored(r["pick"], r["pick_test"]), "llm": scored(r["llm"], r["llm_test"])}}
     rows = add_row(Path(a.out), row)
     md = ["# The search's LLM-only answer: its best single probe (before) or the ensemble of its top probes (now)",
           "", f"Now (`train`): the {search.ENSEMBLE} probes best by CV macro-F1, one per set of features, their "

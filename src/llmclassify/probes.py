@@ -180,33 +180,38 @@ def fit_probe(x: np.ndarray, y: np.ndarray, n_classes: int, C: float, balanced: 
     return LinearProbe(mean.astype(np.float32), scale.astype(np.float32), w, b)
 
 
-def average_probes(parts) -> tuple[tuple[Pick, ...], LinearProbe]:
-    """One probe whose logits are the mean of the logits of `parts`, [(picks, LinearProbe)]: it
-    reads the union of their picks (in order of first appearance). Exact for any standardisers:
-    each part's map is re-expressed on the union's standardisation (the first part's statistics
-    of a shared vector). The mean of logits is the mean of log-probabilities up to a constant per
-    text, so softmax gives the members' renormalised geometric mean."""
-    union: dict[Pick, tuple[LinearProbe, int]] = {}  # pick -> (the part whose statistics the union keeps, its column)
-    for picks, probe in parts:
-        for i, pick in enumerate(picks):
-            union.setdefault(tuple(pick), (probe, i))
+def union_picks(picks_of_each) -> tuple[Pick, ...]:
+    """The vectors several probes read together: each pick once, in order of first appearance."""
+    return tuple(dict.fromkeys(tuple(p) for picks in picks_of_each for p in picks))
+
+
+def average_probes(parts) -> LinearProbe:
+    """One probe on `union_picks` of `parts`, [(picks, LinearProbe)], whose logits are the mean of
+    theirs. Exact for any standardisers: each part's map is re-expressed on the union's
+    standardisation (the first part's statistics of a shared vector). The mean of logits is the
+    mean of log-probabilities up to a constant per text, so softmax gives the members'
+    renormalised geometric mean."""
     width = len(parts[0][1].mean) // len(parts[0][0])
     cols = lambda i: slice(i * width, (i + 1) * width)  # noqa: E731
-    mean = np.concatenate([probe.mean[cols(i)] for probe, i in union.values()])
-    scale = np.concatenate([probe.scale[cols(i)] for probe, i in union.values()])
-    order = list(union)
+    column = {pick: i for i, pick in enumerate(union_picks(picks for picks, _ in parts))}
+    holder: dict[Pick, tuple[LinearProbe, int]] = {}  # pick -> the first part reading it, and where
+    for picks, probe in parts:
+        for i, pick in enumerate(picks):
+            holder.setdefault(tuple(pick), (probe, i))
+    mean = np.concatenate([probe.mean[cols(i)] for probe, i in holder.values()])
+    scale = np.concatenate([probe.scale[cols(i)] for probe, i in holder.values()])
     weight = np.zeros((len(parts[0][1].bias), len(mean)), dtype=np.float64)
     bias = np.zeros(len(parts[0][1].bias), dtype=np.float64)
     for picks, probe in parts:
         for i, pick in enumerate(picks):
-            u = cols(order.index(tuple(pick)))
+            u = cols(column[tuple(pick)])
             w = probe.weight[:, cols(i)].astype(np.float64) / probe.scale[cols(i)]  # the map on raw vectors
             weight[:, u] += w * scale[u]
             bias += w @ (mean[u] - probe.mean[cols(i)])
         bias += probe.bias
     k = len(parts)
-    return tuple(order), LinearProbe(mean.astype(np.float32), scale.astype(np.float32),
-                                     (weight / k).astype(np.float32), (bias / k).astype(np.float32))
+    return LinearProbe(mean.astype(np.float32), scale.astype(np.float32), (weight / k).astype(np.float32),
+                       (bias / k).astype(np.float32))
 
 
 def fitter(n_classes: int, balanced: bool, mix: int):

@@ -207,7 +207,7 @@ def ensemble_candidate(found: list[Candidate], y, names, val_rows) -> Candidate 
     if len(top) < 2:
         return None
     oof = probes.softmax(np.mean([np.log(np.clip(c.oof, 1e-12, None)) for c in top], 0))
-    picks = tuple(dict.fromkeys(p for c in top for p in c.picks))
+    picks = probes.union_picks(c.picks for c in top)
     return Candidate("probe ensemble (" + "; ".join(c.name.removeprefix("probe ") for c in top) + ")", "probe",
                      _macro_f1(oof, y, names), _macro_f1(oof[val_rows], y[val_rows], names),
                      cost=(0, max(c.cost[1] for c in top), len(picks), any(c.balanced for c in top)),
@@ -250,15 +250,11 @@ def hybrid_candidates(best_probe: Candidate, baseline_oof: np.ndarray, y, names,
 def refit(pick: Candidate, matrix, y: np.ndarray, n_classes: int) -> probes.LinearProbe:
     """A probe candidate (or the probe of a hybrid) fitted on the rows of `y` with its C:
     `matrix(picks)` gives those rows' vectors. An ensemble fits each member and averages them
-    into one probe on `pick.picks` (probes.average_probes)."""
+    into one probe on `pick.picks`, the union of theirs (probes.average_probes)."""
     members = pick.members or (pick,)
     parts = [(m.picks, probes.fit_probe(matrix(m.picks), y, n_classes, m.C, m.balanced,
                                         mix=len(m.picks) if m.mix else 0)) for m in members]
-    if len(parts) == 1:
-        return parts[0][1]
-    picks, probe = probes.average_probes(parts)
-    assert picks == pick.picks, (picks, pick.picks)  # ensemble_candidate and average_probes order the union alike
-    return probe
+    return parts[0][1] if len(parts) == 1 else probes.average_probes(parts)
 
 
 def choose(candidates: list[Candidate], by: str) -> Candidate:
