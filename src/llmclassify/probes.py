@@ -130,7 +130,8 @@ class LogisticPath:
 # search's 1e-4 lbfgs stops short of the optimum at a point that depends on the BLAS's summation
 # order: the reuters-r8 pick's refit gave test labels that differed in one text between one
 # BLAS thread and two (macro-F1 0.9126 / 0.9120); at 1e-6 both gave the same labels (0.8904);
-# on five other data sets neither tolerance moved a label. A refit costs a second or two more.
+# on the six other splits measured neither tolerance moved a label. A probe refit costs a second
+# or two more, the baseline's final fit more on a large vocabulary.
 # benchmarks/results/refit-tolerance.md.
 FINAL_TOL = 1e-6
 
