@@ -55,7 +55,7 @@ from .scoring import score
 # The hybrid's weights on the probe (the rest on TF-IDF). Both ends near 0 and 1: on 20 topics
 # with ~100 texts each the LLM-only probes trail n-grams by 0.07 macro-F1, and the grid before,
 # (0.3, 0.5, 0.7), chose its end 0.3; with 0.1 tried, CV chose it and test macro-F1 went from
-# 0.8299 to 0.8456, the picks of six other data sets unchanged (benchmarks/results/hybrid-grid.md).
+# 0.8312 to 0.8426, the picks of six other splits unchanged (benchmarks/results/hybrid-grid.md).
 HYBRID_WEIGHTS = (0.1, 0.3, 0.5, 0.7, 0.9)
 TIE = 0.002
 FOLDS = 5
