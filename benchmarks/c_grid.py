@@ -24,8 +24,8 @@ from probe_candidates import (
     add_row,
     auto_probe_stage,
     data_label,
-    provenance,
     start,
+    write_report,
 )
 
 
@@ -69,9 +69,7 @@ def main(argv=None) -> int:
                       f"{s['chosen_test_macro_f1']:.4f} | {s['llm_only']} ({s['llm_only_C']:g}) | "
                       f"{s['llm_only_cv']:.4f} | {s['llm_only_test_macro_f1']:.4f} | {s['baseline_C']:g} | "
                       f"{s['baseline_cv']:.4f} | {s['baseline_test_macro_f1']:.4f} | {s['search_seconds']:.1f} |")
-    md += provenance(rows)
-    out.with_suffix(".md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
+    write_report(out, md, rows)
     return 0
 
 

@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from probe_candidates import add_row, auto_probe_stage, data_label, provenance, start
+from probe_candidates import add_row, auto_probe_stage, data_label, start, write_report
 
 
 def main(argv=None) -> int:
@@ -78,9 +78,7 @@ def main(argv=None) -> int:
         b, n = x["before"], x["now"]
         md.append(f"| {x['data']} | {b['pick']['name']} | {fig(b['pick'])} | {n['pick']['name']} | {fig(n['pick'])} "
                   f"| {b['llm']['test']:.4f} / {n['llm']['test']:.4f} | {x['baseline_test']:.4f} |")
-    md += provenance(rows)
-    Path(a.out).with_suffix(".md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
+    write_report(Path(a.out), md, rows)
     return 0
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from probe_candidates import add_row, auto_probe_stage, data_label, provenance, start
+from probe_candidates import add_row, auto_probe_stage, data_label, start, write_report
 
 BEFORE = (0.3, 0.5, 0.7)
 
@@ -31,10 +31,7 @@ def main(argv=None) -> int:
     names = f["names"]
     r = auto_probe_stage(f, a.seed)
     y, y_test = r["y"], r["y_test"]
-    now_grid = search.HYBRID_WEIGHTS
-    search.HYBRID_WEIGHTS = BEFORE
-    hybrid_before = search.hybrid_candidates(r["llm"], r["base_oof"], y, names, r["val_rows"])
-    search.HYBRID_WEIGHTS = now_grid
+    hybrid_before = search.hybrid_candidates(r["llm"], r["base_oof"], y, names, r["val_rows"], weights=BEFORE)
     pick_before = search.choose([c for c in r["found"] if c.kind != "hybrid"] + [hybrid_before], "cv_macro_f1")
     with threadpool_limits(limits=1, user_api="blas"):  # as auto_probe_stage fits
         p_before = r["test_proba"](pick_before)
@@ -45,14 +42,14 @@ def main(argv=None) -> int:
                 "accuracy": float(s["accuracy"])}
 
     row = {"data": data_label(a), "machine": machine, "trunk_dtype": f.get("trunk_dtype"),
-           "grids": {"before": list(BEFORE), "now": list(now_grid)},
+           "grids": {"before": list(BEFORE), "now": list(search.HYBRID_WEIGHTS)},
            "baseline": {"cv": r["base_cv"], "test": float(score(r["base_test"], y_test, names)["macro_f1"])},
            "llm": scored(r["llm"], r["llm_test"]),
            "before": scored(pick_before, p_before), "now": scored(r["pick"], r["pick_test"])}
     rows = add_row(Path(a.out), row)
     md = ["# The hybrid's weight on the LLM-only answer: the grid before and the grid now",
           "", f"Weights tried (on the probe's probabilities, the rest on TF-IDF's): before {BEFORE}, now "
-          f"{tuple(now_grid)}, chosen by out-of-fold macro-F1 over train + validation, as `train` does. The pick: "
+          f"{search.HYBRID_WEIGHTS}, chosen by out-of-fold macro-F1 over train + validation, as `train` does. The pick: "
           "the best CV macro-F1 of the LLM-only answer and its hybrid (search.TIE to the cheaper). Test macro-F1 / "
           "accuracy, never read by either rule.", "",
           "| data | before: pick | CV | test | now: pick | CV | test | LLM-only CV / test | TF-IDF CV / test |",
@@ -62,9 +59,7 @@ def main(argv=None) -> int:
         md.append(f"| {x['data']} | {b['name']} | {b['cv']:.4f} | {b['test']:.4f} / {b['accuracy']:.2%} "
                   f"| {n['name']} | {n['cv']:.4f} | {n['test']:.4f} / {n['accuracy']:.2%} "
                   f"| {llm['cv']:.4f} / {llm['test']:.4f} | {base['cv']:.4f} / {base['test']:.4f} |")
-    md += provenance(rows)
-    Path(a.out).with_suffix(".md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
+    write_report(Path(a.out), md, rows)
     return 0
 
 

@@ -90,6 +90,13 @@ def provenance(rows: list[dict]) -> list[str]:
                                 for r in rows]
 
 
+def write_report(out: Path, md: list[str], rows: list[dict]) -> None:
+    """OUT.md: the tables `md`, then each row's provenance; printed too."""
+    text = "\n".join(md + provenance(rows))
+    Path(out).with_suffix(".md").write_text(text + "\n")
+    print(text)
+
+
 def pool_and_test(f: dict, seed: int) -> dict:
     """What the search sees of cached features `f`, as `train` builds it (train/select.py):
     train + validation as one pool (`pool` features, labels `y`, `texts`, the search's `folds`,

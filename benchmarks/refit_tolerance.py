@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from probe_candidates import add_row, auto_probe_stage, data_label, provenance, start
+from probe_candidates import add_row, auto_probe_stage, data_label, start, write_report
 
 SEARCH_TOL = 1e-4
 THREADS = (1, 2)
@@ -64,9 +64,7 @@ def main(argv=None) -> int:
             one, two = t["runs"]
             md.append(f"| {x['data']} ({x['test_texts']}) | {x['pick']} | {tol} | {t['labels_differ']} "
                       f"| {one['test']:.4f} / {two['test']:.4f} | {one['seconds']:.1f} / {two['seconds']:.1f} |")
-    md += provenance(rows)
-    Path(a.out).with_suffix(".md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
+    write_report(Path(a.out), md, rows)
     return 0
 
 

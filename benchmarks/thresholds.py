@@ -29,8 +29,8 @@ from probe_candidates import (
     add_row,
     auto_probe_stage,
     data_label,
-    provenance,
     start,
+    write_report,
 )
 from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
@@ -134,9 +134,7 @@ def main(argv=None) -> int:
                 f"{x:+.1f}" for x in param)
             f1 = next((f"{v:.4f}" for k, v in m.items() if k.startswith("test_f1_")), "")
             md.append(f"{head}| {rule} | {param} | {m['test_macro_f1']:.4f} | {m['test_accuracy']:.2%} | {f1} |")
-    md += provenance(rows)
-    out.with_suffix(".md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
+    write_report(out, md, rows)
     return 0
 
 

@@ -236,10 +236,11 @@ def with_answers(found: list[Candidate], y, names, val_rows, baseline_oof=None, 
     return out
 
 
-def hybrid_candidates(best_probe: Candidate, baseline_oof: np.ndarray, y, names, val_rows) -> Candidate:
-    """The best probe averaged with the baseline, its weight chosen on the same folds."""
+def hybrid_candidates(best_probe: Candidate, baseline_oof: np.ndarray, y, names, val_rows,
+                      weights=HYBRID_WEIGHTS) -> Candidate:
+    """The best probe averaged with the baseline, its weight (of `weights`) chosen on the same folds."""
     best = None
-    for w in HYBRID_WEIGHTS:
+    for w in weights:
         p = w * best_probe.oof + (1 - w) * baseline_oof
         f1 = _macro_f1(p, y, names)
         if best is None or f1 > best[0]:
