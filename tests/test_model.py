@@ -198,6 +198,26 @@ def test_bfloat16(family):
     torch.testing.assert_close(h.float()[real], ref[real], atol=0.1, rtol=0.05)
 
 
+def test_rms_norm_in_bfloat16_is_the_float32_norm_to_its_rounding():
+    """The reduced-precision RMSNorm (mean square in float32, x scaled in bfloat16) equals
+    Hugging Face's definition (x in float32, normalised, cast back, scaled) up to bfloat16's
+    rounding, with the large-magnitude rows of a real trunk among the inputs."""
+    from llmclassify.model import RMSNorm
+
+    g = torch.Generator().manual_seed(0)
+    norm = RMSNorm(64, eps=1e-5)
+    with torch.no_grad():
+        norm.weight.copy_(torch.rand(64, generator=g) + 0.5)
+    x = torch.randn(3, 5, 64, generator=g) * torch.tensor([0.01, 1.0, 300.0])[:, None, None]
+    x16 = x.to(torch.bfloat16)
+    with torch.no_grad():
+        x32 = x16.float()
+        want = norm.weight.bfloat16() * (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + 1e-5)).bfloat16()
+        got = norm.to(torch.bfloat16)(x16)
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), want.float(), rtol=2**-6, atol=1e-3)
+
+
 def test_state_dict_names_match_contract():
     from llmclassify.loaders.base import expected_shapes
 

@@ -761,8 +761,8 @@ def test_padded_length_bounds_the_waste_and_the_number_of_shapes():
     from llmclassify.features import padded_length
 
     got = [padded_length(t) for t in range(1, 2049)]
-    assert all(t <= p <= max(t + 7, 1.25 * t) for t, p in zip(range(1, 2049), got))  # < 8 or < 25% more
-    assert len(set(got)) <= 40  # a few dozen shapes for every length up to 2,048
+    assert all(t <= p <= max(t + 3, 1.125 * t) for t, p in zip(range(1, 2049), got))  # < 4 or < 12.5% more
+    assert len(set(got)) <= 60  # a few dozen shapes for every length up to 2,048
 
 
 @pytest.mark.parametrize("n_spam, weighted_tried", [(60, False), (20, True)])

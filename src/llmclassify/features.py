@@ -40,11 +40,12 @@ PASS_TOKENS = 1024
 
 
 def padded_length(t: int) -> int:
-    """A batch of longest text `t` is padded (masked) to this length: four lengths per octave
-    (at most a quarter more tokens; 8 at least), so a pass meets a few dozen shapes, not one per
-    length, and oneDNN's cache of compiled matmuls (each holding packed weights) stays small:
-    one per length grew the default model's pass by about 1 GB over 1,500 long reviews."""
-    step = max(8, 1 << max(0, t.bit_length() - 3))
+    """A batch of longest text `t` is padded (masked) to this length: eight lengths per octave
+    (at most an eighth more tokens; a multiple of 4), so a pass meets a few dozen shapes, not one
+    per length, and oneDNN's cache of compiled matmuls (each holding packed weights) stays small:
+    one per length grew the default model's pass by about 1 GB over 1,500 long reviews. (Four
+    per octave, 8 at least, padded SMS texts by 15-20%: benchmarks/results/pass-arith.md.)"""
+    step = max(4, 1 << max(0, t.bit_length() - 4))
     return -(-t // step) * step
 
 
@@ -186,7 +187,8 @@ def trunk_pass(
     elif len(blocks) < depth:
         raise ValueError(f"the pass runs {depth} blocks; {len(blocks)} were given")
     bar = tqdm(total=n, desc=desc, unit="window" if n != n_texts else "text", disable=not progress, leave=False)
-    for b in length_batches(lengths, max_batch, max_tokens):
+    # batched by padded length: a batch pads its texts to their own padded length, not the next one
+    for b in length_batches([padded_length(t) for t in lengths], max_batch, max_tokens):
         input_ids, mask = pad_batch([ids[i] for i in b], pad_id, side="right")
         extra = padded_length(input_ids.shape[1]) - input_ids.shape[1]
         input_ids = torch.nn.functional.pad(input_ids, (0, extra), value=pad_id).to(device)
