@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 from machine import describe
-from pass_batch import add_set_args, load_sets
+from pass_batch import setup
 
 WAYS = ("fused (SDPA)", "matmul")
 
@@ -31,15 +31,10 @@ WAYS = ("fused (SDPA)", "matmul")
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="benchmarks/results/attention")
-    add_set_args(ap)
-    ap.add_argument("--repeats", type=int, default=3)
-    a = ap.parse_args()
+    a, dec, sets, pad, layers = setup(ap)
     from llmclassify import model
-    from llmclassify.features import probe_layers, trunk_pass
+    from llmclassify.features import trunk_pass
 
-    torch.set_grad_enabled(False)
-    dec, sets, pad = load_sets(a)
-    layers = probe_layers(dec.cfg.n_layers)
     limit = {"fused (SDPA)": 0, "matmul": model.MATMUL_ATTENTION_MAX_TOKENS}
     rates: dict = {name: {w: [] for w in WAYS} for name in sets}
     feats: dict = {name: {} for name in sets}

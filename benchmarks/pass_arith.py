@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 from machine import describe
-from pass_batch import add_set_args, load_sets
+from pass_batch import setup
 
 
 def four_per_octave(t: int) -> int:
@@ -46,17 +46,12 @@ def hf_rms_norm(self, x: torch.Tensor) -> torch.Tensor:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="benchmarks/results/pass-arith")
-    add_set_args(ap)
-    ap.add_argument("--repeats", type=int, default=3)
-    a = ap.parse_args()
+    a, dec, sets, pad, layers = setup(ap)
     from llmclassify import features, model
-    from llmclassify.features import probe_layers, trunk_pass
+    from llmclassify.features import trunk_pass
     from llmclassify.precision import choose_trunk_dtype, reduced_blocks
 
-    torch.set_grad_enabled(False)
-    dec, sets, pad = load_sets(a)
     dtype = choose_trunk_dtype(torch.device("cpu"))
-    layers = probe_layers(dec.cfg.n_layers)
     blocks = reduced_blocks(dec, max(layers), dtype)
     now_length, now_norm = features.padded_length, model.RMSNorm.forward
     ways = {"before (4 per octave, HF norm)": (four_per_octave, hf_rms_norm),

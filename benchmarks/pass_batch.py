@@ -24,21 +24,22 @@ from machine import describe
 from precision import load
 
 
-def add_set_args(ap: argparse.ArgumentParser) -> None:
-    """The texts `load_sets` reads."""
+def setup(ap: argparse.ArgumentParser) -> tuple:
+    """The flags of the pass benchmarks (the texts, `--repeats`) added to `ap` and parsed; then
+    the default model (read once) and the texts to pass: the first `--texts` of the SMS split
+    whole and, with `--long-data`, its first `--long-texts` in windows of `--window`. Returns
+    the arguments, the decoder, {name: (token ids, window)}, the pad id and the layers a run keeps."""
+    from llmclassify.features import probe_layers
+    from llmclassify.inputs import encode_texts
+    from llmclassify.train import TrainConfig
+
     ap.add_argument("--texts", type=int, default=400, help="short texts: the first N of the SMS split")
     ap.add_argument("--long-data", help="JSONL of long texts ('text' field)")
     ap.add_argument("--long-texts", type=int, default=20, help="the first N texts of --long-data")
     ap.add_argument("--window", type=int, default=None, help="window of the long texts (default: train's --window)")
-
-
-def load_sets(a) -> tuple:
-    """The default model (read once), the texts to pass, {name: (token ids, window)}: the
-    first `--texts` of the SMS split whole and, with `--long-data`, its first `--long-texts`
-    in windows of `--window`; and the pad id."""
-    from llmclassify.inputs import encode_texts
-    from llmclassify.train import TrainConfig
-
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved rounds; the best counts")
+    a = ap.parse_args()
+    torch.set_grad_enabled(False)
     dec, short, tok = load(a.texts)
     window = a.window or TrainConfig().window
     sets = {"SMS texts": (short, None)}
@@ -46,23 +47,18 @@ def load_sets(a) -> tuple:
         rows = [json.loads(line) for line in Path(a.long_data).expanduser().read_text().splitlines() if line.strip()]
         ids, _ = encode_texts(tok, [r["text"] for r in rows[: a.long_texts]], dec.cfg.context_length)
         sets[f"long texts, windows of {window}"] = (ids, window)
-    return dec, sets, tok.pad_id
+    return a, dec, sets, tok.pad_id, probe_layers(dec.cfg.n_layers)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="benchmarks/results/pass-batch")
-    add_set_args(ap)
     ap.add_argument("--sizes", default="4096,2048,1024,512", help="padded tokens per batch, comma-separated")
-    ap.add_argument("--repeats", type=int, default=3)
-    a = ap.parse_args()
-    from llmclassify.features import probe_layers, trunk_pass
+    a, dec, sets, pad, layers = setup(ap)
+    from llmclassify.features import trunk_pass
     from llmclassify.precision import choose_trunk_dtype
 
-    torch.set_grad_enabled(False)
-    dec, sets, pad = load_sets(a)
     dtype = choose_trunk_dtype(torch.device("cpu"))
-    layers = probe_layers(dec.cfg.n_layers)
     sizes = [int(s) for s in a.sizes.split(",")]
     rates: dict = {name: {s: [] for s in sizes} for name in sets}
     for r in range(a.repeats):
