@@ -94,6 +94,9 @@ def standardiser(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.where(scale > 1e-6, scale, 1.0)
 
 
+SEARCH_TOL = 1e-4  # lbfgs's tolerance along the C path of the search (LogisticPath)
+
+
 class LogisticPath:
     """Multinomial L2 logistic regression (scikit-learn, lbfgs) fitted along a grid of C on the
     same rows: each fit starts from the previous one's solution, so a grid in ascending C costs
@@ -103,7 +106,7 @@ class LogisticPath:
     iterations and returned the C=10 model (test macro-F1 0.8269 instead of 0.8591). A model
     that is kept (fit_logistic) is solved to FINAL_TOL."""
 
-    def __init__(self, n_classes: int, balanced: bool = False, tol: float = 1e-4):
+    def __init__(self, n_classes: int, balanced: bool = False, tol: float = SEARCH_TOL):
         from sklearn.linear_model import LogisticRegression
 
         self.n_classes = n_classes
@@ -188,8 +191,7 @@ def fit_probe(x: np.ndarray, y: np.ndarray, n_classes: int, C: float, balanced: 
     """Standardise, then logistic regression on the concatenated vectors, or (mix: their number)
     a learned softmax mix of them (fit_mix)."""
     mean, scale = standardiser(x)
-    z = ((x - mean) / scale).astype(np.float32)
-    w, b = fit_mix(z, y, n_classes, C, balanced, vectors=mix) if mix else fit_logistic(z, y, n_classes, C, balanced)
+    w, b = fitter(n_classes, balanced, mix, tol=FINAL_TOL)(((x - mean) / scale).astype(np.float32), y, C)
     return LinearProbe(mean.astype(np.float32), scale.astype(np.float32), w, b)
 
 
@@ -227,13 +229,14 @@ def average_probes(parts) -> LinearProbe:
                        (bias / k).astype(np.float32))
 
 
-def fitter(n_classes: int, balanced: bool, mix: int):
+def fitter(n_classes: int, balanced: bool, mix: int, tol: float = SEARCH_TOL):
     """`fit(z, y, C) -> (weight, bias)` on standardised z: a learned mix of `mix` vectors
     (fit_mix), else logistic regression on their concatenation along a LogisticPath (called
-    again with a larger C, it starts from the previous solution)."""
+    again with a larger C, it starts from the previous solution) solved to `tol` (the search's;
+    a kept model's is FINAL_TOL)."""
     if mix:
         return lambda z, y, C: fit_mix(z, y, n_classes, C, balanced, vectors=mix)
-    return LogisticPath(n_classes, balanced).fit
+    return LogisticPath(n_classes, balanced, tol=tol).fit
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
