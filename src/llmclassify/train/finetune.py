@@ -26,6 +26,7 @@ from ..files import atomic_write_bytes
 from ..freeze import count_parameters, trainable_names
 from ..heads import SequenceClassifier
 from ..inputs import length_batches, pad_batch
+from ..optim import build_optimizer, build_scheduler
 from ..resume import STATE_FILE, GracefulStop, restore, save_state
 from ..scoring import logit_metrics
 from ..trunk_cache import TrunkCache, allocate
@@ -177,12 +178,11 @@ def finetune_caches(run: Run, use_cache: bool, shared_caches: dict | None) -> di
 
 
 def optimizer(cfg: TrainConfig, params: list, n_train: int):
-    """AdamW over every trainable tensor, as the reference does (weight decay included), and
-    the learning-rate schedule (None for a constant rate without warmup)."""
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    """The optimizer (optim.build_optimizer) and the learning-rate schedule (None for a
+    constant rate without warmup)."""
+    opt = build_optimizer(params, cfg.lr, cfg.weight_decay)
     if cfg.lr_schedule == "constant" and not cfg.warmup_ratio:
         return opt, None
-    from ..optim import build_scheduler
 
     n_batches = math.ceil(n_train / (cfg.batch_size * dist.world_size()))
     total_steps = cfg.epochs * math.ceil(n_batches / cfg.grad_accum)
