@@ -25,7 +25,7 @@ def build_optimizer(params: list[torch.Tensor], lr: float, weight_decay: float) 
 
     The fused AdamW: one kernel per step instead of a dozen per tensor, the same update to float
     rounding. On CPU torch's default is its per-tensor loop: for the last block's 3.5M
-    parameters 8.3 ms a step against fused's 1.5 ms, 1.2e-7 apart after 655 steps (the
+    parameters 8.6 ms a step against fused's 1.5 ms, 1.2e-7 apart after 655 steps (the
     reference recipe's: 1,045 texts, batch 8, 5 epochs; benchmarks/results/optimizer-step.md).
     """
     if not lr > 0:
