@@ -394,13 +394,14 @@ def test_hybrid_prediction_mixes_the_baseline(tiny_model_dir, small_data, tmp_pa
     assert m["accuracy"] == s["splits"]["test"]["accuracy"]
 
 
-def test_ridge_screen_equals_scikit_learn_ridge_per_fold():
+@pytest.mark.parametrize("width", [12, 150])  # fewer features than rows (solved over them), more (over rows)
+def test_ridge_screen_equals_scikit_learn_ridge_per_fold(width):
     from sklearn.linear_model import Ridge
 
     from llmclassify.probes import RIDGE_ALPHAS, ridge_screen, stratified_folds
 
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(90, 12)) * rng.uniform(0.1, 5, size=12)
+    x = rng.normal(size=(90, width)) * rng.uniform(0.1, 5, size=width)
     y = (x[:, 0] + rng.normal(size=90) > 0).astype(int) + (x[:, 1] > 1)
     folds = stratified_folds(y, 5, 0)
     got = ridge_screen(x, y, 3, folds)
