@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""The search's ridge screen on small pools: solved over the features always (before), or over
-the rows where there are fewer training rows than features (now, probes.ridge_screen).
+"""The search's ridge screen: every fold solved over the features by LU (before), or over the
+rows where there are fewer training rows than features, by Cholesky (now, probes.ridge_screen).
 
     python benchmarks/ridge_screen.py --preset reference --features F.pt --out benchmarks/results/ridge-screen
 
@@ -22,7 +22,7 @@ from probe_candidates import add_row, data_label, pool_and_test, start, write_re
 
 
 def over_features(x: np.ndarray, y: np.ndarray, n_classes: int, folds: list[np.ndarray]) -> dict:
-    """probes.ridge_screen before: every fold solved over the features (d x d)."""
+    """probes.ridge_screen before: every fold solved over the features (d x d), by LU."""
     from llmclassify.probes import RIDGE_ALPHAS, standardiser
 
     mean, scale = standardiser(x)
@@ -94,7 +94,7 @@ def main(argv=None) -> int:
         print(results[-1], flush=True)
     row = {"data": data_label(a), "machine": machine, "trunk_dtype": f.get("trunk_dtype"), "sizes": results}
     rows = add_row(Path(a.out), row)
-    md = ["# The ridge screen on small pools: over the features, or the smaller form", "",
+    md = ["# The ridge screen: over the features by LU (before), or the smaller form by Cholesky (now)", "",
           "Every single-layer candidate's screen (the first repeat's 5 folds, 4 alphas, one BLAS thread); best of "
           f"{a.repeats} interleaved rounds. `same`: every out-of-fold decision equal, and the shortlist.", "",
           "| data | pool texts | training rows a fold | over the features s | smaller form s | speed | same decisions | same shortlist |",
