@@ -43,23 +43,27 @@ def over_features(x: np.ndarray, y: np.ndarray, n_classes: int, folds: list[np.n
     return out
 
 
-def screen(way, pool, y, names, folds) -> tuple[float, list, list]:
-    """Seconds, every candidate's decisions, and the shortlist (search.SHORTLIST best by macro-F1)."""
+def screen(way, pool, y, names, folds) -> tuple[float, list]:
+    """Seconds of the search's screen (search.ridge_screened) done `way`, and its ranking."""
     from llmclassify import probes, search
 
+    singles = [p for p in probes.candidate_probes(pool.layers) if len(p) == 1]
     t0 = time.perf_counter()
-    decisions, scored = [], []
-    for picks in [p for p in probes.candidate_probes(pool.layers) if len(p) == 1]:
-        d = way(pool.matrix(list(picks)), y, len(names), folds)
-        decisions.append(d)
-        scored.append((max(search._macro_f1(np.eye(len(names))[v], y, names) for v in d.values()), picks))
-    seconds = time.perf_counter() - t0
-    return seconds, decisions, [p for _, p in sorted(scored, key=lambda s: -s[0])[: search.SHORTLIST]]
+    ranked = search.ridge_screened(pool, y, names, folds, singles, screen=way)
+    return time.perf_counter() - t0, ranked
+
+
+def decisions(way, pool, y, names, folds) -> list[dict]:
+    """Every single-layer candidate's out-of-fold decisions, done `way`."""
+    from llmclassify import probes
+
+    return [way(pool.matrix(list(p)), y, len(names), folds) for p in probes.candidate_probes(pool.layers)
+            if len(p) == 1]
 
 
 def main(argv=None) -> int:
     a, machine, f = start(__doc__, "benchmarks/ridge_screen.py", argv, more_args=lambda ap: (
-        ap.add_argument("--sizes", default="100,200,400,800", help="subsample sizes of the pool, comma-separated"),
+        ap.add_argument("--sizes", default="100,200,400,600", help="subsample sizes of the pool, comma-separated"),
         ap.add_argument("--repeats", type=int, default=3)))
     from sklearn.model_selection import train_test_split
     from threadpoolctl import threadpool_limits
@@ -83,11 +87,12 @@ def main(argv=None) -> int:
         with threadpool_limits(limits=1, user_api="blas"):
             for _ in range(a.repeats):
                 for w, fn in ways.items():
-                    s, dec, short = screen(fn, sub, ys, names, folds)
+                    s, ranked = screen(fn, sub, ys, names, folds)
                     got[w]["seconds"].append(s)
-                    got[w]["decisions"], got[w]["shortlist"] = dec, short
-        (before, now) = got.values()
-        same = all(np.array_equal(p[k], q[k]) for p, q in zip(before["decisions"], now["decisions"]) for k in p)
+                    got[w]["shortlist"] = [p for _, p in ranked[: search.SHORTLIST]]
+            before, now = (decisions(fn, sub, ys, names, folds) for fn in ways.values())
+        same = all(np.array_equal(p[k], q[k]) for p, q in zip(before, now) for k in p)
+        before, now = got.values()
         results.append({"texts": int(n), "features": int(pool.data.shape[-1]), "training_rows": int(n - max(map(len, folds))),
                         "seconds": {w: min(g["seconds"]) for w, g in got.items()},
                         "same_decisions": bool(same), "same_shortlist": before["shortlist"] == now["shortlist"]})

@@ -157,14 +157,9 @@ def search_probes(pooled, y: np.ndarray, names: list[str], folds: list, val_rows
     `mixes` (probes.fit_mix), and the best of those once more with balanced class weights
     (unless the classes are NEAR_BALANCED already): their out-of-fold probabilities are what
     the choice reads."""
-    n_classes = len(names)
     singles = [p for p in candidates if len(p) == 1]
     t0 = time.perf_counter()
-    screened = []
-    for picks in singles:
-        oof = probes.ridge_screen(pooled.matrix(list(picks)), y, n_classes, folds[0])
-        screened.append((max(_macro_f1(np.eye(n_classes)[d], y, names) for d in oof.values()), picks))
-    screened.sort(key=lambda s: -s[0])
+    screened = ridge_screened(pooled, y, names, folds[0], singles)
     if screened:
         log(f"  ridge screen of {len(singles)} single-layer probes: {time.perf_counter() - t0:.1f} s; best "
             + ", ".join(f"{probes.probe_name(p)} {f:.4f}" for f, p in screened[:SHORTLIST]))
@@ -177,6 +172,19 @@ def search_probes(pooled, y: np.ndarray, names: list[str], folds: list, val_rows
         if weighted.cv_macro_f1 > best.cv_macro_f1:
             out.append(weighted)
     return out
+
+
+def ridge_screened(pooled, y: np.ndarray, names, folds: list[np.ndarray], singles, screen=probes.ridge_screen
+                   ) -> list[tuple[float, tuple]]:
+    """(out-of-fold macro-F1 of the ridge classifier at its best alpha, picks) of each candidate
+    of `singles` on `folds` (one repeat), best first. `screen`: probes.ridge_screen (a benchmark
+    passes the version it is compared with)."""
+    n_classes = len(names)
+    scored = []
+    for picks in singles:
+        oof = screen(pooled.matrix(list(picks)), y, n_classes, folds)
+        scored.append((max(_macro_f1(np.eye(n_classes)[d], y, names) for d in oof.values()), picks))
+    return sorted(scored, key=lambda s: -s[0])
 
 
 def _logistic_candidate(pooled, y, names, folds, val_rows, picks, balanced: bool, log, mix: bool = False
