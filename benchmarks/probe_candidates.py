@@ -118,7 +118,8 @@ def auto_probe_stage(f: dict, seed: int) -> dict:
     refit on train + validation; the test split only scored. Returns the chosen candidate
     (`pick`), the LLM-only answer (`llm`), their test probabilities, `test_proba`
     (any candidate's, refitted on the pool), the baseline's C, CV score, out-of-fold and test
-    probabilities, the pool's and the test split's labels, the validation rows and the search's seconds."""
+    probabilities, the pool's and the test split's labels, the validation rows and the seconds of
+    the baseline (its CV and refit) and of the search."""
     from threadpoolctl import threadpool_limits
 
     from llmclassify import baseline, probes, search
@@ -127,9 +128,11 @@ def auto_probe_stage(f: dict, seed: int) -> dict:
     d = pool_and_test(f, seed)
     pool, test, y, texts, folds, val_rows = (d[k] for k in ("pool", "test", "y", "texts", "folds", "val_rows"))
     with threadpool_limits(limits=1, user_api="blas"):
+        t0 = time.perf_counter()
         base_C, base_cv, base_oof = search.cross_validate(
             lambda fo: baseline.out_of_fold(texts, y, len(names), fo, baseline.C_GRID), y, names, folds)
         base_test = baseline.fit(texts, y, len(names), base_C).proba(f["test"]["texts"])
+        base_seconds = time.perf_counter() - t0
         t0 = time.perf_counter()
         found = search.search_probes(pool, y, names, folds, val_rows, probes.candidate_probes(pool.layers),
                                      log=lambda m: None)
@@ -146,7 +149,7 @@ def auto_probe_stage(f: dict, seed: int) -> dict:
         return {"pick": pick, "llm": llm, "pick_test": test_proba(pick), "llm_test": test_proba(llm),
                 "found": found, "test_proba": test_proba, "base_C": base_C, "base_cv": base_cv,
                 "base_oof": base_oof, "base_test": base_test, "y": y, "y_test": d["y_test"],
-                "val_rows": val_rows, "search_seconds": seconds}
+                "val_rows": val_rows, "base_seconds": base_seconds, "search_seconds": seconds}
 
 def main(argv=None) -> int:
     a, machine, f = start(__doc__, "benchmarks/probe_candidates.py", argv)
