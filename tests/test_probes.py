@@ -104,19 +104,29 @@ def test_logistic_path_fits_every_c_of_its_grid():
         assert np.abs(w - ref).max() < 0.06 * np.abs(ref).max(), C
 
 
-def test_a_kept_probe_is_solved_to_its_optimum():
+@pytest.mark.parametrize("features", ["dense", "sparse"])
+def test_a_kept_probe_is_solved_to_its_optimum(features):
     """fit_logistic (a refit, the baseline: the models a run keeps) stops where the gradient of
     scikit-learn's objective is near zero, not at the search's looser tolerance, where the point
-    lbfgs stops at depends on the BLAS's summation order (one BLAS thread or two)."""
+    lbfgs stops at depends on the BLAS's summation order (one BLAS thread or two). Sparse rows
+    (the baseline's n-grams, many more columns than rows) go to the other solver
+    (probes.SPARSE_SOLVER): the same optimum."""
+    from scipy.sparse import csr_matrix
+
     from llmclassify.probes import fit_logistic, softmax
 
     rng = np.random.default_rng(1)
     y = rng.integers(0, 3, 400)
-    z = (rng.normal(0, 1.0, (3, 60))[y] + rng.normal(0, 1.5, (400, 60))).astype(np.float32)
+    if features == "dense":
+        z = (rng.normal(0, 1.0, (3, 60))[y] + rng.normal(0, 1.5, (400, 60))).astype(np.float32)
+    else:  # 2,000 columns, 12 non-zero a row, some of them telling the class
+        cols = np.concatenate([rng.integers(0, 2000, (400, 10)), 2000 - 1 - y[:, None] * 7 - rng.integers(0, 7, (400, 2))], 1)
+        z = csr_matrix((np.full(cols.size, 0.3, np.float32), cols.ravel(), np.arange(0, cols.size + 1, 12)),
+                       shape=(400, 2000))
     C, n = 10.0, len(y)
     w, b = fit_logistic(z, y, 3, C)
-    residual = softmax(z.astype(np.float64) @ w.T + b) - np.eye(3)[y]
-    grad_w = residual.T @ z / n + w / (C * n)  # mean cross-entropy + |W|^2 / (2 C n)
+    residual = softmax(np.asarray(z @ w.T, dtype=np.float64) + b) - np.eye(3)[y]
+    grad_w = np.asarray(z.T @ residual).T / n + w / (C * n)  # mean cross-entropy + |W|^2 / (2 C n)
     grad_b = residual.mean(0)
     assert max(np.abs(grad_w).max(), np.abs(grad_b).max()) < 1e-5
 

@@ -3,7 +3,9 @@
 Word 1-2 grams with sublinear term frequency (scikit-learn's TfidfVectorizer), a multinomial
 logistic regression whose C is chosen by cross-validated macro-F1 over train + validation (the
 same folds and the same data budget as the probe search), refitted on train + validation.
-It trains in about a second. Saved in the run as `baseline.json` (vocabulary and idf) and
+Seconds on a few thousand short texts; more on long ones with many classes: 78 s for 2,285
+20newsgroups posts (20 classes, 300,034 n-grams; 399 s before its regressions were solved by
+Newton-CG, probes.SPARSE_SOLVER). Saved in the run as `baseline.json` (vocabulary and idf) and
 `baseline.safetensors` (the linear weights): no pickle, and `evaluate` / `serve` score it
 again on any text.
 """

@@ -140,7 +140,7 @@ class LogisticPath:
 
 
 # The tolerance of a model that is kept (a refit on train + validation, the baseline): at the
-# search's 1e-4 lbfgs (the solver then) stopped short of the optimum at a point that depends on the BLAS's summation
+# search's 1e-4 lbfgs stops short of the optimum at a point that depends on the BLAS's summation
 # order: the reuters-r8 pick's refit gave test labels that differed in one text between one
 # BLAS thread and two (macro-F1 0.9126 / 0.9120); at 1e-6 both gave the same labels (0.8904);
 # on the six other splits measured neither tolerance moved a label. A probe refit costs a second
