@@ -37,9 +37,8 @@ def main(argv=None) -> int:
     pool, y, texts, folds, val_rows = (d[k] for k in ("pool", "y", "texts", "folds", "val_rows"))
 
     def baseline_cv():
-        counts = baseline.count_ngrams(texts)
         C, f1, _ = search.cross_validate(
-            lambda fo: baseline.out_of_fold(counts, y, len(names), fo, baseline.C_GRID), y, names, folds)
+            lambda fo: baseline.out_of_fold(texts, y, len(names), fo, baseline.C_GRID), y, names, folds)
         return f"C {C}, CV macro-F1 {f1:.4f}"
 
     def probe_search():

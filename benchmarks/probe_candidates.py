@@ -129,10 +129,9 @@ def auto_probe_stage(f: dict, seed: int) -> dict:
     pool, test, y, texts, folds, val_rows = (d[k] for k in ("pool", "test", "y", "texts", "folds", "val_rows"))
     with threadpool_limits(limits=1, user_api="blas"):
         t0 = time.perf_counter()
-        counts = baseline.count_ngrams(texts)
         base_C, base_cv, base_oof = search.cross_validate(
-            lambda fo: baseline.out_of_fold(counts, y, len(names), fo, baseline.C_GRID), y, names, folds)
-        base_test = baseline.fit(counts, y, len(names), base_C).proba(f["test"]["texts"])
+            lambda fo: baseline.out_of_fold(texts, y, len(names), fo, baseline.C_GRID), y, names, folds)
+        base_test = baseline.fit(texts, y, len(names), base_C).proba(f["test"]["texts"])
         base_seconds = time.perf_counter() - t0
         t0 = time.perf_counter()
         found = search.search_probes(pool, y, names, folds, val_rows, probes.candidate_probes(pool.layers),

@@ -29,38 +29,11 @@ C_GRID = (1.0, 10.0, 100.0)
 NAME = "TF-IDF + logistic regression"
 
 
-NGRAMS = (1, 2)  # word unigrams and bigrams, scikit-learn's default tokens (lowercased)
+def vectorizer(vocabulary=None):
+    from sklearn.feature_extraction.text import TfidfVectorizer
 
-
-@dataclass
-class NgramCounts:
-    """Word n-gram counts of some texts, counted once: (N, V) float32 and the V n-grams in column
-    (alphabetical) order, as scikit-learn's CountVectorizer gives them. A TF-IDF vectorizer
-    fitted on a subset of the rows is read off them (tfidf): the columns that subset holds,
-    reweighted."""
-
-    matrix: object  # scipy.sparse csr
-    ngrams: np.ndarray  # (V,) str
-
-
-def count_ngrams(texts) -> NgramCounts:
-    from sklearn.feature_extraction.text import CountVectorizer
-
-    counter = CountVectorizer(ngram_range=NGRAMS, dtype=np.float32)
-    matrix = counter.fit_transform(list(texts))
-    return NgramCounts(matrix.tocsr(), counter.get_feature_names_out())
-
-
-def tfidf(counts: NgramCounts, rows: np.ndarray):
-    """What TfidfVectorizer(ngram_range=NGRAMS, sublinear_tf=True) fitted on the texts of `rows`
-    is, read off the counts: (its vocabulary's columns of `counts`, the fitted TfidfTransformer
-    that weighs them). The same vocabulary (every n-gram of those texts, in the same order) and
-    the same idf, without counting the texts again for every fold."""
-    from sklearn.feature_extraction.text import TfidfTransformer
-
-    fitted = counts.matrix[rows]
-    columns = np.flatnonzero(fitted.getnnz(axis=0))
-    return columns, TfidfTransformer(sublinear_tf=True).fit(fitted[:, columns])
+    return TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, vocabulary=vocabulary,
+                           dtype=np.float32)
 
 
 @dataclass
@@ -78,7 +51,7 @@ class Baseline:
         from sklearn.feature_extraction.text import CountVectorizer
         from sklearn.preprocessing import normalize
 
-        counts = CountVectorizer(ngram_range=NGRAMS, vocabulary={w: i for i, w in enumerate(self.vocabulary)},
+        counts = CountVectorizer(ngram_range=(1, 2), vocabulary={w: i for i, w in enumerate(self.vocabulary)},
                                  dtype=np.float32)
         tf = counts.transform(list(texts))  # raw counts over the fitted vocabulary
         tf.data = 1.0 + np.log(tf.data)  # sublinear tf
@@ -105,7 +78,7 @@ class Baseline:
         atomic_write_bytes(run_dir / FILE_WEIGHTS, save({"idf": self.idf.astype(np.float32),
                                                          "weight": self.weight.astype(np.float32),
                                                          "bias": self.bias.astype(np.float32)}))
-        meta = {"name": NAME, "ngram_range": list(NGRAMS), "sublinear_tf": True, "C": self.C,
+        meta = {"name": NAME, "ngram_range": [1, 2], "sublinear_tf": True, "C": self.C,
                 "vocabulary": self.vocabulary}
         atomic_write_bytes(run_dir / FILE_JSON, json.dumps(meta).encode())
 
@@ -125,28 +98,31 @@ class Baseline:
             raise UserError(f"{run_dir / FILE_JSON}: unreadable baseline ({type(e).__name__}: {e})") from None
 
 
-def fit(counts: NgramCounts, y: np.ndarray, n_classes: int, C: float) -> Baseline:
-    """Fit the TF-IDF weights and the regression on every row of `counts`."""
+def fit(texts, y: np.ndarray, n_classes: int, C: float) -> Baseline:
+    """Fit the vectorizer and the regression on `texts`."""
     from .probes import fit_logistic
 
-    rows = np.arange(len(y))
-    columns, weigh = tfidf(counts, rows)
-    w, b = fit_logistic(weigh.transform(counts.matrix[:, columns]), y, n_classes, C)
-    return Baseline(counts.ngrams[columns].tolist(), weigh.idf_.astype(np.float32), w, b, C)
+    vec = vectorizer()
+    x = vec.fit_transform(list(texts))
+    w, b = fit_logistic(x, y, n_classes, C)
+    vocab = [None] * len(vec.vocabulary_)
+    for word, i in vec.vocabulary_.items():
+        vocab[i] = word
+    return Baseline(vocab, vec.idf_.astype(np.float32), w, b, C)
 
 
-def out_of_fold(counts: NgramCounts, y: np.ndarray, n_classes: int, folds, C_grid) -> dict[float, np.ndarray]:
+def out_of_fold(texts, y: np.ndarray, n_classes: int, folds, C_grid) -> dict[float, np.ndarray]:
     """{C: (N, n_classes) probabilities} for every C of `C_grid`, each row from a baseline fitted
-    without that row's fold: per fold a TF-IDF of its training rows alone (no vocabulary or idf
-    from the held-out rows), the grid along one LogisticPath."""
+    without that row's fold: one vectorizer per fold, the grid along one LogisticPath."""
     from .probes import LogisticPath, softmax
 
+    texts = np.asarray(list(texts), dtype=object)
     probs = {C: np.zeros((len(y), n_classes)) for C in C_grid}
     for held in folds:
         keep = np.ones(len(y), dtype=bool)
         keep[held] = False
-        columns, weigh = tfidf(counts, np.flatnonzero(keep))
-        x, x_held = (weigh.transform(counts.matrix[r][:, columns]) for r in (keep, held))
+        vec = vectorizer()
+        x, x_held = vec.fit_transform(texts[keep]), vec.transform(texts[held])
         path = LogisticPath(n_classes)
         for C in sorted(C_grid):
             w, b = path.fit(x, y[keep], C)

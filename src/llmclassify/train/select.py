@@ -33,10 +33,10 @@ def fit_baseline(run: Run, y_pool, folds):
     t0 = time.perf_counter()
     if run.multi:
         return None
-    counts = baseline.count_ngrams(list(run.prep.train.texts) + list(run.prep.val.texts))
-    C, f1, oof = cross_validate(lambda f: baseline.out_of_fold(counts, y_pool, len(run.names), f, baseline.C_GRID),
+    texts = list(run.prep.train.texts) + list(run.prep.val.texts)
+    C, f1, oof = cross_validate(lambda f: baseline.out_of_fold(texts, y_pool, len(run.names), f, baseline.C_GRID),
                                 y_pool, run.names, folds)
-    model = baseline.fit(counts, y_pool, len(run.names), C)
+    model = baseline.fit(texts, y_pool, len(run.names), C)
     run.seconds["baseline"] = time.perf_counter() - t0
     log(f"baseline ({baseline.NAME}): CV macro-F1 {f1:.4f} (C {C}, {run.seconds['baseline']:.1f} s)", run.cfg)
     return {"model": model, "oof": oof, "cv_macro_f1": float(f1), "C": C}
