@@ -120,7 +120,8 @@ def test_a_kept_probe_is_solved_to_its_optimum(features):
     if features == "dense":
         z = (rng.normal(0, 1.0, (3, 60))[y] + rng.normal(0, 1.5, (400, 60))).astype(np.float32)
     else:  # 2,000 columns, 12 non-zero a row, some of them telling the class
-        cols = np.concatenate([rng.integers(0, 2000, (400, 10)), 2000 - 1 - y[:, None] * 7 - rng.integers(0, 7, (400, 2))], 1)
+        telling = 2000 - 1 - y[:, None] * 7 - rng.integers(0, 7, (400, 2))  # 7 columns a class
+        cols = np.concatenate([rng.integers(0, 2000, (400, 10)), telling], 1)
         z = csr_matrix((np.full(cols.size, 0.3, np.float32), cols.ravel(), np.arange(0, cols.size + 1, 12)),
                        shape=(400, 2000))
     C, n = 10.0, len(y)

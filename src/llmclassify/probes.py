@@ -108,11 +108,12 @@ SPARSE_SOLVER = "newton-cg"
 class LogisticPath:
     """Multinomial L2 logistic regression (scikit-learn; DENSE_SOLVER or SPARSE_SOLVER by the
     features) fitted along a grid of C on the same rows: each fit starts from the previous
-    one's solution, so a grid in ascending C costs less than independent fits. The tolerance is scikit-learn's default, 1e-4: at 1e-3 the
-    previous C's solution already passed the solver's gradient test (the gradient of the mean
-    loss moves by only (1/C_prev - 1/C) |w| / n), so on reuters-r8 the baseline's C=100 took zero
-    iterations and returned the C=10 model (test macro-F1 0.8269 instead of 0.8591). A model
-    that is kept (fit_logistic) is solved to FINAL_TOL."""
+    one's solution, so a grid in ascending C costs less than independent fits. The tolerance
+    is scikit-learn's default, 1e-4: at 1e-3 the previous C's solution already passed the
+    solver's gradient test (the gradient of the mean loss moves by only (1/C_prev - 1/C) |w| / n),
+    so on reuters-r8 the baseline's C=100 took zero iterations and returned the C=10 model
+    (test macro-F1 0.8269 instead of 0.8591). A model that is kept (fit_logistic) is solved to
+    FINAL_TOL."""
 
     def __init__(self, n_classes: int, balanced: bool = False, tol: float = SEARCH_TOL):
         from sklearn.linear_model import LogisticRegression
