@@ -57,8 +57,8 @@ def main(argv=None) -> int:
     md = ["# The TF-IDF baseline's solver: L-BFGS (before) and Newton-CG (now), side by side", "",
           "The probe stage of `--recipe auto` on cached features, once per solver in one process (one BLAS thread, "
           "as `train`): the TF-IDF baseline's C by 2 x 5-fold CV over train + validation and its refit, then the probe "
-          "search (dense features: L-BFGS in both) and the choice. Seconds: baseline (CV + refit), search (screen, logistic regressions, answers), "
-          "L-BFGS / Newton-CG. `differ`: test texts whose baseline label changes with the solver.", "",
+          "search (dense features: L-BFGS in both) and the choice. Seconds: baseline (CV + refit), search "
+          "(screen, logistic regressions, answers), L-BFGS / Newton-CG. `differ`: test texts whose baseline label changes with the solver.", "",
           "| data (pool texts, classes) | baseline s | search s | baseline C, CV, test macro-F1 | differ "
           "| pick (CV, test macro-F1) |", "|---|---|---|---|---:|---|"]
     for x in rows:
