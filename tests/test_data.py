@@ -132,6 +132,26 @@ def test_csv_headerless_text_label(tmp_path):
     assert t.texts[0] == "a long text one" and t.labels == ["x", "y", "x"]
 
 
+@pytest.mark.parametrize("sep", [",", "\t"])
+def test_a_first_row_whose_label_no_other_row_has_is_the_header(tmp_path, sep, caplog):
+    rows = ["phrase" + sep + "feeling", "i love it" + sep + "joy", "so sad" + sep + "sadness",
+            "great day" + sep + "joy", "awful" + sep + "sadness"]
+    p = write(tmp_path, "d.csv" if sep == "," else "d.tsv", "\n".join(rows) + "\n")
+    with caplog.at_level(logging.WARNING):
+        t = read_table(p)
+    assert (t.header, t.text_column, t.label_column) == (True, "phrase", "feeling")
+    assert t.texts == ["i love it", "so sad", "great day", "awful"] and t.lines == [2, 3, 4, 5]
+    assert "line 1 ('phrase,feeling') is read as the header: 'feeling' is no other row's label" in caplog.text
+    # a first row whose label recurs is data; so is one that is unique among unique labels (ids)
+    p = write(tmp_path, "recurs.csv", "a text,joy\nb text,joy\nc text,sad\nd text,sad\n")
+    assert read_table(p).header is False and len(read_table(p)) == 4
+    p = write(tmp_path, "ids.csv", "a text,1\nb text,2\nc text,3\n")
+    assert read_table(p).header is False and len(read_table(p)) == 3
+    # names of well-known columns beyond text / label: tweet, emotion, question, topic, ...
+    t = read_table(write(tmp_path, "tw.csv", "tweet,emotion\ni love it,joy\nso sad,sadness\n"))
+    assert (t.header, t.text_column, t.label_column) == (True, "tweet", "emotion")
+
+
 def test_tsv_headerless_label_text_with_quotes_and_tabs(tmp_path):
     p = write(tmp_path, "d.tsv", 'ham\t"unbalanced quote\nspam\tsecond\twith tab\nham\tthird"\n')
     t = read_table(p)

@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import difflib
 import logging
+from collections import Counter
 from collections.abc import Sequence
 
 from ..errors import DataError
 
 log = logging.getLogger(__name__)
 
-TEXT_COLUMN_NAMES = ("text", "sentence", "message", "content", "review", "body", "document", "sms")
-LABEL_COLUMN_NAMES = ("label", "labels", "class", "category", "target", "sentiment", "intent")
+# In order of preference. Names that also serve as label values (spam, yes, y) are left out: the
+# header rule would take a headerless file's first row for a header.
+TEXT_COLUMN_NAMES = ("text", "sentence", "message", "content", "review", "body", "document", "sms", "tweet",
+                     "comment", "utterance", "question", "query", "description", "abstract", "headline",
+                     "title", "email", "post")
+LABEL_COLUMN_NAMES = ("label", "labels", "class", "category", "target", "sentiment", "intent", "emotion",
+                      "topic", "polarity", "stance", "genre")
 KNOWN_COLUMN_NAMES = frozenset(TEXT_COLUMN_NAMES + LABEL_COLUMN_NAMES)
 
 
@@ -103,12 +109,25 @@ def _headerless_columns(rows: Sequence[list[str]]) -> tuple[int, int]:
     return 1 - label, label
 
 
-def _is_header(first_row: list[str], text_column, label_column, path=None, line=1) -> bool:
+def _is_header(first_row: list[str], text_column, label_column) -> bool:
+    """Whether a CSV / TSV file's first row is its header by the names: a column was named, or
+    a field is a well-known column name."""
     if text_column is not None or label_column is not None:
         return True
-    if any(f.strip().lower() in KNOWN_COLUMN_NAMES for f in first_row):
-        return True
-    # Read as data; but a misspelled header ('txt', 'lable') would silently become a row.
+    return any(f.strip().lower() in KNOWN_COLUMN_NAMES for f in first_row)
+
+
+def _header_by_labels(rows: Sequence[list[str]], label: int) -> bool:
+    """Whether the first row of a headerless labelled file is a header after all: its label
+    field is no other row's label, while every other row's label recurs ('tweet,emotion' over
+    rows of joy and sadness). A class of one example could not be split anyway."""
+    counts = Counter(r[label].strip() for r in rows[1:] if len(r) > label)
+    return len(counts) > 0 and rows[0][label].strip() not in counts and min(counts.values()) >= 2
+
+
+def warn_near_miss(first_row: list[str], path, line: int) -> None:
+    """A first row read as data that holds a near miss of a known name ('txt', 'lable') would
+    silently become a row: say so."""
     for f in first_row:
         name = f.strip().lower()
         if 0 < len(name) <= 20:
@@ -120,5 +139,4 @@ def _is_header(first_row: list[str], text_column, label_column, path=None, line=
                     "or --label-column to use the line as a header",
                     path, line, ",".join(first_row)[:60], f.strip(), hit[0],
                 )
-                break
-    return False
+                return
