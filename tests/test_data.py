@@ -142,6 +142,7 @@ def test_a_first_row_whose_label_no_other_row_has_is_the_header(tmp_path, sep, c
     assert (t.header, t.text_column, t.label_column) == (True, "phrase", "feeling")
     assert t.texts == ["i love it", "so sad", "great day", "awful"] and t.lines == [2, 3, 4, 5]
     assert "line 1 ('phrase,feeling') is read as the header: 'feeling' is no other row's label" in caplog.text
+    assert [x for chunk in iter_texts(p) for x in chunk] == t.texts  # prediction input reads it alike
     # a first row whose label recurs is data; so is one that is unique among unique labels (ids)
     p = write(tmp_path, "recurs.csv", "a text,joy\nb text,joy\nc text,sad\nd text,sad\n")
     assert read_table(p).header is False and len(read_table(p)) == 4

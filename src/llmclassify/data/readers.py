@@ -25,9 +25,10 @@ Reading rules:
   sentence, message, tweet, question, label, class, category, intent, ...; case-insensitive). Otherwise
   the file is headerless and must have one column (texts, unlabelled) or two; of two columns the
   label column is the one with fewer distinct values (ties: the one with shorter values, then
-  the first), so both `label<TAB>text` (SMSSpamCollection) and `text,label` work. A labelled
-  two-column file's first row is its header after all when its label is no other row's while
-  every other label recurs ('phrase,feeling' over rows of joy and sadness; logged). A first
+  the first), so both `label<TAB>text` (SMSSpamCollection) and `text,label` work. A two-column
+  file's first row is its header after all when its label is no other row's while every other
+  label recurs ('phrase,feeling' over rows of joy and sadness; logged; text-only reading judges
+  on its sample of rows, so `predict` reads such a file as `train` does). A first
   row read as data that holds a near miss of a known name ('txt', 'lable') logs a warning.
 - Columns default to the first well-known name present; a name that is not there is an error
   suggesting the closest one: `data.csv: no column 'lable'; did you mean 'label'? (columns: ...)`.
@@ -343,12 +344,12 @@ def _headerless_records(path, fmt, opt: ReadOptions, first, rows_iter) -> Record
     n_more = None if opt.sample_size is None else max(0, opt.sample_size - 1)
     sample = [first, *itertools.islice(rows_iter, n_more)]
     ti, li = (0, None) if ncols == 1 else _headerless_columns([r for _, r in sample])
-    if opt.labelled and _header_by_labels([r for _, r in sample], li):
+    if li is not None and _header_by_labels([r for _, r in sample], li):
         log.warning("%s: line %d ('%s') is read as the header: '%s' is no other row's label; name the "
                     "columns with --text-column and --label-column to say so", path, line0,
                     ",".join(row0)[:60], row0[li].strip())
-        return _header_records(path, fmt, replace(opt, text_column=row0[ti].strip(), label_column=row0[li].strip()),
-                               row0, itertools.chain(sample[1:], rows_iter))
+        named = replace(opt, text_column=row0[ti].strip(), label_column=row0[li].strip() if opt.labelled else None)
+        return _header_records(path, fmt, named, row0, itertools.chain(sample[1:], rows_iter))
     warn_near_miss(row0, path, line0)
     if not opt.labelled:
         li = None
