@@ -264,9 +264,9 @@ def fold_probabilities(fit_fold, folds: list[np.ndarray], C_grid, shape: tuple[i
     """{C: (N, n_classes) out-of-fold probabilities} for every C of `C_grid`, from
     `fit_fold(held) -> [the held rows' probabilities for each C of sorted(C_grid)]`, the folds
     on FOLD_THREADS threads. A fold's fits are independent of the others' and spend their time
-    outside the GIL (numpy's BLAS, on one thread each in `train`; scikit-learn's solvers), so on
-    2 cores the probes' cross-validation ran 1.3-1.7x faster and the baseline's 1.1-1.2x (its
-    n-gram counting holds the GIL), with the same probabilities bit for bit
+    outside the GIL (numpy's BLAS, on one thread each in `train`; scikit-learn's solvers): on 2
+    cores the probe search ran 1.11-2.00x faster on seven splits, the baseline's CV 0.83-1.43x
+    (its n-gram counting holds the GIL), the probabilities the same bit for bit
     (benchmarks/results/fold-threads.md)."""
     threads = min(len(folds), FOLD_THREADS or torch.get_num_threads())
     if threads <= 1:

@@ -118,9 +118,9 @@ def _is_header(first_row: list[str], text_column, label_column) -> bool:
 
 
 def _header_by_labels(rows: Sequence[list[str]], label: int) -> bool:
-    """Whether the first row of a headerless labelled file is a header after all: its label
-    field is no other row's label, while every other row's label recurs ('tweet,emotion' over
-    rows of joy and sadness). A class of one example could not be split anyway."""
+    """Whether the first of `rows` (a two-column file without a known header) is a header after
+    all: its `label` field is no other row's, while every other row's recurs ('phrase,feeling'
+    over rows of joy and sadness). A class of one example could not be split anyway."""
     counts = Counter(r[label].strip() for r in rows[1:] if len(r) > label)
     return len(counts) > 0 and rows[0][label].strip() not in counts and min(counts.values()) >= 2
 

@@ -22,8 +22,8 @@ Reading rules:
   unknown name is a one-line `UserError`.
 - Header rule for CSV/TSV: the first row is a header when `text_column` or `label_column` is
   given, or when one of its fields is a well-known column name (`KNOWN_COLUMN_NAMES`: text,
-  sentence, message, tweet, question, label, class, category, intent, ...; case-insensitive). Otherwise
-  the file is headerless and must have one column (texts, unlabelled) or two; of two columns the
+  sentence, message, tweet, question, label, class, category, intent, ...; case-insensitive).
+  Otherwise the file is headerless and must have one column (texts, unlabelled) or two; of two columns the
   label column is the one with fewer distinct values (ties: the one with shorter values, then
   the first), so both `label<TAB>text` (SMSSpamCollection) and `text,label` work. A two-column
   file's first row is its header after all when its label is no other row's while every other
