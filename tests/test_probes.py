@@ -462,45 +462,6 @@ def test_out_of_fold_grid_warm_starts_to_the_fits_it_replaces():
     assert setting == 0.5 and np.array_equal(oof, np.eye(3)[y])
 
 
-@pytest.mark.parametrize("which", ["probe", "baseline"])
-def test_folds_on_threads_give_the_probabilities_of_folds_one_after_another(which, monkeypatch):
-    """The folds of a cross-validation run at once on FOLD_THREADS threads (a barrier that two
-    folds must reach together proves it) and each row gets its own fold's probabilities, bit for
-    bit those of the folds run one after another."""
-    import threading
-
-    from llmclassify import baseline, probes
-
-    rng = np.random.default_rng(2)
-    if which == "probe":
-        x = rng.normal(size=(160, 24))
-        y = (x[:, :4].sum(1) + rng.normal(size=160) > 0).astype(int) + (x[:, 5] > 1)
-        run, grid, hook = (lambda: probes.out_of_fold(x, y, 3, folds, probes.C_GRID)), probes.C_GRID, "fitter"
-    else:
-        words = ["free", "prize", "call", "now", "meet", "lunch", "later", "ok", "win", "cash", "home"]
-        texts = [" ".join(rng.choice(words, size=rng.integers(2, 9))) for _ in range(80)]
-        y = np.array([int("prize" in t or "cash" in t) for t in texts])
-        run, grid, hook = (lambda: baseline.out_of_fold(texts, y, 2, folds, (1.0, 10.0))), (1.0, 10.0), "vectorizer"
-    folds = probes.stratified_folds(y, 4, 0)
-    monkeypatch.setattr(probes, "FOLD_THREADS", 1)
-    one = run()
-    together = threading.Barrier(2, timeout=20)
-    module = probes if which == "probe" else baseline
-    inner = getattr(module, hook)
-
-    def meeting(*args, **kwargs):
-        together.wait()  # raises BrokenBarrierError unless another fold is being fitted at once
-        return inner(*args, **kwargs)
-
-    monkeypatch.setattr(module, hook, meeting)
-    monkeypatch.setattr(probes, "FOLD_THREADS", 2)
-    two = run()
-    assert list(two) == list(grid)
-    for C in grid:
-        np.testing.assert_array_equal(two[C], one[C])
-    assert not np.array_equal(one[grid[0]], one[grid[-1]])  # every C has its own rows
-
-
 @pytest.mark.parametrize("peak, want, tried", [
     (100.0, 100.0, [(0.1, 1.0, 10.0), (100.0,), (1000.0,)]),  # past the top, until it stops gaining
     (1.0, 1.0, [(0.1, 1.0, 10.0)]),  # inside the grid: nothing more is tried

@@ -113,18 +113,18 @@ def fit(texts, y: np.ndarray, n_classes: int, C: float) -> Baseline:
 
 def out_of_fold(texts, y: np.ndarray, n_classes: int, folds, C_grid) -> dict[float, np.ndarray]:
     """{C: (N, n_classes) probabilities} for every C of `C_grid`, each row from a baseline fitted
-    without that row's fold: one vectorizer per fold, the grid along one LogisticPath, the folds
-    on threads (probes.fold_probabilities)."""
-    from .probes import LogisticPath, fold_probabilities, softmax
+    without that row's fold: one vectorizer per fold, the grid along one LogisticPath."""
+    from .probes import LogisticPath, softmax
 
     texts = np.asarray(list(texts), dtype=object)
-
-    def fit_fold(held):
+    probs = {C: np.zeros((len(y), n_classes)) for C in C_grid}
+    for held in folds:
         keep = np.ones(len(y), dtype=bool)
         keep[held] = False
         vec = vectorizer()
         x, x_held = vec.fit_transform(texts[keep]), vec.transform(texts[held])
         path = LogisticPath(n_classes)
-        return [softmax(np.asarray(x_held @ w.T) + b) for w, b in (path.fit(x, y[keep], C) for C in sorted(C_grid))]
-
-    return fold_probabilities(fit_fold, folds, C_grid, (len(y), n_classes))
+        for C in sorted(C_grid):
+            w, b = path.fit(x, y[keep], C)
+            probs[C][held] = softmax(np.asarray(x_held @ w.T) + b)
+    return probs

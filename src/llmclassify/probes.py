@@ -256,47 +256,21 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(1, keepdims=True)
 
 
-# Threads the folds of a cross-validation run on; None: torch's intra-op threads (the run's cores).
-FOLD_THREADS: int | None = None
-
-
-def fold_probabilities(fit_fold, folds: list[np.ndarray], C_grid, shape: tuple[int, int]) -> dict[float, np.ndarray]:
-    """{C: (N, n_classes) out-of-fold probabilities} for every C of `C_grid`, from
-    `fit_fold(held) -> [the held rows' probabilities for each C of sorted(C_grid)]`, the folds
-    on FOLD_THREADS threads. A fold's fits are independent of the others' and spend their time
-    outside the GIL (numpy's BLAS, on one thread each in `train`; scikit-learn's solvers): on 2
-    cores the probe search ran 1.11-2.00x faster on seven splits, the baseline's CV 0.83-1.43x
-    (its n-gram counting holds the GIL), the probabilities the same bit for bit
-    (benchmarks/results/fold-threads.md)."""
-    threads = min(len(folds), FOLD_THREADS or torch.get_num_threads())
-    if threads <= 1:
-        per_fold = [fit_fold(held) for held in folds]
-    else:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(threads) as pool:
-            per_fold = list(pool.map(fit_fold, folds))
-    probs = {C: np.zeros(shape, dtype=np.float64) for C in C_grid}
-    for held, fold_probs in zip(folds, per_fold):
-        for C, p in zip(sorted(C_grid), fold_probs):
-            probs[C][held] = p
-    return probs
-
-
 def out_of_fold(x: np.ndarray, y: np.ndarray, n_classes: int, folds: list[np.ndarray], C_grid,
                 balanced: bool = False, mix: int = 0) -> dict[float, np.ndarray]:
     """{C: (N, n_classes) probabilities} for every C of `C_grid`, each row from a probe fitted
     without that row's fold; along the grid each fold's fits are one LogisticPath (warm starts)."""
     mean, scale = standardiser(x)  # unsupervised: no labels used
     z = ((x - mean) / scale).astype(np.float32)
-
-    def fit_fold(held):
+    probs = {C: np.zeros((len(y), n_classes), dtype=np.float64) for C in C_grid}
+    for held in folds:
         keep = np.ones(len(y), dtype=bool)
         keep[held] = False
         fit = fitter(n_classes, balanced, mix)
-        return [softmax(z[held] @ w.T + b) for w, b in (fit(z[keep], y[keep], C) for C in sorted(C_grid))]
-
-    return fold_probabilities(fit_fold, folds, C_grid, (len(y), n_classes))
+        for C in sorted(C_grid):
+            w, b = fit(z[keep], y[keep], C)
+            probs[C][held] = softmax(z[held] @ w.T + b)
+    return probs
 
 
 RIDGE_ALPHAS = (1e-3, 1e-2, 1e-1, 1.0)  # times the number of training rows
