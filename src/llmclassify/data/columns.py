@@ -125,7 +125,7 @@ def _header_by_labels(rows: Sequence[list[str]], label: int) -> bool:
     return len(counts) > 0 and rows[0][label].strip() not in counts and min(counts.values()) >= 2
 
 
-def warn_near_miss(first_row: list[str], path, line: int) -> None:
+def _warn_near_miss(first_row: list[str], path, line: int) -> None:
     """A first row read as data that holds a near miss of a known name ('txt', 'lable') would
     silently become a row: say so."""
     for f in first_row:

@@ -23,12 +23,12 @@ Reading rules:
 - Header rule for CSV/TSV: the first row is a header when `text_column` or `label_column` is
   given, or when one of its fields is a well-known column name (`KNOWN_COLUMN_NAMES`: text,
   sentence, message, tweet, question, label, class, category, intent, ...; case-insensitive).
-  Otherwise the file is headerless and must have one column (texts, unlabelled) or two; of two columns the
-  label column is the one with fewer distinct values (ties: the one with shorter values, then
-  the first), so both `label<TAB>text` (SMSSpamCollection) and `text,label` work. A two-column
-  file's first row is its header after all when its label is no other row's while every other
-  label recurs ('phrase,feeling' over rows of joy and sadness; logged; text-only reading judges
-  on its sample of rows, so `predict` reads such a file as `train` does). A first
+  Otherwise the file is headerless and must have one column (texts, unlabelled) or two; of two
+  columns the label column is the one with fewer distinct values (ties: the one with shorter
+  values, then the first), so both `label<TAB>text` (SMSSpamCollection) and `text,label` work.
+  A two-column file's first row is its header after all when its label is no other row's while
+  every other label recurs ('phrase,feeling' over rows of joy and sadness; logged; text-only
+  reading judges on its sample of rows, so `predict` reads such a file as `train` does). A first
   row read as data that holds a near miss of a known name ('txt', 'lable') logs a warning.
 - Columns default to the first well-known name present; a name that is not there is an error
   suggesting the closest one: `data.csv: no column 'lable'; did you mean 'label'? (columns: ...)`.
@@ -57,7 +57,7 @@ from .columns import (
     _is_header,
     _resolve_columns,
     _resolve_text_column,
-    warn_near_miss,
+    _warn_near_miss,
 )
 from .labels import _label_value
 from .rows import (
@@ -343,14 +343,15 @@ def _headerless_records(path, fmt, opt: ReadOptions, first, rows_iter) -> Record
         )
     n_more = None if opt.sample_size is None else max(0, opt.sample_size - 1)
     sample = [first, *itertools.islice(rows_iter, n_more)]
-    ti, li = (0, None) if ncols == 1 else _headerless_columns([r for _, r in sample])
-    if li is not None and _header_by_labels([r for _, r in sample], li):
+    sample_rows = [r for _, r in sample]
+    ti, li = (0, None) if ncols == 1 else _headerless_columns(sample_rows)
+    if li is not None and _header_by_labels(sample_rows, li):
         log.warning("%s: line %d ('%s') is read as the header: '%s' is no other row's label; name the "
                     "columns with --text-column and --label-column to say so", path, line0,
                     ",".join(row0)[:60], row0[li].strip())
         named = replace(opt, text_column=row0[ti].strip(), label_column=row0[li].strip() if opt.labelled else None)
         return _header_records(path, fmt, named, row0, itertools.chain(sample[1:], rows_iter))
-    warn_near_miss(row0, path, line0)
+    _warn_near_miss(row0, path, line0)
     if not opt.labelled:
         li = None
     columns = ["column1", "column2"][:ncols]

@@ -51,7 +51,8 @@ def one_blas_thread():
     weights; the baseline's sparse products are scipy's own) and the ridge screen, where
     handing each step's products to a second thread costs more than it saves: on the 2-core
     EPYC the book split's probe search took 21.4 s with OpenBLAS's two threads and 2.9 s with
-    one, the same choice (benchmarks/results/blas-threads.md). torch's arithmetic (MKL, oneDNN) is not affected."""
+    one, the same choice (benchmarks/results/blas-threads.md). torch's arithmetic (MKL, oneDNN)
+    is not affected."""
     from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
 
     with threadpool_limits(limits=1, user_api="blas"):
