@@ -113,6 +113,31 @@ def test_pieces_compose_to_forward(family):
         torch.testing.assert_close(model.final_norm(x), model(ids, mask))
 
 
+@pytest.mark.parametrize("variant", ["gpt2", "llama-gqa", "qwen2-bias", "llama-head-dim-16-tied"])
+def test_fused_projections_compute_the_same_blocks(tmp_path, variant):
+    """Block.fuse_projections (q/k/v and gate/up stacked, as the trunk pass runs them): the same
+    states, whole and at a query index, and the three / two Linears gone."""
+    import copy
+
+    model, _ = _load(tmp_path, variant)
+    fused = copy.deepcopy(model)
+    for block in fused.blocks:
+        block.fuse_projections()
+    names = set(fused.state_dict())
+    assert "blocks.0.attn.qkv_proj.weight" in names and "blocks.0.attn.q_proj.weight" not in names
+    gated = variant != "gpt2"
+    assert ("blocks.0.mlp.gate_up_proj.weight" in names) == gated
+    assert ("blocks.0.mlp.up_proj.weight" in names) != gated
+    ids, mask = padded_batch(TEXTS, side="right")
+    last = mask.shape[1] - 1 - mask.flip(-1).argmax(-1)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(ids, mask), model(ids, mask))
+        pos = Decoder.positions(mask)
+        x = model.run_blocks(model.embed(ids, pos), mask, pos, end=-1)
+        torch.testing.assert_close(fused.blocks[-1](x, mask, pos, query_index=last),
+                                   model.blocks[-1](x, mask, pos, query_index=last))
+
+
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
 @pytest.mark.parametrize("side", ["right", "left"])
 def test_block_query_index_equals_full_block(family, side):

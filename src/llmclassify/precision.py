@@ -139,14 +139,15 @@ def reduced_blocks(decoder, n_blocks: int, trunk_dtype: str, calibration: list[l
 def reduce_in_place(blocks: torch.nn.ModuleList, trunk_dtype: str, maxima: list[dict] | None = None
                     ) -> torch.nn.ModuleList:
     """Convert `blocks` themselves to `trunk_dtype` (prediction: a probe's blocks); int8 smooths
-    first where `maxima` (input_maxima of these blocks) are given."""
-    if trunk_dtype == "bfloat16":
-        return blocks.to(torch.bfloat16)
-    if trunk_dtype == "int8":
-        if maxima is not None:
-            smooth_for_int8(blocks, maxima)
-        return quantize_int8(blocks)
-    return blocks
+    first where `maxima` (input_maxima of these blocks) are given. Converted blocks only run
+    forward: their projections that read one input are fused (Block.fuse_projections)."""
+    if trunk_dtype == "float32":
+        return blocks
+    if trunk_dtype == "int8" and maxima is not None:
+        smooth_for_int8(blocks, maxima)
+    for block in blocks:
+        block.fuse_projections()
+    return blocks.to(torch.bfloat16) if trunk_dtype == "bfloat16" else quantize_int8(blocks)
 
 
 class Int8Linear(torch.nn.Module):
