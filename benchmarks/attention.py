@@ -16,13 +16,12 @@ AMX (elsewhere bfloat16 is emulated and no run uses it).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import torch
-from machine import describe
+from machine import describe, report_header, write_report
 from pass_batch import setup
 
 WAYS = ("fused (SDPA)", "matmul")
@@ -51,8 +50,7 @@ def main() -> None:
     m = describe()
     report = {"command": m["command"], "commit": m["commit"], "date": m["date"], "machine": m, "layers": layers,
               "matmul_attention_max_tokens": limit["matmul"], "sets": {}}
-    md = ["# Attention in the bfloat16 trunk pass: fused kernel or two matmuls, side by side", "",
-          f"Command: `{m['command']}`; commit {m['commit']}; {m['date']}.", "", f"Machine: {m['summary']}.", "",
+    md = [*report_header("Attention in the bfloat16 trunk pass: fused kernel or two matmuls, side by side", m),
           f"Layers {','.join(map(str, layers))} kept; best of {a.repeats} interleaved rounds. Agreement: cosine of "
           "each text's pooled vectors (mean and last token, every layer kept) between the two ways.", "",
           "| texts | fused (SDPA) tokens/s | matmul tokens/s | speed-up | cosine (mean / min) |",
@@ -67,9 +65,7 @@ def main() -> None:
                   f"{best['matmul']:,.0f} | {best['matmul'] / best['fused (SDPA)']:.2f}x | "
                   f"{cos.mean().item():.5f} / {cos.min().item():.4f} |")
     out = Path(a.out)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    out.with_suffix(".md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
+    write_report(out, report, md)
 
 
 if __name__ == "__main__":

@@ -45,3 +45,20 @@ def describe(argv: list[str] | None = None) -> dict:
         "command": " ".join(["python", *argv]),
         "summary": f"{facts['cpu']}, {facts['cores']} cores ({flags}); torch {facts['torch']}",
     }
+
+
+def report_header(title: str, m: dict) -> list[str]:
+    """The first lines of a result's markdown: its title, then the command, commit and date, and
+    the machine (`m`: describe())."""
+    return [f"# {title}", "", f"Command: `{m['command']}`; commit {m['commit']}; {m['date']}.", "",
+            f"Machine: {m['summary']}.", ""]
+
+
+def write_report(out: str | Path, report: dict, md: list[str]) -> None:
+    """OUT.json (`report`) and OUT.md (the lines `md`), then the lines printed."""
+    import json
+
+    out = Path(out)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    out.with_suffix(".md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))

@@ -15,13 +15,12 @@ Writes OUT.json and OUT.md with the command, commit, date and machine.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import torch
-from machine import describe
+from machine import describe, report_header, write_report
 
 WAYS = {"per-tensor loop (torch's CPU default)": {"foreach": False}, "foreach": {"foreach": True},
         "fused (optim.build_optimizer)": {"fused": True}}
@@ -71,10 +70,8 @@ def main() -> None:
     report = {"command": m["command"], "commit": m["commit"], "date": m["date"], "machine": m,
               "parameters": n, "tensors": len(top), "steps": a.steps * a.repeats, "ways": rows}
     out = Path(a.out)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     first = rows[next(iter(WAYS))]["ms_per_step"]
-    md = ["# AdamW's step for the fine-tuned top, side by side", "",
-          f"Command: `{m['command']}`; commit {m['commit']}; {m['date']}.", "", f"Machine: {m['summary']}.", "",
+    md = [*report_header("AdamW's step for the fine-tuned top, side by side", m),
           f"{n:,} parameters in {len(top)} tensors (the last block, the final norm and a 2-class head of the "
           f"default model); best of {a.repeats} interleaved rounds of {a.steps} steps. Difference: the largest "
           f"|parameter - the per-tensor loop's| after all {a.steps * a.repeats} steps from the same weights "
@@ -83,8 +80,7 @@ def main() -> None:
     for way, row in rows.items():
         md.append(f"| {way} | {row['ms_per_step']:.2f} | {first / row['ms_per_step']:.2f}x | "
                   f"{row['max_abs_diff_to_loop']:.2g} |")
-    out.with_suffix(".md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
+    write_report(out, report, md)
 
 
 if __name__ == "__main__":

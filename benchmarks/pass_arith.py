@@ -19,13 +19,12 @@ Writes OUT.json and OUT.md with the command, commit, date and machine.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import torch
-from machine import describe
+from machine import describe, report_header, write_report
 from pass_batch import setup
 
 
@@ -86,9 +85,7 @@ def main() -> None:
     report = {"command": m["command"], "commit": m["commit"], "date": m["date"], "machine": m, "trunk_dtype": dtype,
               "layers": layers, "sets": results}
     out = Path(a.out)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    md = ["# Trunk pass: padding and reduced-precision RMSNorm, side by side", "",
-          f"Command: `{m['command']}`; commit {m['commit']}; {m['date']}.", "", f"Machine: {m['summary']}.", "",
+    md = [*report_header("Trunk pass: padding and reduced-precision RMSNorm, side by side", m),
           f"Trunk arithmetic {dtype}, layers {','.join(map(str, layers))} kept; best of {a.repeats} interleaved "
           "rounds. Padded tokens: each text at its padded length (batch padding aside). Distance: "
           "|pooled - pooled of a float32 pass| / |pooled of a float32 pass|, every layer kept.", "",
@@ -100,8 +97,7 @@ def main() -> None:
             md.append(f"| {name} ({res['texts']} texts, {res['tokens']:,} tokens) | {way} | "
                       f"{r['padded_tokens'] / res['tokens']:.3f} | {min(r['seconds']):.2f} | "
                       f"{first / min(r['seconds']):.3f}x | {r['distance_to_float32']:.4f} |")
-    out.with_suffix(".md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
+    write_report(out, report, md)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import torch
-from machine import describe
+from machine import describe, report_header, write_report
 from precision import load
 
 
@@ -74,9 +74,7 @@ def main() -> None:
                                                 "tokens_per_s": {str(s): rates[name][s] for s in sizes}}
                                          for name, (ids, w) in sets.items()}}
     out = Path(a.out)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    md = ["# Trunk pass: padded tokens per batch, side by side", "",
-          f"Command: `{m['command']}`; commit {m['commit']}; {m['date']}.", "", f"Machine: {m['summary']}.", "",
+    md = [*report_header("Trunk pass: padded tokens per batch, side by side", m),
           f"Trunk arithmetic {dtype}, layers {','.join(map(str, layers))} kept; best of {a.repeats} interleaved "
           "rounds, tokens per second (ratio to the first size).", "",
           "| texts | " + " | ".join(f"{s} tokens" for s in sizes) + " |", "|---|" + "---:|" * len(sizes)]
@@ -84,8 +82,7 @@ def main() -> None:
         best = {s: max(rates[name][s]) for s in sizes}
         md.append(f"| {name} ({len(ids)} texts, {sum(map(len, ids)):,} tokens) | "
                   + " | ".join(f"{best[s]:,.0f} ({best[s] / best[sizes[0]]:.2f}x)" for s in sizes) + " |")
-    out.with_suffix(".md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
+    write_report(out, report, md)
 
 
 if __name__ == "__main__":

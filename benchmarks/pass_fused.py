@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import torch
-from machine import describe
+from machine import describe, report_header, write_report
 from pass_batch import setup
 
 
@@ -130,9 +130,7 @@ def main() -> None:
     report = {"command": m["command"], "commit": m["commit"], "date": m["date"], "machine": m, "trunk_dtype": dtype,
               "layers": layers, "sets": results, "train_runs": runs}
     out = Path(a.out)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    md = ["# Trunk pass: projections fused or separate, side by side", "",
-          f"Command: `{m['command']}`; commit {m['commit']}; {m['date']}.", "", f"Machine: {m['summary']}.", "",
+    md = [*report_header("Trunk pass: projections fused or separate, side by side", m),
           f"Trunk arithmetic {dtype}, layers {','.join(map(str, layers))} kept; {a.repeats} interleaved rounds. "
           "Speed: the before way's seconds over this way's, best round against best round; the median of "
           "the rounds' own ratios beside it. Distance: |pooled - pooled of a float32 pass| / |pooled of a "
@@ -149,8 +147,7 @@ def main() -> None:
     if runs:
         md += ["", "Whole `llmclassify train` runs (default command), one process each; seconds from each run's "
                "metrics.json:", "", *train_table(runs), "", "Chosen: " + "; ".join(sorted({r["chosen"] for r in runs}))]
-    out.with_suffix(".md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
+    write_report(out, report, md)
 
 
 if __name__ == "__main__":
