@@ -4,16 +4,17 @@
         --long-data ~/.cache/llmclassify-suite/work/data/movie-reviews-max700-seed123.jsonl
 
 One process, the default model, the trunk pass of a run (layers 8, 10, ..., 30, pooled vectors,
-the arithmetic `auto` picks on this CPU; int8 unsmoothed here) over the texts of
-benchmarks/pass_batch.py, two ways: the converted blocks as they were (q, k, v and gate, up
-as five Linears) and fused (q/k/v as one Linear, gate/up as one: what precision.reduce_in_place
-does now). Interleaved over `--repeats` rounds; reports the best round, the median, and the
-median of the rounds' ratios (this machine's speed drifts within a run), and how far each
-way's pooled vectors are from a float32 pass's. Then, with `--train-pairs N`, N pairs of whole
-`llmclassify train` runs (the default command: auto on the built-in data), one process each,
-the two ways alternating and each pair in the other order to the last: a speed-up of the pass
-alone is not yet one of a run. Writes OUT.json and OUT.md with the command, commit, date and
-machine.
+in `--dtype`: by default the arithmetic `auto` picks on this CPU; int8 unsmoothed here) over the
+texts of benchmarks/pass_batch.py, two ways: the converted blocks as they were (q, k, v and gate,
+up as five Linears) and fused (q/k/v as one Linear, gate/up as one: what
+precision.reduce_in_place does now); in float32, the decoder's own blocks (which runs do not
+fuse) against fused copies. Interleaved over `--repeats` rounds; reports the best round, the
+median, and the median of the rounds' ratios (this machine's speed drifts within a run), and how
+far each way's pooled vectors are from a float32 pass's. Then, with `--train-pairs N`, N pairs of
+whole `llmclassify train` runs (the default command: auto on the built-in data, in its own
+arithmetic), one process each, the two ways alternating and each pair in the other order to the
+last: a speed-up of the pass alone is not yet one of a run. Writes OUT.json and OUT.md with the
+command, commit, date and machine.
 """
 
 from __future__ import annotations
@@ -98,16 +99,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="benchmarks/results/pass-fused")
     ap.add_argument("--train-pairs", type=int, default=0, help="pairs of whole default train runs (ABBA)")
+    ap.add_argument("--dtype", choices=["float32", "bfloat16", "int8"],
+                    help="the pass's arithmetic (default: auto's on this CPU); float32 blocks are never fused "
+                         "by a run: this measures whether they should be")
     a, dec, sets, pad, layers = setup(ap)
     from llmclassify.features import trunk_pass
     from llmclassify.precision import choose_trunk_dtype, reduced_blocks
 
-    dtype = choose_trunk_dtype(torch.device("cpu"))
-    if dtype == "float32":
-        sys.exit("this CPU's trunk runs float32: the decoder's own blocks, never fused")
+    dtype = a.dtype or choose_trunk_dtype(torch.device("cpu"))
     depth = max(layers)
-    ways = {"separate projections (before)": unfused_blocks(dec, depth, dtype),
-            "fused q/k/v and gate/up (now)": reduced_blocks(dec, depth, dtype)}
+    if dtype == "float32":  # the decoder's own blocks (never fused), against fused copies
+        fused = torch.nn.ModuleList(copy.deepcopy(b) for b in dec.blocks[:depth])
+        for block in fused:
+            block.fuse_projections()
+        ways = {"separate projections (now)": dec.blocks[:depth], "fused q/k/v and gate/up": fused}
+    else:
+        ways = {"separate projections (before)": unfused_blocks(dec, depth, dtype),
+                "fused q/k/v and gate/up (now)": reduced_blocks(dec, depth, dtype)}
     results: dict = {}
     for name, (ids, w) in sets.items():
         ref, _ = trunk_pass(dec, ids, pad, layers=layers, window=w, dtype="float32", progress=False)
