@@ -138,6 +138,30 @@ def test_fused_projections_compute_the_same_blocks(tmp_path, variant):
                                    model.blocks[-1](x, mask, pos, query_index=last))
 
 
+def test_int8_blocks_are_the_same_fused_or_not(tmp_path):
+    """reduce_in_place fuses before quantizing: one scale per token of the shared input and one
+    per output channel, int32 sums, so fused int8 blocks give exactly the separate ones' states."""
+    import copy
+
+    from llmclassify import precision
+
+    model, _ = _load(tmp_path, "qwen2-bias")
+    fused = precision.reduce_in_place(copy.deepcopy(model.blocks), "int8")
+    separate = copy.deepcopy(model.blocks)
+    for block in separate:
+        block.fuse_projections = lambda: None  # as before fusing
+    separate = precision.reduce_in_place(separate, "int8")
+    assert hasattr(fused[0].attn, "qkv_proj") and hasattr(separate[0].attn, "q_proj")
+    ids, mask = padded_batch(TEXTS, side="right")
+    with torch.no_grad():
+        pos = Decoder.positions(mask)
+        x = model.embed(ids, pos)
+        a, b = x, x
+        for f, s in zip(fused, separate):
+            a, b = f(a, mask, pos), s(b, mask, pos)
+        assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
 @pytest.mark.parametrize("side", ["right", "left"])
 def test_block_query_index_equals_full_block(family, side):
