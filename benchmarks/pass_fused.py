@@ -35,14 +35,13 @@ from pass_batch import setup
 
 
 def unfused_blocks(decoder, n: int, dtype: str) -> torch.nn.ModuleList:
-    """The first n blocks converted as before fusion: reduce_in_place with fusing left out."""
+    """The first n blocks converted as before fusion: precision.reduced_blocks with fusing left out."""
     from llmclassify import model
-    from llmclassify.precision import reduce_in_place
+    from llmclassify.precision import reduced_blocks
 
-    blocks = torch.nn.ModuleList(copy.deepcopy(b) for b in decoder.blocks[:n])
     fuse, model.Block.fuse_projections = model.Block.fuse_projections, lambda self: None
     try:
-        return reduce_in_place(blocks, dtype)
+        return reduced_blocks(decoder, n, dtype)
     finally:
         model.Block.fuse_projections = fuse
 

@@ -142,7 +142,6 @@ class Attention(nn.Module):
         self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
         self.rotary = not cfg.is_gpt2
         d, q, kv = cfg.emb_dim, cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim
-        self.q_width, self.kv_width = q, kv
         self.q_proj = nn.Linear(d, q, bias=cfg.qkv_bias)
         self.k_proj = nn.Linear(d, kv, bias=cfg.qkv_bias)
         self.v_proj = nn.Linear(d, kv, bias=cfg.qkv_bias)
@@ -171,7 +170,8 @@ class Attention(nn.Module):
         """q of `xq`, k and v of `x`, each (B, T, heads * hd)."""
         if not hasattr(self, "qkv_proj"):
             return self.q_proj(xq), self.k_proj(x), self.v_proj(x)
-        q, k, v = self.qkv_proj(x).split([self.q_width, self.kv_width, self.kv_width], dim=-1)
+        kv = self.n_kv_heads * self.head_dim
+        q, k, v = self.qkv_proj(x).split([self.n_heads * self.head_dim, kv, kv], dim=-1)
         if query_index is not None:  # q at every position, then the queried one's (fused blocks are not the top's)
             q = q[rows, query_index][:, None]
         return q, k, v
