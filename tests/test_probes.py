@@ -462,14 +462,16 @@ def test_out_of_fold_grid_warm_starts_to_the_fits_it_replaces():
     assert setting == 0.5 and np.array_equal(oof, np.eye(3)[y])
 
 
-@pytest.mark.parametrize("peak, want, tried", [
-    (100.0, 100.0, [(0.1, 1.0, 10.0), (100.0,), (1000.0,)]),  # past the top, until it stops gaining
-    (1.0, 1.0, [(0.1, 1.0, 10.0)]),  # inside the grid: nothing more is tried
-    (1e-4, 0.001, [(0.1, 1.0, 10.0), (0.01,), (0.001,)]),  # past the bottom, at most EDGE_DECADES
+@pytest.mark.parametrize("peak, want, tried, grid", [
+    (100.0, 100.0, [(0.1, 1.0, 10.0), (100.0,), (1000.0,)], (1.0, 0.1, 10.0)),  # past the top, until it stops gaining
+    (1.0, 1.0, [(0.1, 1.0, 10.0)], (1.0, 0.1, 10.0)),  # inside the grid: nothing more is tried
+    (1e-4, 0.001, [(0.1, 1.0, 10.0), (0.01,), (0.001,)], (1.0, 0.1, 10.0)),  # past the bottom, at most EDGE_DECADES
+    (3e-4, 0.0003, [(0.003, 0.03, 0.3), (0.0003,), (3e-05,)], (0.003, 0.03, 0.3)),  # the decimal, not 0.00030000000000000003
 ])
-def test_cross_validated_c_grows_past_the_end_it_chose(peak, want, tried):
+def test_cross_validated_c_grows_past_the_end_it_chose(peak, want, tried, grid):
     """The grid grows a decade at a time past the end the best C sits at, while that scores
-    higher: a synthetic score that peaks at `peak` (every row right at the peak, fewer away)."""
+    higher: a synthetic score that peaks at `peak` (every row right at the peak, fewer away).
+    A grown C is the decimal a decade away (it is logged and saved), not a float product."""
     from llmclassify.search import EDGE_DECADES, cross_validate_c
 
     assert EDGE_DECADES == 2
@@ -487,8 +489,8 @@ def test_cross_validated_c_grows_past_the_end_it_chose(peak, want, tried):
             out[C] = np.eye(2)[pred]
         return out
 
-    C, f1, oof = cross_validate_c(fit_oof, y, names, [None], (1.0, 0.1, 10.0))
-    assert C == pytest.approx(want) and calls == [pytest.approx(t) for t in tried]
+    C, f1, oof = cross_validate_c(fit_oof, y, names, [None], grid)
+    assert C == want and calls == [pytest.approx(t) for t in tried]
     assert f1 == pytest.approx(float(np.mean(oof.argmax(1) == y)), abs=0.02)  # balanced: macro-F1 ~ accuracy
 
 

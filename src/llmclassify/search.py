@@ -95,7 +95,7 @@ def cross_validate_c(fit_oof, y: np.ndarray, names, repeats: list, grid) -> tupl
     for _ in range(EDGE_DECADES):
         if len(grid) < 2 or C not in (grid[0], grid[-1]):
             break
-        beyond = C / 10 if C == grid[0] else C * 10
+        beyond = float(f"{C / 10 if C == grid[0] else C * 10:.12g}")  # 0.0003, not 0.00030000000000000003
         C2, f2, oof2 = cross_validate(lambda f, one=(beyond,): fit_oof(f, one), y, names, repeats)
         if f2 <= f1:
             break
