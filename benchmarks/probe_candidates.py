@@ -37,6 +37,7 @@ def start(doc: str, script: str, argv=None, more_args=None) -> tuple[argparse.Na
     ap.add_argument("--preset", help="reference: the book's split")
     ap.add_argument("--seed", type=int, default=123)
     ap.add_argument("--features", help="cache of the pooled features (.pt)")
+    ap.add_argument("--probe-layers", help="layers the pass keeps, e.g. 2,4,6 (default: train's)")
     ap.add_argument("--work-dir", default="/tmp/llmclassify-" + Path(script).stem.replace("_", "-"))
     ap.add_argument("--out", required=True)
     if more_args:
@@ -52,8 +53,9 @@ def pooled_features(a) -> dict:
 
     if a.features and Path(a.features).exists():
         return torch.load(a.features)
-    cfg = TrainConfig(data=a.data, recipe="probe", progress=True, baseline="none", seed=a.seed)
-    cfg = with_preset(cfg, a.preset, {"recipe", "baseline"}) if a.preset else cfg
+    layers = tuple(int(x) for x in a.probe_layers.split(",")) if a.probe_layers else None
+    cfg = TrainConfig(data=a.data, recipe="probe", progress=True, baseline="none", seed=a.seed, probe_layers=layers)
+    cfg = with_preset(cfg, a.preset, {"recipe", "baseline", "probe_layers"}) if a.preset else cfg
     work = Path(a.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     run = R._prepare(cfg, work)

@@ -1,0 +1,259 @@
+#!/usr/bin/env python
+"""Changes to the probe stage of `--recipe auto` measured beside the rule `train` follows, on the
+same cached features, folds and baseline: each variant's pick and LLM-only answer scored on
+test, which no rule reads. What a change to search.py is judged by before it is taken.
+
+    python benchmarks/search_variants.py --features F.pt --label NAME --out benchmarks/results/search-variants
+    python benchmarks/search_variants.py --data FILE.jsonl --features F.pt --probe-layers 2,4,...,30 ...
+
+Variants (`--variants`, comma-separated; `now` always runs first):
+
+  now               the rule `train` follows (probe_candidates.auto_probe_stage)
+  ensemble-2/-5     the LLM-only answer averages the top 2 or 5 probes, not search.ENSEMBLE (3)
+  shortlist-5       5 single-layer probes go on from the ridge screen, not search.SHORTLIST (3)
+  layer-average     two more candidates: the mean over the kept layers from 16 up, of each pooling
+  hybrid-geometric  the hybrid as a weighted geometric mean of the two probabilities
+  all-weighted      when the best probe's class-weighted refit wins, the other top probes get one
+                    too (each ensemble member then the better of its two)
+  from-2, from-4    the kept layers start at 2 or 4, not 8: needs features that hold them
+                    (--probe-layers when the features are made)
+  joint             one logistic regression on [TF-IDF | the concatenation probe's standardised
+                    vectors times s / sqrt(width)], s and C by 5-fold CV: in place of the hybrid,
+                    reported as its own pick
+
+Features: a .pt of probe_candidates.pooled_features (one trunk pass; made when missing). The
+rule's kept layers are those from 8 up (features.probe_layers(30) for SmolLM2); `from-N` reads
+lower ones. One row per data set in OUT.json / OUT.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from probe_candidates import add_row, auto_probe_stage, pool_and_test, start, write_report
+
+RULE_START = 8  # the lowest layer features.probe_layers keeps on a 30-layer model
+VARIANTS = ("now", "ensemble-2", "ensemble-5", "shortlist-5", "layer-average", "hybrid-geometric", "all-weighted",
+            "from-2", "from-4", "joint")
+AVERAGE = 100  # the layer number the layer-average vectors are filed under
+JOINT_SCALES = (0.5, 1.0, 2.0)
+JOINT_C = (1.0, 10.0, 100.0)
+
+
+def from_layer(f: dict, lowest: int) -> dict:
+    """`f` with only the layers from `lowest` up."""
+    out = dict(f)
+    for s in ("train", "val", "test"):
+        keep = [i for i, layer in enumerate(f[s]["layers"]) if layer >= lowest]
+        out[s] = {**f[s], "data": f[s]["data"][:, keep].contiguous(), "layers": [f[s]["layers"][i] for i in keep]}
+    return out
+
+
+def with_layer_average(f: dict) -> dict:
+    """`f` with one more 'layer', AVERAGE: the mean of the vectors of layers 16 and up."""
+    out = dict(f)
+    for s in ("train", "val", "test"):
+        d, layers = f[s]["data"], f[s]["layers"]
+        upper = [i for i, layer in enumerate(layers) if layer >= 16]
+        avg = d[:, upper].float().mean(1, keepdim=True).to(d.dtype)
+        out[s] = {**f[s], "data": torch.cat([d, avg], 1), "layers": layers + [AVERAGE]}
+    return out
+
+
+@contextlib.contextmanager
+def patched(obj, **attrs):
+    old = {k: getattr(obj, k) for k in attrs}
+    for k, v in attrs.items():
+        setattr(obj, k, v)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            setattr(obj, k, v)
+
+
+def variant_context(name: str):
+    """The change `name` makes to search.py / probes.py while the stage runs."""
+    from llmclassify import probes, search
+
+    if name.startswith("ensemble-"):
+        return patched(search, ENSEMBLE=int(name.split("-")[1]))
+    if name == "shortlist-5":
+        return patched(search, SHORTLIST=5)
+    if name == "layer-average":
+        rule = probes.candidate_probes
+        return patched(probes, candidate_probes=lambda layers: rule([x for x in layers if x != AVERAGE])
+                       + [((AVERAGE, "mean"),), ((AVERAGE, "last"),)])
+    if name == "hybrid-geometric":
+        return patched(search, hybrid_candidates=geometric_hybrid)
+    if name == "all-weighted":
+        return patched(search, search_probes=all_weighted(search.search_probes))
+    return contextlib.nullcontext()
+
+
+def geometric_hybrid(best_probe, baseline_oof, y, names, val_rows, weights=None):
+    from llmclassify import probes, search
+
+    best = None
+    for w in weights or search.HYBRID_WEIGHTS:
+        p = probes.softmax(w * np.log(np.clip(best_probe.oof, 1e-12, None))
+                           + (1 - w) * np.log(np.clip(baseline_oof, 1e-12, None)))
+        f1 = search._macro_f1(p, y, names)
+        if best is None or f1 > best[0]:
+            best = (f1, w, p)
+    f1, w, p = best
+    return search.Candidate(f"hybrid-geometric ({best_probe.name.removeprefix('probe ')} + TF-IDF, w {w})", "hybrid",
+                            f1, search._macro_f1(p[val_rows], y[val_rows], names), cost=(1,) + best_probe.cost[1:],
+                            picks=best_probe.picks, C=best_probe.C, balanced=best_probe.balanced,
+                            hybrid_weight=w, oof=p, members=best_probe.members)
+
+
+def all_weighted(rule):
+    from llmclassify import search
+
+    def search_probes(pooled, y, names, folds, val_rows, candidates, log=print, mixes=()):
+        out = rule(pooled, y, names, folds, val_rows, candidates, log, mixes)
+        done = {(c.picks, c.mix) for c in out if c.balanced}
+        if done:
+            for c in sorted([c for c in out if not c.balanced], key=lambda c: -c.cv_macro_f1)[:search.ENSEMBLE]:
+                if (c.picks, c.mix) not in done:
+                    out.append(search._logistic_candidate(pooled, y, names, folds, val_rows, c.picks, True, log,
+                                                          mix=c.mix))
+        return out
+
+    return search_probes
+
+
+def test_figures(c_name: str, cv: float, oof, p_test, y, y_test, names) -> dict:
+    """Test macro-F1 / accuracy, and under the threshold `--tune-threshold auto` tunes (two
+    unbalanced classes: macro-F1 on the out-of-fold predictions)."""
+    from llmclassify import search
+    from llmclassify.calibrate import tune_threshold
+    from llmclassify.scoring import score
+
+    s = score(p_test, y_test, names)
+    out = {"name": c_name, "cv": cv, "test": float(s["macro_f1"]), "accuracy": float(s["accuracy"])}
+    if len(names) == 2 and search.unbalanced(y):
+        t, _ = tune_threshold(oof[:, 1], y, objective="macro-f1")
+        out["test"] = float(score(np.eye(2)[(p_test[:, 1] >= t).astype(int)], y_test, names)["macro_f1"])
+        out["threshold"] = t
+    return out
+
+
+def stage(f: dict, seed: int, variant: str) -> dict:
+    """The probe stage under `variant`: its pick and LLM-only answer on test."""
+    if variant.startswith("from-"):
+        f = from_layer(f, int(variant.split("-")[1]))
+    else:
+        f = from_layer(f, RULE_START)
+    if variant == "layer-average":
+        f = with_layer_average(f)
+    if variant == "joint":
+        return joint(f, seed)
+    t0 = time.perf_counter()
+    with variant_context(variant):
+        r = auto_probe_stage(f, seed)
+    y, y_test, names = r["y"], r["y_test"], f["names"]
+    return {"pick": test_figures(r["pick"].name, r["pick"].cv_macro_f1, r["pick"].oof, r["pick_test"], y, y_test, names),
+            "llm": test_figures(r["llm"].name, r["llm"].cv_macro_f1, r["llm"].oof, r["llm_test"], y, y_test, names),
+            "layers": f["train"]["layers"], "seconds": time.perf_counter() - t0}
+
+
+def joint(f: dict, seed: int) -> dict:
+    """One logistic regression on TF-IDF beside the concatenation probe's vectors: scale and C by
+    the search's first repeat of folds, refitted on train + validation."""
+    from scipy.sparse import csr_matrix, hstack
+    from threadpoolctl import threadpool_limits
+
+    from llmclassify import baseline, probes, search
+
+    t0 = time.perf_counter()
+    names = f["names"]
+    d = pool_and_test(f, seed)
+    y, texts = d["y"], np.asarray(d["texts"], dtype=object)
+    concat = next(p for p in probes.candidate_probes(d["pool"].layers) if len(p) > 2)
+    x, x_test = d["pool"].matrix(list(concat)), d["test"].matrix(list(concat))
+
+    def features(tr_texts, tr_x, te_texts, te_x, s):
+        vec = baseline.vectorizer()
+        mean, sd = probes.standardiser(tr_x)
+        k = s / np.sqrt(tr_x.shape[1])
+        dense = [csr_matrix(((v - mean) / sd * k).astype(np.float32)) for v in (tr_x, te_x)]
+        return (hstack([vec.fit_transform(list(tr_texts)), dense[0]]).tocsr(),
+                hstack([vec.transform(list(te_texts)), dense[1]]).tocsr())
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        oof = {(s, C): np.zeros((len(y), len(names))) for s in JOINT_SCALES for C in JOINT_C}
+        for held in d["folds"][0]:
+            keep = np.ones(len(y), dtype=bool)
+            keep[held] = False
+            for s in JOINT_SCALES:
+                a, b = features(texts[keep], x[keep], texts[held], x[held], s)
+                path = probes.LogisticPath(len(names))
+                for C in JOINT_C:
+                    w, bias = path.fit(a, y[keep], C)
+                    oof[(s, C)][held] = probes.softmax(np.asarray(b @ w.T) + bias)
+        cv = {k: search._macro_f1(v, y, names) for k, v in oof.items()}
+        s, C = max(cv, key=cv.get)
+        a, b = features(texts, x, f["test"]["texts"], x_test, s)
+        w, bias = probes.fit_logistic(a, y, len(names), C)
+        p = probes.softmax(np.asarray(b @ w.T) + bias)
+    pick = test_figures(f"joint (TF-IDF | {probes.probe_name(concat)} x {s}, C {C})", cv[(s, C)], oof[(s, C)], p,
+                        y, d["y_test"], names)
+    return {"pick": pick, "llm": None, "layers": d["pool"].layers, "seconds": time.perf_counter() - t0}
+
+
+def main(argv=None) -> int:
+    def more(ap):
+        ap.add_argument("--label", help="the row's name (default: the data's)")
+        ap.add_argument("--variants", default=",".join(VARIANTS))
+
+    a, machine, f = start(__doc__, "benchmarks/search_variants.py", argv, more)
+    from probe_candidates import data_label
+
+    variants = ["now"] + [v for v in a.variants.split(",") if v != "now"]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"search_variants.py: unknown variant {', '.join(unknown)} (known: {', '.join(VARIANTS)})")
+    lowest = min(f["train"]["layers"])
+    runs = {}
+    for v in variants:
+        if v.startswith("from-") and int(v.split("-")[1]) < lowest:
+            print(f"{v}: the features keep layers from {lowest} only; skipped", file=sys.stderr)
+            continue
+        runs[v] = stage(f, a.seed, v)
+        print(f"{v}: pick {runs[v]['pick']['test']:.4f} ({runs[v]['pick']['name']})", file=sys.stderr, flush=True)
+    row = {"data": a.label or data_label(a), "machine": machine, "trunk_dtype": f.get("trunk_dtype"), "runs": runs}
+    rows = add_row(Path(a.out), row)
+    shown = [v for v in VARIANTS if any(v in r["runs"] for r in rows)]
+    md = ["# Changes to the search, beside the rule `train` follows (test macro-F1 of the pick; never read to choose)",
+          "", "Each cell: the variant's pick scored on test (under the tuned threshold where `--tune-threshold auto` "
+          "tunes one), then its difference from `now`. The last row: the mean difference over the rows that ran "
+          "it. Variants: `benchmarks/search_variants.py`.", "",
+          "| data | " + " | ".join(shown) + " |", "|---|" + "---:|" * len(shown)]
+    for r in rows:
+        now = r["runs"]["now"]["pick"]["test"]
+        cells = []
+        for v in shown:
+            x = r["runs"].get(v)
+            cells.append("-" if x is None else f"{x['pick']['test']:.4f}" if v == "now"
+                         else f"{x['pick']['test']:.4f} ({x['pick']['test'] - now:+.4f})")
+        md.append(f"| {r['data']} | " + " | ".join(cells) + " |")
+    means = []
+    for v in shown:
+        diffs = [r["runs"][v]["pick"]["test"] - r["runs"]["now"]["pick"]["test"] for r in rows if v in r["runs"]]
+        means.append("" if v == "now" else f"{np.mean(diffs):+.4f} over {len(diffs)}")
+    md.append("| mean difference | " + " | ".join(means) + " |")
+    md += ["", "Picks:", ""] + [f"- {r['data']}, {v}: {x['pick']['name']} (CV {x['pick']['cv']:.4f})"
+                                for r in rows for v, x in r["runs"].items()]
+    write_report(Path(a.out), md, rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
