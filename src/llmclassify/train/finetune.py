@@ -317,8 +317,9 @@ def _train_epoch(run: Run, train: Features, prog: Progress, epoch: int, optim, g
         prog.seen += len(b)
         prog.run_loss += loss.item() * len(b)
         prog.run_n += len(b)
-        bar.set_postfix(loss=f"{prog.run_loss / prog.run_n:.4f}",  # shown at the bar's next (throttled) refresh:
-                        ex_s=f"{prog.seen / (time.perf_counter() - t_ep):.0f}", refresh=False)  # not a line a batch in a log
+        # shown at the bar's next refresh (throttled by tqdm), not one line a batch in a log file
+        bar.set_postfix(loss=f"{prog.run_loss / prog.run_n:.4f}",
+                        ex_s=f"{prog.seen / (time.perf_counter() - t_ep):.0f}", refresh=False)
     bar.close()
 
 
