@@ -23,10 +23,20 @@ import numpy as np
 from probe_candidates import (
     add_row,
     auto_probe_stage,
+    baseline_stage,
     data_label,
     start,
     write_report,
 )
+
+
+def probe_c(c):
+    """A candidate's C, or its members' (an ensemble fits each member with its own)."""
+    return [m.C for m in c.members] if c.members else c.C
+
+
+def shown_c(C) -> str:
+    return "/".join(f"{x:g}" for x in C) if isinstance(C, list) else f"{C:g}"
 
 
 def main(argv=None) -> int:
@@ -40,13 +50,14 @@ def main(argv=None) -> int:
                 f"grown up to {grown} decades past an end": grown}
     row = {"data": data_label(a), "machine": machine,
            "trunk_dtype": f.get("trunk_dtype"), "test_n": len(y_test), "settings": {}}
+    base = baseline_stage(f, a.seed)  # the same under either grid: fitted once
     for label, decades in settings.items():
         search.EDGE_DECADES = decades
-        st = auto_probe_stage(f, a.seed)
+        st = auto_probe_stage(f, a.seed, base)
         m = {k: float(score(st[k + "_test"], y_test, names)["macro_f1"]) for k in ("pick", "llm", "base")}
         row["settings"][label] = {
-            "chosen": st["pick"].name, "chosen_C": st["pick"].C, "chosen_cv": st["pick"].cv_macro_f1,
-            "chosen_test_macro_f1": m["pick"], "llm_only": st["llm"].name, "llm_only_C": st["llm"].C,
+            "chosen": st["pick"].name, "chosen_C": probe_c(st["pick"]), "chosen_cv": st["pick"].cv_macro_f1,
+            "chosen_test_macro_f1": m["pick"], "llm_only": st["llm"].name, "llm_only_C": probe_c(st["llm"]),
             "llm_only_cv": st["llm"].cv_macro_f1, "llm_only_test_macro_f1": m["llm"], "baseline_C": st["base_C"],
             "baseline_cv": st["base_cv"], "baseline_test_macro_f1": m["base"],
             "search_seconds": st["search_seconds"]}
@@ -65,8 +76,8 @@ def main(argv=None) -> int:
     for r in rows:
         for i, (label, s) in enumerate(r["settings"].items()):
             head = f"| {r['data']} ({r['test_n']}) " if i == 0 else "| "
-            md.append(f"{head}| {label} | {s['chosen']} ({s['chosen_C']:g}) | {s['chosen_cv']:.4f} | "
-                      f"{s['chosen_test_macro_f1']:.4f} | {s['llm_only']} ({s['llm_only_C']:g}) | "
+            md.append(f"{head}| {label} | {s['chosen']} ({shown_c(s['chosen_C'])}) | {s['chosen_cv']:.4f} | "
+                      f"{s['chosen_test_macro_f1']:.4f} | {s['llm_only']} ({shown_c(s['llm_only_C'])}) | "
                       f"{s['llm_only_cv']:.4f} | {s['llm_only_test_macro_f1']:.4f} | {s['baseline_C']:g} | "
                       f"{s['baseline_cv']:.4f} | {s['baseline_test_macro_f1']:.4f} | {s['search_seconds']:.1f} |")
     write_report(out, md, rows)

@@ -20,8 +20,14 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-from probe_candidates import add_row, auto_probe_stage, data_label, start, write_report
+from probe_candidates import (
+    add_row,
+    auto_probe_stage,
+    data_label,
+    start,
+    tuned_threshold_test,
+    write_report,
+)
 
 
 def main(argv=None) -> int:
@@ -29,13 +35,11 @@ def main(argv=None) -> int:
     from threadpoolctl import threadpool_limits
 
     from llmclassify import search
-    from llmclassify.calibrate import tune_threshold
     from llmclassify.scoring import score
 
     names = f["names"]
     r = auto_probe_stage(f, a.seed)
     y, y_test = r["y"], r["y_test"]
-    tuned = len(names) == 2 and search.unbalanced(y)  # what --tune-threshold auto tunes
 
     def scored(c, p=None) -> dict:
         """Candidate `c` on test; `p`: its test probabilities where auto_probe_stage has them."""
@@ -45,9 +49,9 @@ def main(argv=None) -> int:
         s = score(p, y_test, names)
         out = {"name": c.name, "kind": c.kind, "cv": c.cv_macro_f1, "test": float(s["macro_f1"]),
                "accuracy": float(s["accuracy"])}
+        tuned = tuned_threshold_test(c.oof, p, y, y_test, names)
         if tuned:
-            t, _ = tune_threshold(c.oof[:, 1], y, objective="macro-f1")
-            st = score(np.eye(2)[(p[:, 1] >= t).astype(int)], y_test, names)
+            t, st = tuned
             out["threshold"] = {"t": t, "test": float(st["macro_f1"]), "accuracy": float(st["accuracy"]),
                                 "f1_" + names[1]: float(st["per_class"][names[1]]["f1"])}
         return out

@@ -113,32 +113,61 @@ def pool_and_test(f: dict, seed: int) -> dict:
             "folds": search.repeated_folds(y, seed), "val_rows": np.arange(len(f["train"]["y"]), len(y))}
 
 
-def auto_probe_stage(f: dict, seed: int) -> dict:
+def tuned_threshold_test(oof: np.ndarray, p_test: np.ndarray, y: np.ndarray, y_test: np.ndarray, names
+                         ) -> tuple[float, dict] | None:
+    """The decision threshold `--tune-threshold auto` tunes (two unbalanced classes: best macro-F1
+    on the out-of-fold probabilities `oof`) and the test split's scores under it; None where it
+    tunes none."""
+    from llmclassify import search
+    from llmclassify.calibrate import tune_threshold
+    from llmclassify.scoring import score
+
+    if len(names) != 2 or not search.unbalanced(y):
+        return None
+    t, _ = tune_threshold(oof[:, 1], y, objective="macro-f1")
+    return t, score(np.eye(2)[(p_test[:, 1] >= t).astype(int)], y_test, names)
+
+
+def baseline_stage(f: dict, seed: int) -> dict:
+    """The baseline as `--recipe auto` fits it on cached features `f` (one BLAS thread): C and CV
+    macro-F1 by the search's folds, out-of-fold probabilities, the test split's probabilities
+    of its refit on train + validation, and its seconds."""
+    from threadpoolctl import threadpool_limits
+
+    from llmclassify import baseline, search
+
+    d = pool_and_test(f, seed)
+    with threadpool_limits(limits=1, user_api="blas"):
+        t0 = time.perf_counter()
+        C, cv, oof = search.cross_validate(
+            lambda fo: baseline.out_of_fold(d["texts"], d["y"], len(f["names"]), fo, baseline.C_GRID), d["y"],
+            f["names"], d["folds"])
+        test = baseline.fit(d["texts"], d["y"], len(f["names"]), C).proba(f["test"]["texts"])
+    return {"base_C": C, "base_cv": cv, "base_oof": oof, "base_test": test, "base_seconds": time.perf_counter() - t0}
+
+
+def auto_probe_stage(f: dict, seed: int, base: dict | None = None) -> dict:
     """The probe stage of `--recipe auto` on cached features `f`, as `train` runs it (one BLAS
-    thread): the baseline's C and out-of-fold predictions, the probe search, its answers
+    thread): the baseline (`base`, from baseline_stage: it reads the texts only, so one serves
+    every variant of the features; made here when None), the probe search, its answers
     (search.with_answers: the ensemble of the top probes, the hybrid on it), the choice and its
     refit on train + validation; the test split only scored. Returns the chosen candidate
     (`pick`), the LLM-only answer (`llm`), their test probabilities, `test_proba`
-    (any candidate's, refitted on the pool), the baseline's C, CV score, out-of-fold and test
-    probabilities, the pool's and the test split's labels, the validation rows and the seconds of
-    the baseline (its CV and refit) and of the search."""
+    (any candidate's, refitted on the pool), baseline_stage's fields, the pool's and the test
+    split's labels, the validation rows and the seconds of the search."""
     from threadpoolctl import threadpool_limits
 
-    from llmclassify import baseline, probes, search
+    from llmclassify import probes, search
 
     names = f["names"]
+    base = base or baseline_stage(f, seed)
     d = pool_and_test(f, seed)
-    pool, test, y, texts, folds, val_rows = (d[k] for k in ("pool", "test", "y", "texts", "folds", "val_rows"))
+    pool, test, y, folds, val_rows = (d[k] for k in ("pool", "test", "y", "folds", "val_rows"))
     with threadpool_limits(limits=1, user_api="blas"):
-        t0 = time.perf_counter()
-        base_C, base_cv, base_oof = search.cross_validate(
-            lambda fo: baseline.out_of_fold(texts, y, len(names), fo, baseline.C_GRID), y, names, folds)
-        base_test = baseline.fit(texts, y, len(names), base_C).proba(f["test"]["texts"])
-        base_seconds = time.perf_counter() - t0
         t0 = time.perf_counter()
         found = search.search_probes(pool, y, names, folds, val_rows, probes.candidate_probes(pool.layers),
                                      log=lambda m: None)
-        found = search.with_answers(found, y, names, val_rows, base_oof, log=lambda m: None)
+        found = search.with_answers(found, y, names, val_rows, base["base_oof"], log=lambda m: None)
         seconds = time.perf_counter() - t0
         pick = search.choose(found, "cv_macro_f1")
         llm = search.choose([c for c in found if c.kind == "probe"], "cv_macro_f1")
@@ -146,12 +175,12 @@ def auto_probe_stage(f: dict, seed: int) -> dict:
         def test_proba(c):
             probe = search.refit(c, lambda picks: pool.matrix(list(picks)), y, len(names))
             p = probes.softmax(probe.logits(test.matrix(list(c.picks))))
-            return c.hybrid_weight * p + (1 - c.hybrid_weight) * base_test if c.kind == "hybrid" else p
+            return c.hybrid_weight * p + (1 - c.hybrid_weight) * base["base_test"] if c.kind == "hybrid" else p
 
         return {"pick": pick, "llm": llm, "pick_test": test_proba(pick), "llm_test": test_proba(llm),
-                "found": found, "test_proba": test_proba, "base_C": base_C, "base_cv": base_cv,
-                "base_oof": base_oof, "base_test": base_test, "y": y, "y_test": d["y_test"],
-                "val_rows": val_rows, "base_seconds": base_seconds, "search_seconds": seconds}
+                "found": found, "test_proba": test_proba, **base, "y": y, "y_test": d["y_test"],
+                "val_rows": val_rows, "search_seconds": seconds}
+
 
 def main(argv=None) -> int:
     a, machine, f = start(__doc__, "benchmarks/probe_candidates.py", argv)

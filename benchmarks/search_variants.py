@@ -35,7 +35,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from probe_candidates import add_row, auto_probe_stage, pool_and_test, start, write_report
+from probe_candidates import (
+    add_row,
+    auto_probe_stage,
+    baseline_stage,
+    pool_and_test,
+    start,
+    tuned_threshold_test,
+    write_report,
+)
 
 RULE_START = 8  # the lowest layer features.probe_layers keeps on a 30-layer model
 VARIANTS = ("now", "ensemble-2", "ensemble-5", "shortlist-5", "layer-average", "hybrid-geometric", "all-weighted",
@@ -130,23 +138,21 @@ def all_weighted(rule):
 
 
 def test_figures(c_name: str, cv: float, oof, p_test, y, y_test, names) -> dict:
-    """Test macro-F1 / accuracy, and under the threshold `--tune-threshold auto` tunes (two
-    unbalanced classes: macro-F1 on the out-of-fold predictions)."""
-    from llmclassify import search
-    from llmclassify.calibrate import tune_threshold
+    """Test macro-F1 / accuracy, the macro-F1 under the threshold `--tune-threshold auto` tunes
+    where it tunes one (probe_candidates.tuned_threshold_test)."""
     from llmclassify.scoring import score
 
     s = score(p_test, y_test, names)
     out = {"name": c_name, "cv": cv, "test": float(s["macro_f1"]), "accuracy": float(s["accuracy"])}
-    if len(names) == 2 and search.unbalanced(y):
-        t, _ = tune_threshold(oof[:, 1], y, objective="macro-f1")
-        out["test"] = float(score(np.eye(2)[(p_test[:, 1] >= t).astype(int)], y_test, names)["macro_f1"])
-        out["threshold"] = t
+    tuned = tuned_threshold_test(oof, p_test, y, y_test, names)
+    if tuned:
+        out["threshold"], out["test"] = tuned[0], float(tuned[1]["macro_f1"])
     return out
 
 
-def stage(f: dict, seed: int, variant: str) -> dict:
-    """The probe stage under `variant`: its pick and LLM-only answer on test."""
+def stage(f: dict, seed: int, variant: str, base: dict) -> dict:
+    """The probe stage under `variant` (`base`: probe_candidates.baseline_stage, the same for
+    every variant): its pick and LLM-only answer on test."""
     if variant.startswith("from-"):
         f = from_layer(f, int(variant.split("-")[1]))
     else:
@@ -157,7 +163,7 @@ def stage(f: dict, seed: int, variant: str) -> dict:
         return joint(f, seed)
     t0 = time.perf_counter()
     with variant_context(variant):
-        r = auto_probe_stage(f, seed)
+        r = auto_probe_stage(f, seed, base)
     y, y_test, names = r["y"], r["y_test"], f["names"]
     return {"pick": test_figures(r["pick"].name, r["pick"].cv_macro_f1, r["pick"].oof, r["pick_test"], y, y_test, names),
             "llm": test_figures(r["llm"].name, r["llm"].cv_macro_f1, r["llm"].oof, r["llm_test"], y, y_test, names),
@@ -221,12 +227,13 @@ def main(argv=None) -> int:
     if unknown:
         raise SystemExit(f"search_variants.py: unknown variant {', '.join(unknown)} (known: {', '.join(VARIANTS)})")
     lowest = min(f["train"]["layers"])
+    base = baseline_stage(f, a.seed)
     runs = {}
     for v in variants:
         if v.startswith("from-") and int(v.split("-")[1]) < lowest:
             print(f"{v}: the features keep layers from {lowest} only; skipped", file=sys.stderr)
             continue
-        runs[v] = stage(f, a.seed, v)
+        runs[v] = stage(f, a.seed, v, base)
         print(f"{v}: pick {runs[v]['pick']['test']:.4f} ({runs[v]['pick']['name']})", file=sys.stderr, flush=True)
     row = {"data": a.label or data_label(a), "machine": machine, "trunk_dtype": f.get("trunk_dtype"), "runs": runs}
     rows = add_row(Path(a.out), row)
