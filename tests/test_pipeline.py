@@ -223,6 +223,35 @@ def test_cli_train_evaluate_predict(tiny_model_dir, small_data, tmp_path, capsys
                  "--epochs", "1", "--quiet"]) == 2
 
 
+def test_a_split_without_validation_or_test_texts_reports_none_instead_of_zeros(tiny_model_dir, small_data,
+                                                                                 tmp_path, capsys):
+    # no test split: no test figures (not 0.00%), and evaluate asks for a file
+    run = tmp_path / "no-test"
+    assert main(["train", "--model", str(tiny_model_dir), "--data", str(small_data), "-o", str(run),
+                 "--split", "0.8,0.2,0", "--quiet"]) == 0
+    assert "no test split" in capsys.readouterr().out
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["splits"]["test"] is None and metrics["baseline"]["splits"]["test"] is None
+    assert metrics["splits"]["val"]["n"] > 0
+    assert main(["evaluate", str(run)]) == 2
+    assert "without a test split" in capsys.readouterr().err
+    # no validation split: auto searches probes out of fold, the fine-tuned top keeps its last epoch
+    run = tmp_path / "no-val"
+    summary = train(tiny_train_config(tiny_model_dir, small_data, run, split=(0.8, 0, 0.2), recipe="auto"))
+    assert summary["splits"]["val"] is None and summary["splits"]["test"]["n"] > 0
+    assert summary["recipe"]["chosen"].startswith(("probe", "hybrid"))
+    assert all(c["val_macro_f1"] is None for c in summary["recipe"]["candidates"])
+    summary = train(tiny_train_config(tiny_model_dir, small_data, tmp_path / "ft", split=(0.8, 0, 0.2), epochs=2))
+    history = [json.loads(x) for x in (tmp_path / "ft" / "metrics.jsonl").read_text().splitlines()]
+    assert summary["best_epoch"] == 2 and [set(h) for h in history] == [{"epoch", "train_loss", "seconds"}] * 2
+    assert (tmp_path / "ft" / "curves.png").stat().st_size > 0
+    # what is tuned on validation stops before the model loads
+    assert main(["train", "--model", str(tiny_model_dir), "--data", str(small_data), "-o", str(tmp_path / "c"),
+                 "--split", "0.8,0,0.2", "--calibrate", "--quiet"]) == 2
+    assert "--calibrate is tuned on validation texts" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
+
+
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
     missing = tmp_path / "nope.csv"
     r = subprocess.run([sys.executable, "-m", "llmclassify", "train", "--data", str(missing), "-o",

@@ -230,7 +230,7 @@ def calibration_report(val_logits, val_y, test_logits=None, test_y=None, n_bins:
     T = fit_temperature(val_logits, val_y)
     out = {"temperature": T, "n_bins": n_bins}
     for name, z, y in (("val", val_logits, val_y), ("test", test_logits, test_y)):
-        if z is None:
+        if z is None or len(y) == 0:  # no test split: nothing to check on
             continue
         out[name] = {
             "nll_before": nll(z, y), "nll_after": nll(z, y, T),

@@ -187,16 +187,18 @@ def write_curves(path: Path, history: list[dict]) -> None:
     import matplotlib.pyplot as plt
 
     ep = [h["epoch"] for h in history]
+    validated = all("val_loss" in h for h in history)  # a run without a validation split has no val_*
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
     a.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
-    a.plot(ep, [h["val_loss"] for h in history], "o-", label="validation")
+    if validated:
+        a.plot(ep, [h["val_loss"] for h in history], "o-", label="validation")
+        b.plot(ep, [h["val_accuracy"] for h in history], "o-", color="C1", label="validation")
+        b.legend()
     a.set_xlabel("epoch")
     a.set_ylabel("loss")
     a.legend()
-    b.plot(ep, [h["val_accuracy"] for h in history], "o-", color="C1", label="validation")
     b.set_xlabel("epoch")
-    b.set_ylabel("accuracy")
-    b.legend()
+    b.set_ylabel("validation accuracy")
     fig.tight_layout()
     try:
         with atomic_open(path, "wb") as f:

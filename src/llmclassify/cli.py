@@ -107,7 +107,10 @@ def cmd_train(a) -> int:
         if not distributed.is_main():
             return 0
     test = summary["splits"]["test"]
-    if "subset_accuracy" in test:  # multi-label
+    if test is None:
+        print(f"no test split (--split); score the run on a labelled file with: "
+              f"llmclassify evaluate {summary['run_dir']} --data FILE")
+    elif "subset_accuracy" in test:  # multi-label
         print(f"test subset accuracy {test['subset_accuracy']:.4f}  micro-F1 {test['micro_f1']:.4f}  "
               f"macro-F1 {test['macro_f1']:.4f}")
     else:

@@ -375,6 +375,9 @@ def evaluate_run(run_dir, *, data: str | None = None, text_column=None, label_co
             texts, labels, name = split["test"]["texts"], split["test"]["labels"], "test"
         except (ValueError, UnicodeDecodeError, KeyError, TypeError) as e:
             raise UserError(f"{split_path}: not a valid split file ({type(e).__name__}: {e})") from None
+        if not texts:
+            raise UserError(f"{run_dir}: the run was trained without a test split; pass --data FILE to evaluate "
+                            "on a labelled file")
     else:
         label_sep = (clf.config.get("train_config") or {}).get("label_sep")
         table = load_dataset(data, text_column=text_column, label_column=label_column, fmt=fmt,

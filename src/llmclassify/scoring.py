@@ -43,11 +43,14 @@ def decide(probs, *, multi_label: bool = False, threshold: float | Sequence[floa
 
 
 def score(probs, y, names: Sequence[str], *, multi_label: bool = False,
-          threshold: float | Sequence[float] | None = None, loss: float | None = None) -> dict:
+          threshold: float | Sequence[float] | None = None, loss: float | None = None) -> dict | None:
     """Metrics of (N, C) probabilities against true labels: class ids (N,), or multi-hot (N, C)
-    rows for multi-label (then "accuracy" is subset accuracy, as scikit-learn's)."""
+    rows for multi-label (then "accuracy" is subset accuracy, as scikit-learn's). None for no
+    texts (an empty split, `--split 0.9,0.1,0`): no figure is better than a 0.00% accuracy."""
     probs = np.asarray(probs)
     y = np.asarray(y)
+    if len(y) == 0:
+        return None
     pred = decide(probs, multi_label=multi_label, threshold=threshold)
     if multi_label:
         from .multilabel import multilabel_metrics
@@ -59,11 +62,14 @@ def score(probs, y, names: Sequence[str], *, multi_label: bool = False,
 
 
 def logit_metrics(logits: torch.Tensor, labels: torch.Tensor, names: Sequence[str], *, weight=None,
-                  temperature: float = 1.0, threshold=None) -> dict:
+                  temperature: float = 1.0, threshold=None) -> dict | None:
     """`score` of a split's logits, with the loss training minimises (weighted cross-entropy,
-    or binary cross-entropy with `weight` as pos_weight when `labels` are multi-hot floats)."""
+    or binary cross-entropy with `weight` as pos_weight when `labels` are multi-hot floats).
+    None for an empty split."""
     import torch.nn.functional as F
 
+    if len(labels) == 0:
+        return None
     multi = labels.is_floating_point()
     if multi:
         from .multilabel import bce_loss

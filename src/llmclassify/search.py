@@ -111,7 +111,7 @@ class Candidate:
     name: str
     kind: str  # probe | hybrid | finetune
     cv_macro_f1: float | None  # out-of-fold over train + validation (probes, hybrid, baseline)
-    val_macro_f1: float  # on the validation texts, held out
+    val_macro_f1: float | None  # on the validation texts, held out (None: no validation split)
     cost: tuple = ()
     picks: tuple = ()
     C: float | None = None
@@ -130,8 +130,14 @@ class Candidate:
                 "members": [m.name for m in self.members], "choosable": self.choosable}
 
 
-def _macro_f1(probs, y, names) -> float:
-    return float(score(probs, y, names)["macro_f1"])
+def _macro_f1(probs, y, names) -> float | None:
+    """None for no texts: the validation split may be empty (`--split 0.9,0,0.1`)."""
+    m = score(probs, y, names)
+    return None if m is None else float(m["macro_f1"])
+
+
+def _shown(f1: float | None) -> str:
+    return "-" if f1 is None else f"{f1:.4f}"
 
 
 SHORTLIST = 3  # candidates that go on from the ridge screen to logistic regression
@@ -199,7 +205,7 @@ def _logistic_candidate(pooled, y, names, folds, val_rows, picks, balanced: bool
     cand = Candidate(name, "probe", f1, _macro_f1(oof[val_rows], y[val_rows], names),
                      cost=(0, depth, len(picks), balanced), picks=tuple(picks), C=C, balanced=balanced, mix=mix,
                      seconds=time.perf_counter() - t0, oof=oof)
-    log(f"  {cand.name:<44} CV macro-F1 {f1:.4f}  val {cand.val_macro_f1:.4f}  (C {C}, {cand.seconds:.1f} s)")
+    log(f"  {cand.name:<44} CV macro-F1 {f1:.4f}  val {_shown(cand.val_macro_f1)}  (C {C}, {cand.seconds:.1f} s)")
     return cand
 
 
@@ -236,10 +242,10 @@ def with_answers(found: list[Candidate], y, names, val_rows, baseline_oof=None, 
     ens = ensemble_candidate(found, y, names, val_rows) if ensemble else None
     if ens is not None:
         out = [replace(c, choosable=False) if c.kind == "probe" else c for c in out] + [ens]
-        log(f"  {ens.name}\n  {'':<44} CV macro-F1 {ens.cv_macro_f1:.4f}  val {ens.val_macro_f1:.4f}")
+        log(f"  {ens.name}\n  {'':<44} CV macro-F1 {ens.cv_macro_f1:.4f}  val {_shown(ens.val_macro_f1)}")
     if baseline_oof is not None:
         hybrid = hybrid_candidates(choose(out, "cv_macro_f1"), baseline_oof, y, names, val_rows)
-        log(f"  {hybrid.name:<44} CV macro-F1 {hybrid.cv_macro_f1:.4f}  val {hybrid.val_macro_f1:.4f}")
+        log(f"  {hybrid.name:<44} CV macro-F1 {hybrid.cv_macro_f1:.4f}  val {_shown(hybrid.val_macro_f1)}")
         out.append(hybrid)
     return out
 

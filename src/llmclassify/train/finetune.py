@@ -249,7 +249,7 @@ def fit_top(run: Run, feats: dict, stop: GracefulStop, resume_state) -> Fitted:
             break  # early stopping
     run.seconds["fit"] = time.perf_counter() - t_fit
     stop.notice = "finishing the run (final evaluation and save)"  # a signal now changes nothing
-    if cfg.keep_best:
+    if cfg.keep_best and prog.best:
         with torch.no_grad():
             for n, p in clf.named_parameters():
                 if n in prog.best:
@@ -342,13 +342,16 @@ def _end_epoch(run: Run, val: Features, prog: Progress, epoch: int, weight, t_ep
     clf.eval()
     m = logit_metrics(predict_features(clf, val, run.boundary), val.labels, run.names, weight=weight)
     seconds = time.perf_counter() - t_ep  # training and validation
-    rec = {"epoch": epoch, "train_loss": prog.run_loss / max(prog.run_n, 1), "val_loss": m["loss"],
-           "val_accuracy": m["accuracy"], "val_macro_f1": m["macro_f1"], "seconds": seconds}
+    rec = {"epoch": epoch, "train_loss": prog.run_loss / max(prog.run_n, 1), "seconds": seconds}
+    if m is not None:
+        rec |= {"val_loss": m["loss"], "val_accuracy": m["accuracy"], "val_macro_f1": m["macro_f1"]}
     prog.history.append(rec)
     if dist.is_main():
         checkpoint.append_jsonl(log_path, rec)
-    log(f"epoch {epoch}: train loss {rec['train_loss']:.4f}  val loss {m['loss']:.4f}  "
-        f"val acc {m['accuracy']:.4f}  ({seconds:.1f} s)", cfg)
+    scored = f"  val loss {m['loss']:.4f}  val acc {m['accuracy']:.4f}" if m is not None else ""
+    log(f"epoch {epoch}: train loss {rec['train_loss']:.4f}{scored}  ({seconds:.1f} s)", cfg)
+    if m is None:  # no validation split: nothing to keep the best by, the last epoch stays (fit_top)
+        return False
     if m["loss"] < prog.best_loss:
         prog.best_loss, prog.bad_epochs, prog.best_epoch = m["loss"], 0, epoch
         prog.best = {n: p.detach().clone() for n, p in clf.named_parameters() if p.requires_grad}

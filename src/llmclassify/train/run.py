@@ -171,6 +171,7 @@ def _prepare(cfg: TrainConfig, out_dir: Path) -> Run:
     names = list(prep.label_map.names)
     multi = prep.label_map.multi_label
     log(describe_report(prep.report), cfg)
+    _check_validation_needs(cfg, prep)
     if multi and cfg.calibrate:
         raise UserError("--calibrate (temperature scaling) is for single-label runs; multi-label runs tune "
                         "one threshold per label on validation instead")
@@ -217,9 +218,25 @@ def _prepare(cfg: TrainConfig, out_dir: Path) -> Run:
                boundary, max_len, pad_to, ids, truncated, truncate=keep, long_texts=long_texts)
 
 
+def _check_validation_needs(cfg: TrainConfig, prep) -> None:
+    """What reads the validation split fails before the model loads when the split has none
+    (`--split 0.9,0,0.1`): the search scores out of fold, the fine-tuned top keeps its last epoch."""
+    if prep.val.texts:
+        return
+    needs = [("--calibrate", cfg.calibrate), ("--early-stopping", cfg.early_stopping),
+             (f"--tune-threshold {cfg.tune_threshold} with --recipe finetune",
+              cfg.recipe == "finetune" and cfg.tune_threshold not in ("auto", "none"))]
+    for flag, asked in needs:
+        if asked:
+            split = ",".join(f"{f:g}" for f in cfg.split)
+            raise UserError(f"{flag} is tuned on validation texts and --split {split} leaves none; "
+                            "give validation a fraction, e.g. --split 0.7,0.1,0.2")
+
+
 def _resolve_recipe(run: Run) -> str:
     """`auto` searches probes and the fine-tuned top; where probes cannot apply it is
-    `finetune` (said in one line)."""
+    `finetune`, where the fine-tuned top cannot (no validation split, long texts) `probe` (said
+    in one line)."""
     cfg = run.cfg
     if cfg.recipe == "finetune":
         return "finetune"
@@ -232,6 +249,10 @@ def _resolve_recipe(run: Run) -> str:
         why = f"--padding {cfg.padding} makes pad tokens input, which probes do not read"
     elif cfg.extra.get("random_init"):
         why = "random weights: nothing to probe"
+    if not why and cfg.recipe == "auto" and not run.prep.val.texts:
+        log("recipe: probes only: the fine-tuned top is compared on validation texts and the split has none "
+            "(--split)", cfg)
+        return "probe"
     n_long = sum(run.long_texts.values())
     if not why and cfg.recipe == "auto" and n_long:
         how = {"windows": "read in windows, features averaged over them",
@@ -375,7 +396,7 @@ def _report_and_save(run: Run, fitted: Fitted, base, feats: dict) -> dict:
     held_out = {"val": fitted.held_out_logits["val"]} if fitted.held_out_logits else {}
     metrics = {s: logit_metrics(held_out.get(s, fitted.logits[s]), feats[s].labels, names, temperature=temperature,
                                 threshold=threshold) for s in SPLITS}
-    if held_out:
+    if held_out and metrics["val"] is not None:
         metrics["val"]["held_out"] = "out-of-fold (the model was refitted on train + validation)"
     n_train, n_total = count_parameters(fitted.clf)
     run.seconds["total"] = time.perf_counter() - run.t_start
@@ -427,18 +448,18 @@ def _report_and_save(run: Run, fitted: Fitted, base, feats: dict) -> dict:
     summary["run_dir"] = str(run.out_dir)
     base_splits = (summary["baseline"] or {}).get("splits") or {}
     log(format_table(metrics, baseline={s: base_splits.get(s) for s in ("val", "test")}), cfg)
-    note = baseline_note(metrics["val"]["macro_f1"], summary["baseline"], fitted)
+    note = baseline_note((metrics["val"] or {}).get("macro_f1"), summary["baseline"], fitted)
     if note:
         log(note, cfg)
     log(f"saved {run.out_dir}  ({run.seconds['total']:.0f} s)", cfg)
     return summary
 
 
-def baseline_note(val_macro_f1: float, base: dict | None, fitted: Fitted) -> str | None:
+def baseline_note(val_macro_f1: float | None, base: dict | None, fitted: Fitted) -> str | None:
     """One line when the run does not beat the baseline on validation macro-F1. Where the
     choice was made out of fold over train + validation, that comparison (over many more texts
-    than validation's) is in the line too."""
-    if not base or val_macro_f1 >= base["splits"]["val"]["macro_f1"]:
+    than validation's) is in the line too. None without validation texts."""
+    if not base or val_macro_f1 is None or val_macro_f1 >= base["splits"]["val"]["macro_f1"]:
         return None
     line = (f"note: on validation this run's macro-F1 ({val_macro_f1:.4f}) is below the TF-IDF baseline's "
             f"({base['splits']['val']['macro_f1']:.4f})")
