@@ -131,7 +131,7 @@ def baseline_metrics(run: Run, base) -> dict | None:
     if base is None:
         return None
     splits = {s: score(base["model"].proba(getattr(run.prep, s).texts), np.asarray(getattr(run.prep, s).labels),
-                       run.names) if getattr(run.prep, s).texts else None for s in ("train", "test")}
+                       run.names) for s in ("train", "test")}
     # refitted on train + validation: its validation figures are the out-of-fold ones
     splits["val"] = score(base["oof"][len(run.prep.train.labels):], np.asarray(run.prep.val.labels), run.names)
     return {"name": baseline.NAME, "C": base["C"], "cv_macro_f1": base["cv_macro_f1"], "refit_on": "train+val",
