@@ -512,6 +512,26 @@ def test_prepare_errors():
         prepare(t, split="0.5,0.5,0", balance="oversample")
 
 
+def test_a_test_file_is_the_test_split_as_it_is():
+    table = make_table([f"t{i}" for i in range(32)] + ["shared", "shared"], ["a", "b"] * 16 + ["b", "b"])
+    test = make_table(["u1", "shared", "u2", "u1", "u3"], ["b", "b", "a", "b", "a"])
+    p = prepare(table, split="0.7,0.1,0.2", test_table=test)
+    # the file's rows in order, its duplicate removed, its labels in the training data's ids
+    assert p.test.texts == ["u1", "shared", "u2", "u3"] and p.test.lines == [1, 2, 3, 5]
+    assert p.label_map.decode(p.test.labels) == ["b", "b", "a", "a"]
+    # the rest goes to train and validation only, 7 : 1, without the test file's texts
+    assert (len(p.train), len(p.val)) == (28, 4)
+    assert "shared" not in p.train.texts + p.val.texts
+    assert p.report["test_texts_removed_from_training"] == 1 and p.report["test_source"] == test.source
+    assert p.report["splits"]["test"] == {"a": 2, "b": 2}
+    # without dedupe both files stay as they are
+    p = prepare(table, test_table=test, dedupe=False)
+    assert len(p.test) == 5 and len(p.train) + len(p.val) == 34
+    bad = make_table(["v1", "v2"], ["a", "c"])
+    with pytest.raises(DataError, match=r"label 'c' \(line 2\) is not in the training data \(a, b\)"):
+        prepare(table, test_table=bad)
+
+
 def test_prepare_small_class_gets_one_per_split():
     t = make_table([f"t{i}" for i in range(103)], ["a"] * 100 + ["b"] * 3)
     p = prepare(t)

@@ -252,6 +252,27 @@ def test_a_split_without_validation_or_test_texts_reports_none_instead_of_zeros(
     assert not (tmp_path / "c").exists()
 
 
+def test_a_test_file_is_the_runs_test_split(tiny_model_dir, small_data, tmp_path, capsys):
+    test_file = tmp_path / "test.tsv"
+    test_file.write_text("spam\tWIN a free prize now, call 0800 123\nham\tsee you at the station at six\n"
+                         "spam\tFree entry: text GO to 80086\nham\tok, thanks\n")
+    run = tmp_path / "run"
+    assert main(["train", "--model", str(tiny_model_dir), "--data", str(small_data), "--test-data", str(test_file),
+                 "-o", str(run), "--quiet"]) == 0
+    split = json.loads((run / "split.json").read_text())
+    assert split["test"]["texts"][0].startswith("WIN") and len(split["test"]["texts"]) == 4
+    assert len(split["train"]["texts"]) + len(split["val"]["texts"]) == 100  # all of --data, no test share
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["splits"]["test"]["n"] == 4 == metrics["baseline"]["splits"]["test"]["n"]
+    capsys.readouterr()
+    assert main(["evaluate", str(run)]) == 0 and "test" in capsys.readouterr().out
+    # a label the training data lacks: one line naming the file and line
+    test_file.write_text("ham\tok\neggs\tbacon\nham\tfine\n")
+    assert main(["train", "--model", str(tiny_model_dir), "--data", str(small_data), "--test-data", str(test_file),
+                 "-o", str(tmp_path / "bad"), "--quiet"]) == 2
+    assert "test.tsv: label 'eggs' (line 2) is not in the training data" in capsys.readouterr().err
+
+
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
     missing = tmp_path / "nope.csv"
     r = subprocess.run([sys.executable, "-m", "llmclassify", "train", "--data", str(missing), "-o",

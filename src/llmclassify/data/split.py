@@ -94,6 +94,7 @@ def prepare(
     dedupe: bool = True,
     balance: str = "none",
     min_per_class: int | None = None,
+    test_table: Table | None = None,
 ) -> Prepared:
     """Clean and split a table: conflicts, duplicates, label map, stratified split, balancing.
 
@@ -110,14 +111,28 @@ def prepare(
     - A class with fewer than `min_per_class` rows (default: one per non-empty split) is an
       error naming the class; so is a table with one class.
 
+    - `test_table` (a file of its own, `--test-data`) is the test split as it is, cleaned by the
+      same rule; `table` then gives train and validation only, in the ratio of the split's first
+      two fractions, less (with `dedupe`) any text that is also a test text. A test label that
+      `table` lacks is an error naming the file.
+
     `report` holds rows_read, skipped, conflicting_texts, conflicting_rows_removed,
     duplicates_removed, rows_used, class_counts, splits (per-class counts per split), balance
-    and undersampled ({"before": ..., "after": ...} of train, or None).
+    and undersampled ({"before": ..., "after": ...} of train, or None); with `test_table`, also
+    test_source, test_rows_read and test_texts_removed_from_training.
     """
     fracs = parse_split(split) if isinstance(split, str) else parse_split(list(split))
     if balance not in ("none", "undersample"):
         raise UserError(f"unknown balance '{balance}' (choose none or undersample)")
+    test_texts: set[str] = set()
+    if test_table is not None:
+        fracs = (fracs[0] / (fracs[0] + fracs[1]), fracs[1] / (fracs[0] + fracs[1]), 0.0)
+        test_keep = _dedupe(test_table, dedupe)[0]
+        test_texts = {test_table.texts[i] for i in test_keep} if dedupe else set()
     keep, n_conflicting, conflict_rows, duplicates = _dedupe(table, dedupe)
+    in_test = [i for i in keep if table.texts[i] in test_texts]
+    if in_test:  # a test text in training inflates the test figures: the test file keeps it
+        keep = [i for i in keep if table.texts[i] not in test_texts]
     kept_labels = [table.labels[i] for i in keep]
     label_map = LabelMap.from_labels(kept_labels)
     class_counts = _check_classes(table, label_map, kept_labels, fracs, dedupe, min_per_class)
@@ -139,6 +154,8 @@ def prepare(
         )
 
     splits = [make(p) for p in parts]
+    if test_table is not None:
+        splits[2] = _test_split(test_table, test_keep, label_map, table.multi_label)
     report = {
         "source": table.source,
         "rows_read": len(table),
@@ -157,7 +174,27 @@ def prepare(
         "balance": balance,
         "undersampled": undersampled,
     }
+    if test_table is not None:
+        report |= {"test_source": test_table.source, "test_rows_read": len(test_table),
+                   "test_texts_removed_from_training": len(in_test)}
     return Prepared(*splits, label_map=label_map, report=report)
+
+
+def _test_split(test_table: Table, keep: list[int], label_map: LabelMap, multi: bool) -> Split:
+    """The rows `keep` of a test file as a split, its labels encoded by the training data's map."""
+    if test_table.multi_label != multi:
+        raise DataError("single-label and multi-label files mixed: the test file's labels are "
+                        + ("lists" if test_table.multi_label else "single names"), file=test_table.source)
+    known = set(label_map.names)
+    for i in keep:
+        lab = test_table.labels[i]
+        unknown = sorted(set(lab if isinstance(lab, list) else [lab]) - known)
+        if unknown:
+            raise DataError(f"label '{unknown[0]}' (line {test_table.lines[i]}) is not in the training data "
+                            f"({', '.join(label_map.names)})", file=test_table.source)
+    return Split(texts=[test_table.texts[i] for i in keep],
+                 labels=label_map.encode([test_table.labels[i] for i in keep]),
+                 lines=[test_table.lines[i] for i in keep])
 
 
 def _dedupe(table: Table, dedupe: bool) -> tuple[list[int], int, int, int]:

@@ -74,6 +74,9 @@ class TrainConfig:
 
     model: str = option(DEFAULT_MODEL, "preset name, HF model directory, Hub id or GGUF file")
     data: str = option("sms-spam", "built-in data set (sms-spam) or a CSV / TSV / JSONL / Parquet file")
+    test_data: str | None = option(None, "a labelled file that is the test split as it is (same columns as "
+                                   "--data); --data then gives train and validation, in the ratio of --split's "
+                                   "first two fractions", metavar="FILE")
     recipe: str = option("auto", "auto: search probes on the trunk's layers (the answer: an ensemble of the top "
                          "three), a probe + TF-IDF hybrid and the fine-tuned top by held-out macro-F1 (search.py); "
                          "finetune: the book's recipe; probe: probes only", choices=RECIPES)

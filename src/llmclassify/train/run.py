@@ -73,6 +73,10 @@ def describe_report(r: dict) -> str:
     if splits:
         parts.append("split " + " / ".join(
             f"{k} {sum(v.values()) if isinstance(v, dict) else v}" for k, v in splits.items()))
+    if r.get("test_source"):
+        parts.append(f"test: {r['test_source']} ({r['test_rows_read']} rows read)")
+    if r.get("test_texts_removed_from_training"):
+        parts.append(f"{r['test_texts_removed_from_training']} texts of the test file removed from training")
     return "; ".join(parts)
 
 
@@ -82,13 +86,19 @@ def _prepare_data(cfg: TrainConfig):
     # The book reads the SMS file with pandas' default quoting (5,572 rows, unbalanced quotes
     # merge lines); its exact rows need the same reading. Everything else reads quote-safe.
     reference = cfg.split_method == "reference"
-    table = data.load_dataset(
-        cfg.data, text_column=cfg.text_column, label_column=cfg.label_column, fmt=cfg.data_format,
-        quoting=True if reference else None, label_sep=cfg.label_sep, encoding=cfg.encoding,
-    )
+
+    def read(path):
+        return data.load_dataset(path, text_column=cfg.text_column, label_column=cfg.label_column,
+                                 fmt=cfg.data_format, quoting=True if reference else None, label_sep=cfg.label_sep,
+                                 encoding=cfg.encoding)
+
+    if reference and cfg.test_data:
+        raise UserError("--preset reference is the book's split, test texts included; it takes no --test-data")
+    table = read(cfg.data)
     if reference:
         return data.reference_split(table, seed=cfg.seed)
-    return data.prepare(table, split=cfg.split, seed=cfg.seed, dedupe=cfg.dedupe, balance=cfg.balance)
+    return data.prepare(table, split=cfg.split, seed=cfg.seed, dedupe=cfg.dedupe, balance=cfg.balance,
+                        test_table=read(cfg.test_data) if cfg.test_data else None)
 
 
 def default_output_dir(cfg: TrainConfig) -> str:
