@@ -20,6 +20,8 @@ Variants (`--variants`, comma-separated; `now` always runs first):
   joint             one logistic regression on [TF-IDF | the concatenation probe's standardised
                     vectors times s / sqrt(width)], s and C by 5-fold CV: in place of the hybrid,
                     reported as its own pick
+  repeats-1         one shuffle of search.FOLDS folds, not search.REPEATS (2): half the fits
+  folds-3           one shuffle of 3 folds: a quarter of the fits' rows (the baseline too)
 
 Features: a .pt of probe_candidates.pooled_features (one trunk pass; made when missing). The
 rule's kept layers are those from 8 up (features.probe_layers(30) for SmolLM2); `from-N` reads
@@ -47,7 +49,8 @@ from probe_candidates import (
 
 RULE_START = 8  # the lowest layer features.probe_layers keeps on a 30-layer model
 VARIANTS = ("now", "ensemble-2", "ensemble-5", "shortlist-5", "layer-average", "hybrid-geometric", "all-weighted",
-            "from-2", "from-4", "joint")
+            "from-2", "from-4", "joint", "repeats-1", "folds-3")
+FOLD_VARIANTS = {"repeats-1": {"REPEATS": 1}, "folds-3": {"REPEATS": 1, "FOLDS": 3}}  # search.py's settings
 AVERAGE = 100  # the layer number the layer-average vectors are filed under
 JOINT_SCALES = (0.5, 1.0, 2.0)
 JOINT_C = (1.0, 10.0, 100.0)
@@ -101,6 +104,8 @@ def variant_context(name: str):
         return patched(search, hybrid_candidates=geometric_hybrid)
     if name == "all-weighted":
         return patched(search, search_probes=all_weighted(search.search_probes))
+    if name in FOLD_VARIANTS:
+        return patched(search, **FOLD_VARIANTS[name])
     return contextlib.nullcontext()
 
 
@@ -161,13 +166,22 @@ def stage(f: dict, seed: int, variant: str, base: dict) -> dict:
         f = with_layer_average(f)
     if variant == "joint":
         return joint(f, seed)
-    t0 = time.perf_counter()
     with variant_context(variant):
+        if variant in FOLD_VARIANTS:  # the baseline's C is chosen on the same folds: fitted again on these
+            base = baseline_stage(f, seed)
+        t0 = time.perf_counter()
         r = auto_probe_stage(f, seed, base)
     y, y_test, names = r["y"], r["y_test"], f["names"]
     return {"pick": test_figures(r["pick"].name, r["pick"].cv_macro_f1, r["pick"].oof, r["pick_test"], y, y_test, names),
             "llm": test_figures(r["llm"].name, r["llm"].cv_macro_f1, r["llm"].oof, r["llm_test"], y, y_test, names),
-            "layers": f["train"]["layers"], "seconds": time.perf_counter() - t0}
+            "layers": f["train"]["layers"], "seconds": time.perf_counter() - t0, "base_seconds": base["base_seconds"],
+            "base_test": float(score_of(base["base_test"], y_test, names))}
+
+
+def score_of(p_test, y_test, names) -> float:
+    from llmclassify.scoring import score
+
+    return score(p_test, y_test, names)["macro_f1"]
 
 
 def joint(f: dict, seed: int) -> dict:
@@ -235,7 +249,8 @@ def main(argv=None) -> int:
             continue
         runs[v] = stage(f, a.seed, v, base)
         print(f"{v}: pick {runs[v]['pick']['test']:.4f} ({runs[v]['pick']['name']})", file=sys.stderr, flush=True)
-    row = {"data": a.label or data_label(a), "machine": machine, "trunk_dtype": f.get("trunk_dtype"), "runs": runs}
+    row = {"data": a.label or data_label(a), "machine": machine, "trunk_dtype": f.get("trunk_dtype"), "runs": runs,
+           "pool": len(f["train"]["y"]) + len(f["val"]["y"])}
     rows = add_row(Path(a.out), row)
     shown = [v for v in VARIANTS if any(v in r["runs"] for r in rows)]
     md = ["# Changes to the search, beside the rule `train` follows (test macro-F1 of the pick; never read to choose)",
@@ -256,6 +271,15 @@ def main(argv=None) -> int:
         diffs = [r["runs"][v]["pick"]["test"] - r["runs"]["now"]["pick"]["test"] for r in rows if v in r["runs"]]
         means.append("" if v == "now" else f"{np.mean(diffs):+.4f} over {len(diffs)}")
     md.append("| mean difference | " + " | ".join(means) + " |")
+    timed = [v for v in shown if v in FOLD_VARIANTS]
+    if timed:  # what the fold variants are for: the seconds of the probe stage and of the baseline
+        md += ["", "Seconds of the probe stage + the baseline's CV and refit, and the baseline's test macro-F1, "
+               "under `now` and the fold variants (one BLAS thread):", "",
+               "| data | pool | " + " | ".join(["now"] + timed) + " |", "|---|---:|" + "---:|" * (1 + len(timed))]
+        for r in rows:
+            cells = [f"{x['seconds']:.0f} + {x['base_seconds']:.0f} s (TF-IDF {x['base_test']:.4f})"
+                     if (x := r["runs"].get(v)) and "base_seconds" in x else "-" for v in ["now"] + timed]
+            md.append(f"| {r['data']} | {r.get('pool', '-')} | " + " | ".join(cells) + " |")
     md += ["", "Picks:", ""] + [f"- {r['data']}, {v}: {x['pick']['name']} (CV {x['pick']['cv']:.4f})"
                                 for r in rows for v, x in r["runs"].items()]
     write_report(Path(a.out), md, rows)

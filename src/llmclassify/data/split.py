@@ -110,7 +110,6 @@ def prepare(
       val and test keep the natural distribution.
     - A class with fewer than `min_per_class` rows (default: one per non-empty split) is an
       error naming the class; so is a table with one class.
-
     - `test_table` (a file of its own, `--test-data`) is the test split as it is, cleaned by the
       same rule; `table` then gives train and validation only, in the ratio of the split's first
       two fractions, less (with `dedupe`) any text that is also a test text. A test label that
