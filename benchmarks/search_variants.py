@@ -20,8 +20,6 @@ Variants (`--variants`, comma-separated; `now` always runs first):
   joint             one logistic regression on [TF-IDF | the concatenation probe's standardised
                     vectors times s / sqrt(width)], s and C by 5-fold CV: in place of the hybrid,
                     reported as its own pick
-  cold-folds        every fold's logistic regressions start from zero, as before LogisticPath's
-                    `start` (each fold now starts where the previous one began)
   repeats-1         one shuffle of search.FOLDS folds, not search.REPEATS (2): half the fits
   folds-3           one shuffle of 3 folds: a quarter of the fits' rows (the baseline too)
 
@@ -51,7 +49,7 @@ from probe_candidates import (
 
 RULE_START = 8  # the lowest layer features.probe_layers keeps on a 30-layer model
 VARIANTS = ("now", "ensemble-2", "ensemble-5", "shortlist-5", "layer-average", "hybrid-geometric", "all-weighted",
-            "from-2", "from-4", "joint", "repeats-1", "folds-3", "cold-folds")
+            "from-2", "from-4", "joint", "repeats-1", "folds-3")
 FOLD_VARIANTS = {"repeats-1": {"REPEATS": 1}, "folds-3": {"REPEATS": 1, "FOLDS": 3}}  # search.py's settings
 AVERAGE = 100  # the layer number the layer-average vectors are filed under
 JOINT_SCALES = (0.5, 1.0, 2.0)
@@ -108,19 +106,7 @@ def variant_context(name: str):
         return patched(search, search_probes=all_weighted(search.search_probes))
     if name in FOLD_VARIANTS:
         return patched(search, **FOLD_VARIANTS[name])
-    if name == "cold-folds":
-        return patched(probes, LogisticPath=cold_path(probes.LogisticPath))
     return contextlib.nullcontext()
-
-
-def cold_path(path_cls):
-    """LogisticPath without its `start`: every fold's first fit from zero."""
-
-    class ColdPath(path_cls):
-        def __init__(self, n_classes, balanced=False, tol=path_cls.__init__.__defaults__[1], start=None):
-            super().__init__(n_classes, balanced, tol)
-
-    return ColdPath
 
 
 def geometric_hybrid(best_probe, baseline_oof, y, names, val_rows, weights=None):
@@ -285,7 +271,7 @@ def main(argv=None) -> int:
         diffs = [r["runs"][v]["pick"]["test"] - r["runs"]["now"]["pick"]["test"] for r in rows if v in r["runs"]]
         means.append("" if v == "now" else f"{np.mean(diffs):+.4f} over {len(diffs)}")
     md.append("| mean difference | " + " | ".join(means) + " |")
-    timed = [v for v in shown if v in FOLD_VARIANTS or v == "cold-folds"]
+    timed = [v for v in shown if v in FOLD_VARIANTS]
     if timed:  # what the fold variants are for: the seconds of the probe stage and of the baseline
         md += ["", "Seconds of the probe stage + the baseline's CV and refit, and the baseline's test macro-F1, "
                "under `now` and the fold variants (one BLAS thread):", "",

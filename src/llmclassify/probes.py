@@ -113,24 +113,14 @@ class LogisticPath:
     solver's gradient test (the gradient of the mean loss moves by only (1/C_prev - 1/C) |w| / n),
     so on reuters-r8 the baseline's C=100 took zero iterations and returned the C=10 model
     (test macro-F1 0.8269 instead of 0.8591). A model that is kept (fit_logistic) is solved to
-    FINAL_TOL.
+    FINAL_TOL."""
 
-    `start`: the `first` of another path on the same columns (the previous fold of a cross-
-    validation: its rows differ by two folds in five): this path's first fit starts from that
-    solution where both saw the same classes, not from zero. The first C of a probe's grid is
-    its most regularised and, on the 4,032 correlated columns of the concatenation, its slowest:
-    on ATIS (15 classes) 183 to 264 L-BFGS iterations from zero against 47 to 67 from the
-    previous fold's, and the concatenation's cross-validation 1.9x faster, its CV macro-F1
-    within 0.0003 (benchmarks/results/warm-folds.md)."""
-
-    def __init__(self, n_classes: int, balanced: bool = False, tol: float = SEARCH_TOL, start=None):
+    def __init__(self, n_classes: int, balanced: bool = False, tol: float = SEARCH_TOL):
         from sklearn.linear_model import LogisticRegression
 
         self.n_classes = n_classes
         self.lr = LogisticRegression(max_iter=MAX_ITER, tol=tol, warm_start=True,
                                      class_weight="balanced" if balanced else None)
-        self.start = start
-        self.first = None  # (classes, coef, intercept) of the first fit: where another path may start
 
     def fit(self, z, y: np.ndarray, C: float) -> tuple[np.ndarray, np.ndarray]:
         """(weight (n_classes, F), bias (n_classes,)) for every class even when the rows lack
@@ -138,11 +128,7 @@ class LogisticPath:
         from scipy.sparse import issparse
 
         lr = self.lr.set_params(C=C, solver=SPARSE_SOLVER if issparse(z) else DENSE_SOLVER)
-        if self.first is None and self.start is not None and np.array_equal(self.start[0], np.unique(y)):
-            lr.coef_, lr.intercept_ = self.start[1].copy(), self.start[2].copy()
         lr.fit(z, y)
-        if self.first is None:
-            self.first = (lr.classes_.copy(), lr.coef_.copy(), lr.intercept_.copy())
         weight = np.zeros((self.n_classes, z.shape[1]), dtype=np.float32)
         bias = np.full(self.n_classes, -30.0, dtype=np.float32)
         coef, icpt = lr.coef_, lr.intercept_
@@ -273,21 +259,17 @@ def softmax(z: np.ndarray) -> np.ndarray:
 def out_of_fold(x: np.ndarray, y: np.ndarray, n_classes: int, folds: list[np.ndarray], C_grid,
                 balanced: bool = False, mix: int = 0) -> dict[float, np.ndarray]:
     """{C: (N, n_classes) probabilities} for every C of `C_grid`, each row from a probe fitted
-    without that row's fold; along the grid each fold's fits are one LogisticPath (warm starts),
-    which starts where the previous fold's began (LogisticPath's `start`)."""
+    without that row's fold; along the grid each fold's fits are one LogisticPath (warm starts)."""
     mean, scale = standardiser(x)  # unsupervised: no labels used
     z = ((x - mean) / scale).astype(np.float32)
     probs = {C: np.zeros((len(y), n_classes), dtype=np.float64) for C in C_grid}
-    first = None
     for held in folds:
         keep = np.ones(len(y), dtype=bool)
         keep[held] = False
-        path = None if mix else LogisticPath(n_classes, balanced, start=first)
-        fit = path.fit if path else fitter(n_classes, balanced, mix)
+        fit = fitter(n_classes, balanced, mix)
         for C in sorted(C_grid):
             w, b = fit(z[keep], y[keep], C)
             probs[C][held] = softmax(z[held] @ w.T + b)
-        first = path.first if path else None
     return probs
 
 
