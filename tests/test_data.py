@@ -523,6 +523,7 @@ def test_a_test_file_is_the_test_split_as_it_is():
     assert (len(p.train), len(p.val)) == (28, 4)
     assert "shared" not in p.train.texts + p.val.texts
     assert p.report["test_texts_removed_from_training"] == 1 and p.report["test_source"] == test.source
+    assert p.report["test_duplicates_removed"] == 1 and p.report["test_conflicting_rows_removed"] == 0
     assert p.report["splits"]["test"] == {"a": 2, "b": 2}
     # without dedupe both files stay as they are
     p = prepare(table, test_table=test, dedupe=False)

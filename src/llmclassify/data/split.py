@@ -118,7 +118,8 @@ def prepare(
     `report` holds rows_read, skipped, conflicting_texts, conflicting_rows_removed,
     duplicates_removed, rows_used, class_counts, splits (per-class counts per split), balance
     and undersampled ({"before": ..., "after": ...} of train, or None); with `test_table`, also
-    test_source, test_rows_read and test_texts_removed_from_training.
+    test_source, test_rows_read, test_duplicates_removed, test_conflicting_rows_removed and
+    test_texts_removed_from_training.
     """
     fracs = parse_split(split) if isinstance(split, str) else parse_split(list(split))
     if balance not in ("none", "undersample"):
@@ -126,7 +127,7 @@ def prepare(
     test_texts: set[str] = set()
     if test_table is not None:
         fracs = (fracs[0] / (fracs[0] + fracs[1]), fracs[1] / (fracs[0] + fracs[1]), 0.0)
-        test_keep = _dedupe(test_table, dedupe)[0]
+        test_keep, _, test_conflict_rows, test_duplicates = _dedupe(test_table, dedupe)
         test_texts = {test_table.texts[i] for i in test_keep} if dedupe else set()
     keep, n_conflicting, conflict_rows, duplicates = _dedupe(table, dedupe)
     in_test = [i for i in keep if table.texts[i] in test_texts]
@@ -175,6 +176,7 @@ def prepare(
     }
     if test_table is not None:
         report |= {"test_source": test_table.source, "test_rows_read": len(test_table),
+                   "test_duplicates_removed": test_duplicates, "test_conflicting_rows_removed": test_conflict_rows,
                    "test_texts_removed_from_training": len(in_test)}
     return Prepared(*splits, label_map=label_map, report=report)
 

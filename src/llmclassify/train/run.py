@@ -74,7 +74,11 @@ def describe_report(r: dict) -> str:
         parts.append("split " + " / ".join(
             f"{k} {sum(v.values()) if isinstance(v, dict) else v}" for k, v in splits.items()))
     if r.get("test_source"):
-        parts.append(f"test: {r['test_source']} ({r['test_rows_read']} rows read)")
+        removed = [f"{r[k]} {what}" for k, what in (("test_duplicates_removed", "exact duplicates"),
+                                                     ("test_conflicting_rows_removed", "rows with conflicting labels"))
+                   if r.get(k)]
+        parts.append(f"test: {r['test_source']} ({r['test_rows_read']} rows read"
+                     + (f", {' and '.join(removed)} removed" if removed else "") + ")")
     if r.get("test_texts_removed_from_training"):
         parts.append(f"{r['test_texts_removed_from_training']} texts of the test file removed from training")
     return "; ".join(parts)
