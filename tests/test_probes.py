@@ -104,6 +104,38 @@ def test_logistic_path_fits_every_c_of_its_grid():
         assert np.abs(w - ref).max() < 0.06 * np.abs(ref).max(), C
 
 
+def test_a_line_search_giving_up_is_not_shown_a_spent_iteration_budget_is(monkeypatch):
+    """Newton-CG's line-search warnings (60 texts of 20 topics gave two on stderr) are dropped;
+    a ConvergenceWarning is not."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    from llmclassify.probes import LogisticPath
+
+    fit = LogisticRegression.fit
+    said = []
+
+    def noisy_fit(self, z, y):
+        for message, category in said:
+            warnings.warn(message, category, stacklevel=2)
+        return fit(self, z, y)
+
+    monkeypatch.setattr(LogisticRegression, "fit", noisy_fit)
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 50)
+    z = rng.normal(size=(50, 4)).astype(np.float32)
+    said[:] = [("The line search algorithm did not converge", RuntimeWarning), ("Line Search failed", UserWarning)]
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        LogisticPath(2).fit(z, y, 1.0)
+    assert not shown
+    said[:] = [("lbfgs failed to converge", ConvergenceWarning)]
+    with pytest.warns(ConvergenceWarning):
+        LogisticPath(2).fit(z, y, 1.0)
+
+
 @pytest.mark.parametrize("C", [0.3, 30.0])
 def test_out_of_fold_predictions_never_come_from_a_model_that_saw_their_rows(C):
     """Labels unrelated to the features score at chance out of fold, at every C. Starting each
