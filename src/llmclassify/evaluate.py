@@ -121,7 +121,8 @@ def compute_metrics(
     }
 
 
-def _fmt(v, pct=True) -> str:
+def format_figure(v, pct=True) -> str:
+    """A metric as the reports show it: a percentage, or 4 decimals (`pct=False`); '-' for none."""
     if v is None:
         return "-"
     return f"{100 * v:.2f}%" if pct else f"{v:.4f}"
@@ -145,19 +146,19 @@ def format_table(metrics_by_split: Mapping[str, Mapping], baseline: Mapping[str,
     names = list(ms[0].get("labels", []))
     rows: list[tuple[str, list[str]]] = [
         ("examples", [str(m.get("n", "-")) for m in ms]),
-        ("accuracy", [_fmt(m.get("accuracy")) for m in ms]),
-        ("macro F1", [_fmt(m.get("macro_f1")) for m in ms]),
-        ("balanced accuracy", [_fmt(m.get("balanced_accuracy")) for m in ms]),
+        ("accuracy", [format_figure(m.get("accuracy")) for m in ms]),
+        ("macro F1", [format_figure(m.get("macro_f1")) for m in ms]),
+        ("balanced accuracy", [format_figure(m.get("balanced_accuracy")) for m in ms]),
     ]
     for name in names:
         rows.append(
-            (f"F1 {name}", [_fmt((m.get("per_class") or m.get("per_label") or {}).get(name, {}).get("f1"))
+            (f"F1 {name}", [format_figure((m.get("per_class") or m.get("per_label") or {}).get(name, {}).get("f1"))
                             for m in ms])
         )
     if any(m.get("roc_auc") is not None for m in ms):
-        rows.append(("ROC-AUC", [_fmt(m.get("roc_auc"), pct=False) for m in ms]))
+        rows.append(("ROC-AUC", [format_figure(m.get("roc_auc"), pct=False) for m in ms]))
     if any(m.get("loss") is not None for m in ms):
-        rows.append(("loss", [_fmt(m.get("loss"), pct=False) for m in ms]))
+        rows.append(("loss", [format_figure(m.get("loss"), pct=False) for m in ms]))
 
     w0 = max(len(r[0]) for r in rows)
     widths = [max(len(s), *(len(r[1][j]) for r in rows)) for j, s in enumerate(splits)]

@@ -50,6 +50,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from . import probes
+from .evaluate import format_figure
 from .scoring import score
 
 # The hybrid's weights on the probe (the rest on TF-IDF). Both ends near 0 and 1: on 20 topics
@@ -136,10 +137,6 @@ def _macro_f1(probs, y, names) -> float | None:
     return None if m is None else float(m["macro_f1"])
 
 
-def _shown(f1: float | None) -> str:
-    return "-" if f1 is None else f"{f1:.4f}"
-
-
 SHORTLIST = 3  # candidates that go on from the ridge screen to logistic regression
 # A pool whose largest class is at most this times its smallest gets balanced class weights
 # within 10% of 1: the weighted refit of the best probe is skipped there.
@@ -205,7 +202,8 @@ def _logistic_candidate(pooled, y, names, folds, val_rows, picks, balanced: bool
     cand = Candidate(name, "probe", f1, _macro_f1(oof[val_rows], y[val_rows], names),
                      cost=(0, depth, len(picks), balanced), picks=tuple(picks), C=C, balanced=balanced, mix=mix,
                      seconds=time.perf_counter() - t0, oof=oof)
-    log(f"  {cand.name:<44} CV macro-F1 {f1:.4f}  val {_shown(cand.val_macro_f1)}  (C {C}, {cand.seconds:.1f} s)")
+    val = format_figure(cand.val_macro_f1, pct=False)
+    log(f"  {cand.name:<44} CV macro-F1 {f1:.4f}  val {val}  (C {C}, {cand.seconds:.1f} s)")
     return cand
 
 
@@ -242,10 +240,12 @@ def with_answers(found: list[Candidate], y, names, val_rows, baseline_oof=None, 
     ens = ensemble_candidate(found, y, names, val_rows) if ensemble else None
     if ens is not None:
         out = [replace(c, choosable=False) if c.kind == "probe" else c for c in out] + [ens]
-        log(f"  {ens.name}\n  {'':<44} CV macro-F1 {ens.cv_macro_f1:.4f}  val {_shown(ens.val_macro_f1)}")
+        log(f"  {ens.name}\n  {'':<44} CV macro-F1 {ens.cv_macro_f1:.4f}  "
+            f"val {format_figure(ens.val_macro_f1, pct=False)}")
     if baseline_oof is not None:
         hybrid = hybrid_candidates(choose(out, "cv_macro_f1"), baseline_oof, y, names, val_rows)
-        log(f"  {hybrid.name:<44} CV macro-F1 {hybrid.cv_macro_f1:.4f}  val {_shown(hybrid.val_macro_f1)}")
+        log(f"  {hybrid.name:<44} CV macro-F1 {hybrid.cv_macro_f1:.4f}  "
+            f"val {format_figure(hybrid.val_macro_f1, pct=False)}")
         out.append(hybrid)
     return out
 

@@ -130,7 +130,7 @@ def prepare(
         test_keep, _, test_conflict_rows, test_duplicates = _dedupe(test_table, dedupe)
         test_texts = {test_table.texts[i] for i in test_keep} if dedupe else set()
     keep, n_conflicting, conflict_rows, duplicates = _dedupe(table, dedupe)
-    in_test = [i for i in keep if table.texts[i] in test_texts]
+    in_test = [i for i in keep if table.texts[i] in test_texts] if test_texts else []
     if in_test:  # a test text in training inflates the test figures: the test file keeps it
         keep = [i for i in keep if table.texts[i] not in test_texts]
     kept_labels = [table.labels[i] for i in keep]
