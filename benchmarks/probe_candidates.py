@@ -28,10 +28,12 @@ from machine import describe
 SPLITS = ("train", "val", "test")
 
 
-def start(doc: str, script: str, argv=None, more_args=None) -> tuple[argparse.Namespace, dict, dict]:
+def start(doc: str, script: str, argv=None, more_args=None, features: bool = True
+          ) -> tuple[argparse.Namespace, dict, dict | None]:
     """What a benchmark on pooled features begins with: its arguments (what `pooled_features`
     reads: the data, its split, the features' cache; --out; and `more_args(ap)`'s), the
-    machine's description with the command, and the features. `script`: benchmarks/NAME.py."""
+    machine's description with the command, and the features (None if not `features`: the
+    benchmark makes its own). `script`: benchmarks/NAME.py."""
     ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--data", default="sms-spam")
     ap.add_argument("--preset", help="reference: the book's split")
@@ -44,17 +46,21 @@ def start(doc: str, script: str, argv=None, more_args=None) -> tuple[argparse.Na
         more_args(ap)
     a = ap.parse_args(argv)
     machine = describe(sys.argv if argv is None else [script, *argv])
-    return a, machine, pooled_features(a)
+    return a, machine, pooled_features(a) if features else None
 
 
-def pooled_features(a) -> dict:
+def pooled_features(a, template: str | None = None) -> dict:
+    """One trunk pass's pooled vectors of every split (with `template` applied to the texts),
+    their labels and raw texts, the label names, the pass's arithmetic, seconds and tokens;
+    loaded from `a.features` where that exists, saved there otherwise."""
     from llmclassify.train import run as R
     from llmclassify.train.config import TrainConfig, with_preset
 
     if a.features and Path(a.features).exists():
         return torch.load(a.features)
     layers = tuple(int(x) for x in a.probe_layers.split(",")) if a.probe_layers else None
-    cfg = TrainConfig(data=a.data, recipe="probe", progress=True, baseline="none", seed=a.seed, probe_layers=layers)
+    cfg = TrainConfig(data=a.data, recipe="probe", progress=True, baseline="none", seed=a.seed, probe_layers=layers,
+                      template=template)
     cfg = with_preset(cfg, a.preset, {"recipe", "baseline", "probe_layers"}) if a.preset else cfg
     work = Path(a.work_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -63,7 +69,8 @@ def pooled_features(a) -> dict:
     pooled = R._trunk_pass(run, "probe", {}, None)
     feats = {s: {"data": pooled[s].data.clone(), "layers": pooled[s].layers, "y": list(getattr(run.prep, s).labels),
                  "texts": list(getattr(run.prep, s).texts)} for s in SPLITS}
-    feats |= {"names": run.names, "trunk_dtype": run.trunk_dtype, "pass_seconds": time.perf_counter() - t0}
+    feats |= {"names": run.names, "trunk_dtype": run.trunk_dtype, "pass_seconds": time.perf_counter() - t0,
+              "template": template, "tokens": sum(len(x) for s in SPLITS for x in run.ids[s])}
     if a.features:
         torch.save(feats, a.features)
     return feats
