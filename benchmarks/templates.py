@@ -13,7 +13,7 @@ with it):
   none      the text as it is (train's default)
   text      'Text: {text}\\nCategory:' (a generic prefix and suffix, README's example form)
   question  '{text}\\n\\nQuestion: Which of these is the text above: A, B or C?\\nAnswer:'
-            with the data's label names: a task-aware template built from the data alone
+            with the data's label names (inputs.label_question: what `--template auto` tries)
 
 The mean over real tokens includes the template's tokens, as in `train --template`; the last
 real token is the template's last. Cost: each template is one more trunk pass, over the tokens
@@ -48,9 +48,9 @@ def template_text(name: str, labels: list[str]) -> str | None:
     if name == "text":
         return "Text: {text}\nCategory:"
     if name == "question":
-        choices = ", ".join(labels[:-1]) + " or " + labels[-1]
-        return "{text}\n\nQuestion: Which of these is the text above: " + choices.replace("{", "{{").replace(
-            "}", "}}") + "?\nAnswer:"
+        from llmclassify.inputs import label_question
+
+        return label_question(labels)
     raise SystemExit(f"templates.py: unknown template {name} (known: {', '.join(TEMPLATES)})")
 
 

@@ -438,6 +438,28 @@ def test_template_is_applied_saved_and_used(tiny_model_dir, small_data, tmp_path
         tiny_train_config(tiny_model_dir, small_data, run, template="no field here")
 
 
+@pytest.mark.parametrize("tie", [-1.0, 1.0])  # the question kept whatever its score, or never
+def test_template_auto_keeps_the_question_where_cross_validation_prefers_it(tiny_model_dir, small_data, tmp_path,
+                                                                           monkeypatch, tie):
+    from llmclassify.inputs import label_question
+
+    monkeypatch.setattr("llmclassify.train.run.QUESTION_LEAD", tie)
+    run = tmp_path / "tpl-auto"
+    s = train(tiny_train_config(tiny_model_dir, small_data, run, recipe="probe", template="auto"))
+    found = s["template_search"]
+    clf = Classifier.load(run)
+    question = label_question(clf.spec.labels)
+    assert found["question"] == question and set(found["cv_macro_f1"]) == {"none", "question"}
+    assert found["chosen"] == ("question" if tie < 0 else "none")
+    assert clf.spec.template == (question if tie < 0 else None)
+    ids, _ = clf.encode(["hi"])
+    assert ids[0] == clf.tokenizer.encode(question.format(text="hi") if tie < 0 else "hi")
+    _, m = evaluate_run(run)  # the saved classifier reads what its probe was fitted on
+    assert m["accuracy"] == s["splits"]["test"]["accuracy"] and m["macro_f1"] == s["splits"]["test"]["macro_f1"]
+    with pytest.raises(Exception, match="--template auto"):
+        tiny_train_config(tiny_model_dir, small_data, run, recipe="finetune", template="auto")
+
+
 def test_hybrid_prediction_mixes_the_baseline(tiny_model_dir, small_data, tmp_path):
     run = tmp_path / "auto"
     s = train(tiny_train_config(tiny_model_dir, small_data, run, recipe="auto", epochs=1))

@@ -12,13 +12,16 @@ from collections.abc import Sequence
 from .errors import UserError
 from .tokenizer import pad_batch
 
-__all__ = ["TRUNCATE", "apply_padding", "apply_template", "check_template", "cut_tokens", "encode_texts", "length_batches",
-           "pad_batch"]
+__all__ = ["TEMPLATE_AUTO", "TRUNCATE", "apply_padding", "apply_template", "check_template", "cut_tokens", "encode_texts",
+           "label_question", "length_batches", "pad_batch"]
+
+TEMPLATE_AUTO = "auto"  # --template auto: the search tries the text as it is and label_question's template
 
 
 def check_template(template: str | None) -> None:
-    """A template must hold `{text}` once and no other field (`{{`/`}}` are literal braces)."""
-    if template is None:
+    """A template must hold `{text}` once and no other field (`{{`/`}}` are literal braces),
+    or be TEMPLATE_AUTO."""
+    if template is None or template == TEMPLATE_AUTO:
         return
     import string
 
@@ -29,6 +32,15 @@ def check_template(template: str | None) -> None:
     if fields != ["text"]:
         raise UserError("--template must contain {text} exactly once and no other {field}, "
                         "e.g. 'Message: {text}\\nCategory:'")
+
+
+def label_question(labels: Sequence[str]) -> str:
+    """The template `--template auto` tries: the text, then a question naming the labels
+    ('{text}\n\nQuestion: Which of these is the text above: ham or spam?\nAnswer:'); the last
+    token's state then reads the text for this task (benchmarks/results/templates.md)."""
+    names = [str(x).replace("{", "{{").replace("}", "}}") for x in labels]
+    choices = ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
+    return "{text}\n\nQuestion: Which of these is the text above: " + choices + "?\nAnswer:"
 
 
 def apply_template(texts: Sequence[str], template: str | None) -> list[str]:

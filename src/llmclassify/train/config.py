@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 from ..errors import UserError
-from ..inputs import TRUNCATE, check_template
+from ..inputs import TEMPLATE_AUTO, TRUNCATE, check_template
 from ..loaders.presets import DEFAULT_MODEL
 from ..spec import POOLINGS
 
@@ -88,7 +88,9 @@ class TrainConfig:
     baseline: str = option("tfidf", "TF-IDF + logistic regression on the same split, shown beside the run",
                            choices=("tfidf", "none"))
     template: str | None = option(None, "prompt template applied before tokenising, e.g. "
-                                  "'Message: {text}\\nCategory:'")
+                                  "'Message: {text}\\nCategory:'; auto: the probe search also tries a question "
+                                  "naming the labels after the text, kept where cross-validation prefers it (one more "
+                                  "trunk pass)")
     window: int = option(256, "texts longer than this many tokens are read as --long-texts says; 0: whole texts")
     long_texts: str = option("windows", "texts over --window tokens: windows (consecutive windows, features "
                              "averaged over them: every token read, cost linear in length), head (the first "
@@ -178,6 +180,8 @@ class TrainConfig:
         if self.probe is not None and self.recipe == "finetune":
             raise UserError("--probe names a probe; it needs --recipe probe or auto, not finetune")
         check_template(self.template)
+        if self.template == TEMPLATE_AUTO and self.recipe == "finetune":
+            raise UserError("--template auto is tried by the probe search: it needs --recipe auto or probe")
         if self.window < 0:
             raise UserError("--window must be 0 (whole texts) or a number of tokens")
         if self.probe_layers is not None:

@@ -162,7 +162,7 @@ def finetune_caches(run: Run, use_cache: bool, shared_caches: dict | None) -> di
         return dict.fromkeys(SPLITS)
     cache_key = (cfg.model, cfg.data, cfg.text_column, cfg.label_column, cfg.label_sep, cfg.split_method, cfg.split,
                  cfg.seed, cfg.dedupe, cfg.balance, run.boundary, run.pad_to, run.max_len, cfg.causal,
-                 cfg.cache_dtype, cfg.template, bool(cfg.extra.get("random_init")))
+                 cfg.cache_dtype, run.template, bool(cfg.extra.get("random_init")))
     reuse = (shared_caches or {}).get(cache_key)
     caches = {}
     for s in SPLITS:

@@ -22,10 +22,11 @@ from ..errors import UserError
 from ..evaluate import format_table
 from ..freeze import apply_strategy, count_parameters
 from ..heads import SequenceClassifier
-from ..inputs import apply_padding, encode_texts
+from ..inputs import TEMPLATE_AUTO, apply_padding, encode_texts, label_question
 from ..model import Decoder
 from ..resume import STATE_FILE, GracefulStop, read_state
 from ..scoring import logit_metrics
+from ..search import TIE
 from .config import SPLITS, TrainConfig, parse_padding
 from .finetune import Features, finetune_caches, fit_top, targets
 from .select import (
@@ -165,6 +166,8 @@ def _train(cfg: TrainConfig, out_dir: Path, feats: dict, shared_caches: dict | N
     base = fit_baseline(run, pool_rows, folds) if cfg.baseline != "none" else None
     run.peak_mib["baseline"] = peak_rss_mib()
     probe_cands = score_probes(run, pooled, pool_rows, folds, base) if pooled else []
+    if pooled and cfg.template == TEMPLATE_AUTO:
+        pooled, probe_cands = _template_axis(run, pooled, probe_cands, pool_rows, folds, base)
     run.peak_mib["probe_search"] = peak_rss_mib()
     finetuned = None
     if recipe in ("finetune", "auto"):
@@ -216,7 +219,8 @@ def _prepare(cfg: TrainConfig, out_dir: Path) -> Run:
     log(f"model {cfg.model}: {lm.config.n_layers} blocks, {n_total:,} parameters; {tok.describe()}", cfg)
 
     max_len, keep = cfg.token_budget(lm.config.context_length)
-    enc = {s: encode_texts(tok, getattr(prep, s).texts, max_len, cfg.template, keep) for s in SPLITS}
+    template = None if cfg.template == TEMPLATE_AUTO else cfg.template  # auto: the question is the probe stage's
+    enc = {s: encode_texts(tok, getattr(prep, s).texts, max_len, template, keep) for s in SPLITS}
     truncated = {s: sum(t) for s, (_, t) in enc.items()}
     if any(truncated.values()) and dist.is_main():  # a warning: shown even with --quiet
         logger.warning("truncated to %d tokens%s: %s", max_len, " (head and tail)" if keep == "head-tail" else "",
@@ -229,7 +233,7 @@ def _prepare(cfg: TrainConfig, out_dir: Path) -> Run:
     long_texts = {s: (truncated[s] if cut_at_window else sum(len(x) > cfg.window for x in ids[s])) if cfg.window
                   else 0 for s in SPLITS}
     return Run(cfg, out_dir, cfg.progress and dist.is_main(), t_start, prep, names, multi, lm, tok, clf,
-               boundary, max_len, pad_to, ids, truncated, truncate=keep, long_texts=long_texts)
+               boundary, max_len, pad_to, ids, truncated, truncate=keep, long_texts=long_texts, template=template)
 
 
 def _check_validation_needs(cfg: TrainConfig, prep) -> None:
@@ -293,7 +297,7 @@ def _trunk_pass(run: Run, recipe: str, feats: dict, shared_caches: dict | None) 
     if recipe == "finetune":
         caches = finetune_caches(run, use_cache, shared_caches)
     else:
-        from ..features import pass_depth, probe_layers, trunk_pass
+        from ..features import pass_depth, probe_layers
 
         layers = [int(x) for x in cfg.probe_layers] if cfg.probe_layers else probe_layers(clf.n_layers)
         if cfg.probe:
@@ -311,15 +315,9 @@ def _trunk_pass(run: Run, recipe: str, feats: dict, shared_caches: dict | None) 
         # (no fine-tuned top, no full weights saved): they are converted in place, their memory goes
         blocks = reduced_blocks(clf.decoder, pass_depth(layers, boundary), run.trunk_dtype, run.calibration_ids,
                                 cfg.causal, in_place=recipe == "probe" and not cfg.full_weights)
-        pooled, caches = {}, {}
-        for s in SPLITS:
-            pooled[s], caches[s] = trunk_pass(
-                clf.decoder, run.ids[s], run.tok.pad_id, layers=layers,
-                boundary=boundary, window=None if use_cache else cfg.window or None,
-                dtype=run.trunk_dtype,
-                causal=cfg.causal,
-                cache_dtype=getattr(torch, cfg.cache_dtype), memory_budget=int(cfg.cache_memory_gb * (1 << 30)),
-                spill_dir=str(run.out_dir), desc=f"trunk pass ({s})", progress=run.progress, blocks=blocks)
+        if cfg.template == TEMPLATE_AUTO:  # the question's pass runs on the same blocks
+            run.pass_blocks = (blocks, layers)
+        pooled, caches = _pooled_pass(run, run.ids, layers, blocks, boundary)
     for s in SPLITS:
         feats[s] = Features(run.ids[s], labels[s], run.tok.pad_id, caches[s])
     run.seconds["trunk_pass"] = time.perf_counter() - t0
@@ -333,6 +331,72 @@ def _trunk_pass(run: Run, recipe: str, feats: dict, shared_caches: dict | None) 
         log(f"trunk pass ({run.trunk_dtype}): {' and '.join(what)} for every text in "
             f"{run.seconds['trunk_pass']:.1f} s", cfg)
     return pooled
+
+
+# --template auto keeps the question where its best candidate's CV macro-F1 leads by more than
+# this: the search's tie (a second pass's features are the costlier choice)
+QUESTION_LEAD = TIE
+
+
+def _pooled_pass(run: Run, ids: dict, layers: list[int], blocks, boundary: int | None, what: str = "trunk pass"
+                 ) -> tuple[dict, dict]:
+    """Pooled vectors of `layers` for every split's `ids` (features.trunk_pass on `blocks`), and
+    the states entering block `boundary` where the top is fine-tuned (else None per split)."""
+    from ..features import trunk_pass
+
+    cfg = run.cfg
+    pooled, caches = {}, {}
+    for s in SPLITS:
+        pooled[s], caches[s] = trunk_pass(
+            run.clf.decoder, ids[s], run.tok.pad_id, layers=layers,
+            boundary=boundary, window=None if boundary else cfg.window or None,
+            dtype=run.trunk_dtype,
+            causal=cfg.causal,
+            cache_dtype=getattr(torch, cfg.cache_dtype), memory_budget=int(cfg.cache_memory_gb * (1 << 30)),
+            spill_dir=str(run.out_dir), desc=f"{what} ({s})", progress=run.progress, blocks=blocks)
+    return pooled, caches
+
+
+def _template_axis(run: Run, pooled: dict, found: list, y_pool, folds, base) -> tuple[dict, list]:
+    """`--template auto`: a second pass with the question naming the labels (inputs.label_question)
+    and its probe stage; its features and candidates replace the first pass's where its best
+    candidate leads theirs by more than QUESTION_LEAD out of fold (benchmarks/results/templates.md).
+    A text over the window is read in windows as always, the question in its last one."""
+    from ..search import choose
+
+    cfg = run.cfg
+    blocks, layers = run.pass_blocks
+    run.pass_blocks = None
+    question = label_question(run.names)
+    t0 = time.perf_counter()
+    enc = {s: encode_texts(run.tok, getattr(run.prep, s).texts, run.max_len, question, run.truncate) for s in SPLITS}
+    ids = {s: v for s, (v, _) in enc.items()}
+    asked, _ = _pooled_pass(run, ids, layers, blocks, None, what="trunk pass, with the question")
+    run.seconds["template_pass"] = time.perf_counter() - t0
+    asked_found = score_probes(run, asked, y_pool, folds, base)
+    plain_best, asked_best = choose(found, "cv_macro_f1"), choose(asked_found, "cv_macro_f1")
+    keep = asked_best.cv_macro_f1 > plain_best.cv_macro_f1 + QUESTION_LEAD
+    run.template_search = {"question": question, "cv_macro_f1": {"none": plain_best.cv_macro_f1,
+                                                                  "question": asked_best.cv_macro_f1},
+                           "chosen": "question" if keep else "none"}
+    log(f"template: {'the question' if keep else 'the text as it is'} (best CV macro-F1 without "
+        f"{plain_best.cv_macro_f1:.4f}, with the question {asked_best.cv_macro_f1:.4f}: {question!r})", cfg)
+    if not keep:
+        for s in SPLITS:
+            asked[s].close()
+        return pooled, found
+    run.probe_inputs = (question, ids, {s: sum(t) for s, (_, t) in enc.items()})
+    for s in SPLITS:
+        pooled[s].close()
+    return asked, asked_found
+
+
+def chosen_inputs(run: Run, fitted: Fitted) -> tuple[str | None, dict, dict]:
+    """The template, token ids and truncation counts of what the chosen classifier reads: a
+    probe's, with the question `--template auto` kept, or the texts as first encoded."""
+    if run.probe_inputs and fitted.spec_fields["recipe"] != "finetune":
+        return run.probe_inputs
+    return run.template, run.ids, run.truncated
 
 
 def _post_hoc(run: Run, fitted: Fitted, feats: dict) -> tuple[float, object, dict | None, dict | None]:
@@ -413,6 +477,7 @@ def _report_and_save(run: Run, fitted: Fitted, base, feats: dict) -> dict:
     if held_out and metrics["val"] is not None:
         metrics["val"]["held_out"] = "out-of-fold (the model was refitted on train + validation)"
     n_train, n_total = count_parameters(fitted.clf)
+    template, _, truncated = chosen_inputs(run, fitted)
     run.seconds["total"] = time.perf_counter() - run.t_start
     summary = {
         "splits": metrics,
@@ -424,7 +489,8 @@ def _report_and_save(run: Run, fitted: Fitted, base, feats: dict) -> dict:
         "seconds": dict(run.seconds),
         "peak_rss_mib": dict(run.peak_mib),  # the process's peak so far, after each stage
         "data": run.prep.report,
-        "truncated": run.truncated,
+        "truncated": truncated,
+        "template_search": run.template_search,
         "long_texts": {"policy": cfg.long_texts, "window": cfg.window, "texts": run.long_texts} if cfg.window else None,
         "max_length": run.max_len,
         "calibration": calibration,
@@ -438,7 +504,7 @@ def _report_and_save(run: Run, fitted: Fitted, base, feats: dict) -> dict:
         base_model=run.lm.identity, model_config=run.lm.config.to_dict(), labels=names, multi_label=run.multi,
         pooling=cfg.pooling, causal=cfg.causal, padding=cfg.padding, pad_to=run.pad_to, max_length=run.max_len,
         truncation=cfg.max_length is not None or (cfg.long_texts != "windows" and bool(cfg.window)),
-        truncate=run.truncate, template=cfg.template, trainable=cfg.trainable,
+        truncate=run.truncate, template=template, trainable=cfg.trainable,
         threshold=threshold, temperature=temperature, train_config=cfg.to_dict(),
         trunk_dtype=run.trunk_dtype if fitted.spec_fields["recipe"] != "finetune" else run.frozen_dtype,
         frozen_blocks=run.boundary if fitted.spec_fields["recipe"] == "finetune" else 0,

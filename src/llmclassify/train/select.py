@@ -64,7 +64,7 @@ def score_probes(run: Run, pooled: dict, y_pool, folds, base) -> list:
                           mixes=mixes)
     base_oof = base["oof"] if base is not None and cfg.recipe == "auto" else None
     found = with_answers(found, y_pool, run.names, val_rows, base_oof, ensemble=not asked, log=lambda m: log(m, cfg))
-    run.seconds["probe_search"] = time.perf_counter() - t0
+    run.seconds["probe_search"] = run.seconds.get("probe_search", 0) + time.perf_counter() - t0  # + the question's
     return found
 
 
@@ -114,7 +114,8 @@ def refit_probe(run: Run, pick, pooled: dict, y_pool, base, report: list) -> Fit
             p_base = base["model"].proba(getattr(run.prep, s).texts)
             mix = pick.hybrid_weight * softmax(logits[s].numpy()) + (1 - pick.hybrid_weight) * p_base
             logits[s] = torch.from_numpy(np.log(np.clip(mix, 1e-12, None))).float()
-    longest = max(len(x) for v in run.ids.values() for x in v)
+    ids = run.probe_inputs[1] if run.probe_inputs else run.ids  # (--template auto: the question's)
+    longest = max(len(x) for v in ids.values() for x in v)
     window = run.cfg.window if run.cfg.window and longest > run.cfg.window else None
     spec = {"recipe": pick.kind, "probe": [list(x) for x in pick.picks], "hybrid_weight": pick.hybrid_weight,
             "window": window}
