@@ -165,6 +165,7 @@ def run_record(metrics: dict, child: dict, command: str) -> dict:
         "seconds": metrics["seconds"],
         "peak_rss_mib_by_stage": metrics.get("peak_rss_mib"),
         "long_texts": metrics.get("long_texts"),
+        "template_search": metrics.get("template_search"),  # --template auto: each template's CV and the choice
         "wall_s": child["wall_s"],
         "cpu_s": child["cpu_s"],
         "peak_rss_mib": child["peak_rss_mib"],
@@ -179,6 +180,15 @@ def baseline_record(metrics: dict) -> dict | None:
         return None
     return {"name": base["name"], "C": base["C"], "cv_macro_f1": base["cv_macro_f1"], "seconds": base["seconds"],
             "test_macro_f1": base["splits"]["test"]["macro_f1"], "test_accuracy": base["splits"]["test"]["accuracy"]}
+
+
+def _template(run: dict) -> str:
+    """`--template auto`'s choice and both best CV macro-F1s, for the table; empty without it."""
+    t = run.get("template_search")
+    if not t:
+        return ""
+    cv = t["cv_macro_f1"]
+    return f", template {t['chosen']} (CV without {cv['none']:.4f}, with the question {cv['question']:.4f})"
 
 
 def run_one(name: str, recipe: str, data: Path, entry: dict, a) -> dict:
@@ -250,7 +260,7 @@ def markdown(report: dict) -> str:
             cells.append("failed" if run and "error" in run else
                          f"{_f(run and run['test_macro_f1'])} / {_f(run and run['test_accuracy'])}{gain}")
         b = e.get("baseline")
-        chose = "; ".join(f"{r}: {run.get('chosen_kind', '-')} ({run.get('chosen', '-')})"
+        chose = "; ".join(f"{r}: {run.get('chosen_kind', '-')} ({run.get('chosen', '-')}){_template(run)}"
                           for r, run in e.get("runs", {}).items() if r in SEARCHES and "error" not in run)
         lines.append(f"| {name} | {' | '.join(cells)} | {_f(b and b['test_macro_f1'])} / "
                      f"{_f(b and b['test_accuracy'])} | {chose or '-'} |")
