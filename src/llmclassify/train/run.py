@@ -155,8 +155,9 @@ def resume(run_dir: str | Path, progress: bool = True) -> dict:
 
 def _train(cfg: TrainConfig, out_dir: Path, feats: dict, shared_caches: dict | None,
            stop: GracefulStop, resume_state: tuple[dict, dict] | None) -> dict:
-    """The stages of a run: prepare -> encode -> trunk pass -> baseline -> fit (probe search
-    and / or the fine-tuned top) -> post-hoc (temperature, threshold) -> save."""
+    """The stages of a run: prepare -> encode -> trunk pass -> baseline -> fit (probe search,
+    with --template auto a second pass and search with the question; and / or the fine-tuned
+    top) -> post-hoc (temperature, threshold) -> save."""
     run = _prepare(cfg, out_dir)
     run.peak_mib["prepare"] = peak_rss_mib()
     recipe = _resolve_recipe(run)
@@ -166,7 +167,7 @@ def _train(cfg: TrainConfig, out_dir: Path, feats: dict, shared_caches: dict | N
     base = fit_baseline(run, pool_rows, folds) if cfg.baseline != "none" else None
     run.peak_mib["baseline"] = peak_rss_mib()
     probe_cands = score_probes(run, pooled, pool_rows, folds, base) if pooled else []
-    if pooled and cfg.template == TEMPLATE_AUTO:
+    if cfg.template == TEMPLATE_AUTO:
         pooled, probe_cands = _template_axis(run, pooled, probe_cands, pool_rows, folds, base)
     run.peak_mib["probe_search"] = peak_rss_mib()
     finetuned = None
@@ -365,6 +366,9 @@ def _template_axis(run: Run, pooled: dict, found: list, y_pool, folds, base) -> 
     from ..search import choose
 
     cfg = run.cfg
+    if not pooled:
+        log("template: the text as it is (--template auto is tried by the probe search; this run fine-tunes)", cfg)
+        return pooled, found
     blocks, layers = run.pass_blocks
     run.pass_blocks = None
     question = label_question(run.names)
