@@ -36,7 +36,7 @@ def check_template(template: str | None) -> None:
 
 def label_question(labels: Sequence[str]) -> str:
     """The template `--template auto` tries: the text, then a question naming the labels
-    ('{text}\n\nQuestion: Which of these is the text above: ham or spam?\nAnswer:'); the last
+    ('{text}\\n\\nQuestion: Which of these is the text above: ham or spam?\\nAnswer:'); the last
     token's state then reads the text for this task (benchmarks/results/templates.md)."""
     names = [str(x).replace("{", "{{").replace("}", "}}") for x in labels]
     choices = ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
