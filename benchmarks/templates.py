@@ -26,17 +26,19 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
 from probe_candidates import (
     add_row,
-    auto_probe_stage,
     baseline_stage,
     data_label,
     pooled_features,
     start,
     write_report,
 )
-from search_variants import RULE_START, from_layer, score_of, test_figures
+from search_variants import (  # stage(..., "now", ...): the rule train follows
+    RULE_START,
+    from_layer,
+    stage,
+)
 
 TEMPLATES = ("none", "text", "question")
 
@@ -60,17 +62,6 @@ def features_for(a, name: str, labels: list[str] | None) -> dict:
     return pooled_features(a, template_text(name, labels) if labels else None)
 
 
-def stage(f: dict, seed: int, base: dict) -> dict:
-    """`train`'s probe stage on `f` (layers from RULE_START up), its pick and LLM-only answer on test."""
-    f = from_layer(f, RULE_START)
-    r = auto_probe_stage(f, seed, base)
-    y, y_test, names = r["y"], r["y_test"], f["names"]
-    return {"pick": test_figures(r["pick"].name, r["pick"].cv_macro_f1, r["pick"].oof, r["pick_test"], y, y_test,
-                                 names),
-            "llm": test_figures(r["llm"].name, r["llm"].cv_macro_f1, r["llm"].oof, r["llm_test"], y, y_test, names),
-            "search_seconds": r["search_seconds"]}
-
-
 def main(argv=None) -> int:
     def more(ap):
         ap.add_argument("--label", help="the row's name (default: the data's)")
@@ -80,16 +71,15 @@ def main(argv=None) -> int:
     names = ["none"] + [t for t in a.templates.split(",") if t != "none"]
     plain = features_for(a, "none", None)
     base = baseline_stage(from_layer(plain, RULE_START), a.seed)
-    base_test = float(score_of(base["base_test"], np.array(plain["test"]["y"]), plain["names"]))
     runs = {}
     for name in names:
         f = plain if name == "none" else features_for(a, name, plain["names"])
-        runs[name] = stage(f, a.seed, base) | {"template": f.get("template"), "tokens": f.get("tokens"),
+        runs[name] = stage(f, a.seed, "now", base) | {"template": f.get("template"), "tokens": f.get("tokens"),
                                                "pass_seconds": f.get("pass_seconds")}
         print(f"{name}: pick {runs[name]['pick']['test']:.4f} (CV {runs[name]['pick']['cv']:.4f}), LLM-only "
               f"{runs[name]['llm']['test']:.4f} (CV {runs[name]['llm']['cv']:.4f})", file=sys.stderr, flush=True)
     row = {"data": a.label or data_label(a), "machine": machine, "trunk_dtype": plain.get("trunk_dtype"),
-           "runs": runs, "baseline": {"cv": base["base_cv"], "test": base_test, "C": base["base_C"]}}
+           "runs": runs, "baseline": {"cv": base["base_cv"], "test": runs["none"]["base_test"], "C": base["base_C"]}}
     rows = add_row(Path(a.out), row)
     md = ["# The prompt template as a search axis (issue 15)", "",
           "Each template: one trunk pass, then `train`'s probe stage (probes, their ensemble, the hybrid with "

@@ -317,7 +317,7 @@ def _trunk_pass(run: Run, recipe: str, feats: dict, shared_caches: dict | None) 
         blocks = reduced_blocks(clf.decoder, pass_depth(layers, boundary), run.trunk_dtype, run.calibration_ids,
                                 cfg.causal, in_place=recipe == "probe" and not cfg.full_weights)
         if cfg.template == TEMPLATE_AUTO:  # the question's pass runs on the same blocks
-            run.pass_blocks = (blocks, layers)
+            run.pass_blocks = blocks
         pooled, caches = _pooled_pass(run, run.ids, layers, blocks, boundary)
     for s in SPLITS:
         feats[s] = Features(run.ids[s], labels[s], run.tok.pad_id, caches[s])
@@ -369,7 +369,7 @@ def _template_axis(run: Run, pooled: dict, found: list, y_pool, folds, base) -> 
     if not pooled:
         log("template: the text as it is (--template auto is tried by the probe search; this run fine-tunes)", cfg)
         return pooled, found
-    blocks, layers = run.pass_blocks
+    blocks, layers = run.pass_blocks, pooled["train"].layers
     run.pass_blocks = None
     question = label_question(run.names)
     t0 = time.perf_counter()

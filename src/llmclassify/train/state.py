@@ -39,7 +39,7 @@ class Run:
     truncate: str = "head"  # which tokens of a text over max_len are kept (inputs.cut_tokens)
     long_texts: dict = field(default_factory=dict)  # per split: texts over --window tokens
     template: str | None = None  # the template `ids` were encoded with (--template auto: none)
-    pass_blocks: tuple | None = None  # --template auto: the trunk pass's (blocks, layers), for the question's pass
+    pass_blocks: object = None  # --template auto: the trunk pass's converted blocks, for the question's pass
     # --template auto, where the question is kept: its (template, ids, truncated) for the probe stage
     probe_inputs: tuple | None = None
     template_search: dict | None = None  # --template auto: each template's best CV macro-F1 and the choice
