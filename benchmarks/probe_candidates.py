@@ -138,19 +138,29 @@ def tuned_threshold_test(oof: np.ndarray, p_test: np.ndarray, y: np.ndarray, y_t
 def baseline_stage(f: dict, seed: int) -> dict:
     """The baseline as `--recipe auto` fits it on cached features `f` (one BLAS thread): C and CV
     macro-F1 by the search's folds, out-of-fold probabilities, the test split's probabilities
-    of its refit on train + validation, and its seconds."""
+    of its refit on train + validation, and its seconds (`base_*`); the same for the hybrid's
+    n-gram partner, baseline.HYBRID_NGRAMS (`partner_*`)."""
+    from llmclassify import baseline
+
+    d = pool_and_test(f, seed)
+    return {**ngram_stage(f, d, baseline.BASELINE, "base"), **ngram_stage(f, d, baseline.HYBRID_NGRAMS, "partner")}
+
+
+def ngram_stage(f: dict, d: dict, parts, prefix: str) -> dict:
+    """TF-IDF over `parts` + logistic regression, as select._fit_ngrams fits it, its fields named
+    `prefix`_C, _cv, _oof, _test, _seconds."""
     from threadpoolctl import threadpool_limits
 
     from llmclassify import baseline, search
 
-    d = pool_and_test(f, seed)
     with threadpool_limits(limits=1, user_api="blas"):
         t0 = time.perf_counter()
         C, cv, oof = search.cross_validate(
-            lambda fo: baseline.out_of_fold(d["texts"], d["y"], len(f["names"]), fo, baseline.C_GRID), d["y"],
+            lambda fo: baseline.out_of_fold(d["texts"], d["y"], len(f["names"]), fo, baseline.C_GRID, parts), d["y"],
             f["names"], d["folds"])
-        test = baseline.fit(d["texts"], d["y"], len(f["names"]), C).proba(f["test"]["texts"])
-    return {"base_C": C, "base_cv": cv, "base_oof": oof, "base_test": test, "base_seconds": time.perf_counter() - t0}
+        test = baseline.fit(d["texts"], d["y"], len(f["names"]), C, parts).proba(f["test"]["texts"])
+    return {f"{prefix}_C": C, f"{prefix}_cv": cv, f"{prefix}_oof": oof, f"{prefix}_test": test,
+            f"{prefix}_seconds": time.perf_counter() - t0}
 
 
 def auto_probe_stage(f: dict, seed: int, base: dict | None = None) -> dict:
@@ -174,7 +184,7 @@ def auto_probe_stage(f: dict, seed: int, base: dict | None = None) -> dict:
         t0 = time.perf_counter()
         found = search.search_probes(pool, y, names, folds, val_rows, probes.candidate_probes(pool.layers),
                                      log=lambda m: None)
-        found = search.with_answers(found, y, names, val_rows, base["base_oof"], log=lambda m: None)
+        found = search.with_answers(found, y, names, val_rows, base["partner_oof"], log=lambda m: None)
         seconds = time.perf_counter() - t0
         pick = search.choose(found, "cv_macro_f1")
         llm = search.choose([c for c in found if c.kind == "probe"], "cv_macro_f1")
@@ -182,7 +192,7 @@ def auto_probe_stage(f: dict, seed: int, base: dict | None = None) -> dict:
         def test_proba(c):
             probe = search.refit(c, lambda picks: pool.matrix(list(picks)), y, len(names))
             p = probes.softmax(probe.logits(test.matrix(list(c.picks))))
-            return c.hybrid_weight * p + (1 - c.hybrid_weight) * base["base_test"] if c.kind == "hybrid" else p
+            return c.hybrid_weight * p + (1 - c.hybrid_weight) * base["partner_test"] if c.kind == "hybrid" else p
 
         return {"pick": pick, "llm": llm, "pick_test": test_proba(pick), "llm_test": test_proba(llm),
                 "found": found, "test_proba": test_proba, **base, "y": y, "y_test": d["y_test"],

@@ -22,6 +22,11 @@ Variants (`--variants`, comma-separated; `now` always runs first):
                     reported as its own pick
   repeats-1         one shuffle of search.FOLDS folds, not search.REPEATS (2): half the fits
   folds-3           one shuffle of 3 folds: a quarter of the fits' rows (the baseline too)
+  threshold-cv      two unbalanced classes: every out-of-fold score (C, candidates, ensemble, hybrid
+                    weight) is the macro-F1 at the threshold `--tune-threshold auto` would tune on
+                    those predictions, not at argmax: the decision the saved run makes
+  hybrid-words      the hybrid averages in the baseline itself (word 1-2 grams), as before its
+                    partner read characters too (baseline.HYBRID_NGRAMS)
 
 Features: a .pt of probe_candidates.pooled_features (one trunk pass; made when missing). The
 rule's kept layers are those from 8 up (features.probe_layers(30) for SmolLM2); `from-N` reads
@@ -49,7 +54,8 @@ from probe_candidates import (
 
 RULE_START = 8  # the lowest layer features.probe_layers keeps on a 30-layer model
 VARIANTS = ("now", "ensemble-2", "ensemble-5", "shortlist-5", "layer-average", "hybrid-geometric", "all-weighted",
-            "from-2", "from-4", "joint", "repeats-1", "folds-3")
+            "from-2", "from-4", "joint", "repeats-1", "folds-3", "threshold-cv",
+            "hybrid-words")
 FOLD_VARIANTS = {"repeats-1": {"REPEATS": 1}, "folds-3": {"REPEATS": 1, "FOLDS": 3}}  # search.py's settings
 AVERAGE = 100  # the layer number the layer-average vectors are filed under
 JOINT_SCALES = (0.5, 1.0, 2.0)
@@ -106,7 +112,24 @@ def variant_context(name: str):
         return patched(search, search_probes=all_weighted(search.search_probes))
     if name in FOLD_VARIANTS:
         return patched(search, **FOLD_VARIANTS[name])
+    if name == "threshold-cv":
+        return patched(search, _macro_f1=thresholded_macro_f1(search._macro_f1))
     return contextlib.nullcontext()
+
+
+def thresholded_macro_f1(rule):
+    """search._macro_f1, but for two unbalanced classes the macro-F1 at the best threshold on
+    these probabilities (calibrate.tune_threshold), as `--tune-threshold auto` decides."""
+    from llmclassify import search
+    from llmclassify.calibrate import tune_threshold
+
+    def macro_f1(probs, y, names):
+        y = np.asarray(y)
+        if len(names) != 2 or len(y) == 0 or not search.unbalanced(y) or y.min() == y.max():
+            return rule(probs, y, names)
+        return float(tune_threshold(np.asarray(probs)[:, 1], y, objective="macro-f1")[1]["macro_f1"])
+
+    return macro_f1
 
 
 def geometric_hybrid(best_probe, baseline_oof, y, names, val_rows, weights=None):
@@ -169,6 +192,8 @@ def stage(f: dict, seed: int, variant: str, base: dict) -> dict:
     with variant_context(variant):
         if variant in FOLD_VARIANTS:  # the baseline's C is chosen on the same folds: fitted again on these
             base = baseline_stage(f, seed)
+        if variant == "hybrid-words":
+            base = {**base, "partner_oof": base["base_oof"], "partner_test": base["base_test"]}
         t0 = time.perf_counter()
         r = auto_probe_stage(f, seed, base)
     y, y_test, names = r["y"], r["y_test"], f["names"]
@@ -249,8 +274,11 @@ def main(argv=None) -> int:
             continue
         runs[v] = stage(f, a.seed, v, base)
         print(f"{v}: pick {runs[v]['pick']['test']:.4f} ({runs[v]['pick']['name']})", file=sys.stderr, flush=True)
+    y_test = np.asarray(f["test"]["y"])
+    ngrams = {k: {"cv": base[f"{k}_cv"], "C": base[f"{k}_C"], "seconds": base[f"{k}_seconds"],
+                  "test": float(score_of(base[f"{k}_test"], y_test, f["names"]))} for k in ("base", "partner")}
     row = {"data": a.label or data_label(a), "machine": machine, "trunk_dtype": f.get("trunk_dtype"), "runs": runs,
-           "pool": len(f["train"]["y"]) + len(f["val"]["y"])}
+           "pool": len(f["train"]["y"]) + len(f["val"]["y"]), "ngrams": ngrams}
     rows = add_row(Path(a.out), row)
     shown = [v for v in VARIANTS if any(v in r["runs"] for r in rows)]
     md = ["# Changes to the search, beside the rule `train` follows (test macro-F1 of the pick; never read to choose)",
@@ -280,6 +308,12 @@ def main(argv=None) -> int:
             cells = [f"{x['seconds']:.0f} + {x['base_seconds']:.0f} s (TF-IDF {x['base_test']:.4f})"
                      if (x := r["runs"].get(v)) and "base_seconds" in x else "-" for v in ["now"] + timed]
             md.append(f"| {r['data']} | {r.get('pool', '-')} | " + " | ".join(cells) + " |")
+    md += ["", "The n-gram models alone (CV macro-F1 -> test macro-F1, seconds of CV and refit): the baseline every "
+           "run is shown beside, and the hybrid's partner (words + characters, baseline.HYBRID_NGRAMS):", "",
+           "| data | baseline (words) | hybrid's partner |", "|---|---:|---:|"]
+    md += [f"| {r['data']} | " + " | ".join(f"{n['cv']:.4f} -> {n['test']:.4f} ({n['seconds']:.0f} s)"
+                                           for n in (r["ngrams"]["base"], r["ngrams"]["partner"])) + " |"
+           for r in rows if "ngrams" in r]
     md += ["", "Picks:", ""] + [f"- {r['data']}, {v}: {x['pick']['name']} (CV {x['pick']['cv']:.4f})"
                                 for r in rows for v, x in r["runs"].items()]
     write_report(Path(a.out), md, rows)

@@ -460,20 +460,59 @@ def test_template_auto_keeps_the_question_where_cross_validation_prefers_it(tiny
         tiny_train_config(tiny_model_dir, small_data, run, recipe="finetune", template="auto")
 
 
-def test_hybrid_prediction_mixes_the_baseline(tiny_model_dir, small_data, tmp_path):
+def test_hybrid_prediction_mixes_its_word_and_character_ngram_partner(tiny_model_dir, small_data, tmp_path,
+                                                                       monkeypatch):
+    """A hybrid run saves its n-gram partner (words + characters, not the word baseline shown
+    beside it); prediction averages the probe's probabilities with the partner's, and `evaluate`
+    gives the run's own test figures."""
+    from llmclassify import baseline, search
+
+    rule = search.choose
+    monkeypatch.setattr(search, "choose", lambda cands, by: next(  # the hybrid, wherever it is offered
+        (c for c in cands if c.kind == "hybrid"), None) or rule(cands, by))
     run = tmp_path / "auto"
     s = train(tiny_train_config(tiny_model_dir, small_data, run, recipe="auto", epochs=1))
     clf = Classifier.load(run)
+    assert clf.spec.recipe == "hybrid"
+    assert clf.hybrid_ngrams.parts == baseline.HYBRID_NGRAMS and clf.baseline.parts == baseline.BASELINE
+    assert s["baseline"]["hybrid_ngrams"]["name"] == baseline.PARTNER_NAME
     split = json.loads((run / "split.json").read_text())
     texts = split["test"]["texts"]
-    if clf.spec.recipe == "hybrid":
-        w = clf.spec.hybrid_weight
-        ids, _ = clf.encode(texts)
-        own = clf._model_proba(ids, 32).numpy()
-        np.testing.assert_allclose(clf.predict_proba(texts).numpy(),
-                                   w * own + (1 - w) * clf.baseline.proba(texts), atol=1e-6)
+    w = clf.spec.hybrid_weight
+    ids, _ = clf.encode(texts)
+    own = clf._model_proba(ids, 32).numpy()
+    partner = clf.hybrid_ngrams.proba(texts)
+    assert not np.allclose(partner, clf.baseline.proba(texts), atol=1e-3)
+    np.testing.assert_allclose(clf.predict_proba(texts).numpy(), w * own + (1 - w) * partner, atol=1e-6)
     _, m = evaluate_run(run)
     assert m["accuracy"] == s["splits"]["test"]["accuracy"]
+    assert m["macro_f1"] == pytest.approx(s["splits"]["test"]["macro_f1"])
+
+
+def test_word_and_character_ngrams_equal_scikit_learns_feature_union_and_survive_saving(tmp_path):
+    """The partner's features are two TfidfVectorizers side by side (words 1-2, characters 2-5
+    within words), each normalised on its own; saved and loaded, the model gives the same
+    probabilities."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import FeatureUnion
+
+    from llmclassify import baseline
+
+    rng = np.random.default_rng(0)
+    words = ["free", "prize", "call", "now", "meet", "lunch", "later", "ok", "win", "cash", "Übung", "naïve"]
+    texts = [" ".join(rng.choice(words, size=rng.integers(2, 9))) + ("!" if i % 3 else "") for i in range(60)]
+    y = np.array([int("prize" in t or "cash" in t) for t in texts])
+    model = baseline.fit(texts, y, 2, 10.0, baseline.HYBRID_NGRAMS)
+    union = FeatureUnion([("w", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)),
+                          ("c", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True))])
+    want = union.fit_transform(texts)
+    got = model.transform(texts)
+    assert got.shape == want.shape and got.shape[1] > len(union.transformer_list[0][1].vocabulary_)
+    np.testing.assert_allclose(got.toarray(), want.toarray(), atol=1e-6)
+    model.save(tmp_path, baseline.PARTNER_STEM)
+    again = baseline.Baseline.load(tmp_path, baseline.PARTNER_STEM)
+    np.testing.assert_array_equal(again.proba(texts), model.proba(texts))
+    assert baseline.Baseline.load(tmp_path) is None  # the partner is not the run's baseline
 
 
 @pytest.mark.parametrize("width", [12, 150])  # fewer features than rows (solved over them), more (over rows)

@@ -9,6 +9,7 @@ Layout::
     metrics.json           train / val / test metrics, timings, data report
     metrics.jsonl          one line per epoch
     baseline.json, baseline.safetensors   the TF-IDF + logistic regression baseline (baseline.py)
+    hybrid_ngrams.json, .safetensors      a hybrid run's n-gram partner (words + characters, baseline.py)
     curves.png             loss and accuracy per epoch
     split.json             which source rows went to which split
 
@@ -113,6 +114,7 @@ def save_run(
     full_weights: bool,
     trainable: list[str],
     baseline=None,
+    hybrid_ngrams=None,
 ) -> None:
     out_dir = Path(out_dir)
     state = clf.state_dict()
@@ -121,6 +123,10 @@ def save_run(
     tokenizer.save(out_dir)  # each file through atomic_open
     if baseline is not None:  # baseline.Baseline: TF-IDF vocabulary + linear weights
         baseline.save(out_dir)
+    if hybrid_ngrams is not None:  # the n-gram model a hybrid run averages in
+        from .baseline import PARTNER_STEM
+
+        hybrid_ngrams.save(out_dir, PARTNER_STEM)
     atomic_write_json(out_dir / "metrics.json", metrics)
     if split is not None:
         atomic_write_json(out_dir / "split.json", split)

@@ -248,12 +248,14 @@ class Classifier(Predictor):
 
     def __init__(self, model: torch.nn.Module, tokenizer: Tokenizer, config: dict, metrics: dict | None,
                  run_dir: Path | None = None, dtype: str = "float32", quantize: str | None = None,
-                 baseline=None):
+                 baseline=None, hybrid_ngrams=None):
         super().__init__(tokenizer, config, metrics, run_dir)
         self.model = model.eval()
         self.dtype = dtype
         self.quantize = quantize
-        self.baseline = baseline  # baseline.Baseline: scored beside the run, mixed in by hybrid runs
+        self.baseline = baseline  # baseline.Baseline: scored beside the run
+        # what a hybrid run averages in: its n-gram partner (runs saved before partners: the baseline)
+        self.hybrid_ngrams = hybrid_ngrams or baseline
 
     @classmethod
     def load(cls, run_dir, *, device: str = "cpu", dtype: str = "float32", quantize: str | None = None,
@@ -263,7 +265,7 @@ class Classifier(Predictor):
         and runs them in the arithmetic its features were computed in (bfloat16 where this
         machine has it fast, int8; `trunk_dtype="float32"` forces float32: exporters do)."""
 
-        from .baseline import Baseline
+        from .baseline import PARTNER_STEM, Baseline
 
         run_dir = Path(run_dir)
         if dtype not in ("float32", "bfloat16"):
@@ -285,7 +287,8 @@ class Classifier(Predictor):
 
             clf = quantize_int8(clf)
         clf.to(device)
-        return cls(clf, tok, cfg, metrics, run_dir, dtype=dtype, quantize=quantize, baseline=Baseline.load(run_dir))
+        return cls(clf, tok, cfg, metrics, run_dir, dtype=dtype, quantize=quantize, baseline=Baseline.load(run_dir),
+                   hybrid_ngrams=Baseline.load(run_dir, PARTNER_STEM))
 
     # --- prediction -------------------------------------------------------------------------
     def predict_proba(self, texts: Sequence[str], batch_size: int = 32) -> torch.Tensor:
@@ -296,12 +299,12 @@ class Classifier(Predictor):
         return torch.from_numpy(self._proba(ids, batch_size, texts))
 
     def _proba(self, ids: list[list[int]], batch_size: int, texts: Sequence[str]) -> np.ndarray:
-        """(N, C) probabilities of encoded texts; a hybrid run averages in the baseline's,
+        """(N, C) probabilities of encoded texts; a hybrid run averages in its n-gram partner's,
         which reads the `texts` themselves."""
         out = self._model_proba(ids, batch_size).numpy()
         if self.spec.recipe == "hybrid":
             w = self.spec.hybrid_weight
-            out = (w * out + (1 - w) * self.baseline.proba(texts)).astype(np.float32)
+            out = (w * out + (1 - w) * self.hybrid_ngrams.proba(texts)).astype(np.float32)
         return out
 
     def _model_proba(self, ids: list[list[int]], batch_size: int) -> torch.Tensor:

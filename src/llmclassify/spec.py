@@ -9,8 +9,10 @@ spec and a decoder into the module that maps (input_ids, attention_mask) to logi
   the top blocks (or LoRA adapters) trained.
 - ``probe``: the frozen decoder run up to the deepest layer the probe reads, pooled vectors of
   the picked layers, standardised, Linear head (probes.py).
-- ``hybrid``: a probe whose probabilities are averaged with the TF-IDF baseline's, with weight
-  `hybrid_weight` on the probe (the baseline is saved in the run).
+- ``hybrid``: a probe whose probabilities are averaged with an n-gram model's, with weight
+  `hybrid_weight` on the probe: TF-IDF over words and characters (baseline.HYBRID_NGRAMS),
+  saved in the run as hybrid_ngrams.json / .safetensors; runs saved before it average in the
+  word baseline.
 """
 
 from __future__ import annotations

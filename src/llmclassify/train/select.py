@@ -27,19 +27,37 @@ def pool_and_folds(run: Run):
 
 def fit_baseline(run: Run, y_pool, folds):
     """TF-IDF + logistic regression: C by the search's folds, refitted on train + validation
-    (single-label); multi-label runs have none yet. Never sees the test split."""
+    (single-label); multi-label runs have none yet. Never sees the test split. The search
+    (`--recipe auto`) also gets the hybrid's partner, the same model over words and characters
+    (baseline.HYBRID_NGRAMS), under `partner`."""
+    from .. import baseline
+
+    if run.multi:
+        return None
+    base = _fit_ngrams(run, y_pool, folds, baseline.BASELINE)
+    log(f"baseline ({baseline.NAME}): CV macro-F1 {base['cv_macro_f1']:.4f} (C {base['C']}, {base['seconds']:.1f} s)",
+        run.cfg)
+    if run.cfg.recipe == "auto":
+        base["partner"] = partner = _fit_ngrams(run, y_pool, folds, baseline.HYBRID_NGRAMS)
+        log(f"hybrid's n-gram partner ({baseline.PARTNER_NAME}): CV macro-F1 {partner['cv_macro_f1']:.4f} "
+            f"(C {partner['C']}, {partner['seconds']:.1f} s)", run.cfg)
+    run.seconds["baseline"] = base["seconds"]
+    if "partner" in base:
+        run.seconds["hybrid_ngrams"] = base["partner"]["seconds"]
+    return base
+
+
+def _fit_ngrams(run: Run, y_pool, folds, parts) -> dict:
+    """A TF-IDF + logistic regression over `parts`: C by the folds, refitted on train + validation."""
     from .. import baseline
 
     t0 = time.perf_counter()
-    if run.multi:
-        return None
     texts = list(run.prep.train.texts) + list(run.prep.val.texts)
-    C, f1, oof = cross_validate(lambda f: baseline.out_of_fold(texts, y_pool, len(run.names), f, baseline.C_GRID),
-                                y_pool, run.names, folds)
-    model = baseline.fit(texts, y_pool, len(run.names), C)
-    run.seconds["baseline"] = time.perf_counter() - t0
-    log(f"baseline ({baseline.NAME}): CV macro-F1 {f1:.4f} (C {C}, {run.seconds['baseline']:.1f} s)", run.cfg)
-    return {"model": model, "oof": oof, "cv_macro_f1": float(f1), "C": C}
+    C, f1, oof = cross_validate(
+        lambda f: baseline.out_of_fold(texts, y_pool, len(run.names), f, baseline.C_GRID, parts), y_pool, run.names,
+        folds)
+    model = baseline.fit(texts, y_pool, len(run.names), C, parts)
+    return {"model": model, "oof": oof, "cv_macro_f1": float(f1), "C": C, "seconds": time.perf_counter() - t0}
 
 
 def score_probes(run: Run, pooled: dict, y_pool, folds, base) -> list:
@@ -62,7 +80,7 @@ def score_probes(run: Run, pooled: dict, y_pool, folds, base) -> list:
         "train + validation", cfg)
     found = search_probes(pool, y_pool, run.names, folds, val_rows, cands, log=lambda m: log(m, cfg),
                           mixes=mixes)
-    base_oof = base["oof"] if base is not None and cfg.recipe == "auto" else None
+    base_oof = base["partner"]["oof"] if base is not None and "partner" in base else None
     found = with_answers(found, y_pool, run.names, val_rows, base_oof, ensemble=not asked, log=lambda m: log(m, cfg))
     run.seconds["probe_search"] = run.seconds.get("probe_search", 0) + time.perf_counter() - t0  # + the question's
     return found
@@ -111,7 +129,7 @@ def refit_probe(run: Run, pick, pooled: dict, y_pool, base, report: list) -> Fit
         from ..probes import softmax
 
         for s in SPLITS:
-            p_base = base["model"].proba(getattr(run.prep, s).texts)
+            p_base = base["partner"]["model"].proba(getattr(run.prep, s).texts)
             mix = pick.hybrid_weight * softmax(logits[s].numpy()) + (1 - pick.hybrid_weight) * p_base
             logits[s] = torch.from_numpy(np.log(np.clip(mix, 1e-12, None))).float()
     ids = run.probe_inputs[1] if run.probe_inputs else run.ids  # (--template auto: the question's)
@@ -135,5 +153,11 @@ def baseline_metrics(run: Run, base) -> dict | None:
                        run.names) for s in ("train", "test")}
     # refitted on train + validation: its validation figures are the out-of-fold ones
     splits["val"] = score(base["oof"][len(run.prep.train.labels):], np.asarray(run.prep.val.labels), run.names)
-    return {"name": baseline.NAME, "C": base["C"], "cv_macro_f1": base["cv_macro_f1"], "refit_on": "train+val",
-            "seconds": run.seconds.get("baseline"), "splits": splits}
+    out = {"name": baseline.NAME, "C": base["C"], "cv_macro_f1": base["cv_macro_f1"], "refit_on": "train+val",
+           "seconds": run.seconds.get("baseline"), "splits": splits}
+    if "partner" in base:  # what the hybrid averages in; its test figure only scored, as the baseline's
+        partner = base["partner"]
+        test = score(partner["model"].proba(run.prep.test.texts), np.asarray(run.prep.test.labels), run.names)
+        out["hybrid_ngrams"] = {"name": baseline.PARTNER_NAME, "C": partner["C"], "cv_macro_f1": partner["cv_macro_f1"],
+                                "seconds": partner["seconds"], "test": test}
+    return out
