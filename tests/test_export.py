@@ -268,7 +268,7 @@ PROBE = {"recipe": "probe", "probe": [[2, "mean"]]}
     ("hf", {"truncate": "head-tail"}, ["head and tail", "--format onnx"]),
     ("hf", {"multi_label": True}, ["multi-label", "--format onnx"]),
     ("hf", {"model_config": {"family": "llama"}}, ["head has a bias", "--no-head-bias", "--format onnx"]),
-    ("onnx", PROBE | {"recipe": "hybrid", "hybrid_weight": 0.5}, ["TF-IDF baseline", "--recipe finetune"]),
+    ("onnx", PROBE | {"recipe": "hybrid", "hybrid_weight": 0.5}, ["TF-IDF model (recipe hybrid)", "--recipe finetune"]),
     ("onnx", PROBE | {"window": 512}, ["windows", "--window 0"]),
 ])
 def test_runs_the_format_cannot_express_are_refused_in_one_line(tiny_run, tmp_path, capsys, fmt, changes, needles):

@@ -58,7 +58,7 @@ def _inexpressible(spec) -> str | None:
         return (f"this run is a probe on layer {layers} (recipe probe); *ForSequenceClassification reads the "
                 f"last layer's last token: {onnx}, or train with --recipe finetune")
     if spec.recipe == "hybrid":
-        return ("this run averages a probe with the TF-IDF baseline (recipe hybrid), which transformers cannot "
+        return ("this run averages a probe with a TF-IDF model (recipe hybrid), which transformers cannot "
                 "run: train with --recipe finetune")
     if spec.multi_label:
         return f"multi-label runs decide with per-label thresholds, which the pipeline does not apply: {onnx}"

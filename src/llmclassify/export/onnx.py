@@ -51,7 +51,7 @@ OUTPUT = "probabilities"
 # --- what the graph can express ----------------------------------------------------------------
 def check_expressible(spec) -> None:
     if spec.recipe == "hybrid":
-        raise UserError("export --format onnx: this run averages a probe with the TF-IDF baseline (recipe "
+        raise UserError("export --format onnx: this run averages a probe with a TF-IDF model (recipe "
                         "hybrid), which is not a graph: train with --recipe probe or --recipe finetune")
     if spec.window:
         raise UserError(f"export --format onnx: this probe reads texts longer than {spec.window} tokens as "
