@@ -138,12 +138,13 @@ def tuned_threshold_test(oof: np.ndarray, p_test: np.ndarray, y: np.ndarray, y_t
 def baseline_stage(f: dict, seed: int) -> dict:
     """The baseline as `--recipe auto` fits it on cached features `f` (one BLAS thread): C and CV
     macro-F1 by the search's folds, out-of-fold probabilities, the test split's probabilities
-    of its refit on train + validation, and its seconds (`base_*`); the same for the hybrid's
-    n-gram partner, baseline.HYBRID_NGRAMS (`partner_*`)."""
+    of its refit on train + validation, and its seconds (`base_*`); what the hybrid averages in,
+    `partner_oof` / `partner_test`, is the baseline's (search_variants.py's `hybrid-char`
+    replaces it)."""
     from llmclassify import baseline
 
-    d = pool_and_test(f, seed)
-    return {**ngram_stage(f, d, baseline.BASELINE, "base"), **ngram_stage(f, d, baseline.HYBRID_NGRAMS, "partner")}
+    base = ngram_stage(f, pool_and_test(f, seed), baseline.BASELINE, "base")
+    return {**base, "partner_oof": base["base_oof"], "partner_test": base["base_test"]}
 
 
 def ngram_stage(f: dict, d: dict, parts, prefix: str) -> dict:

@@ -25,8 +25,8 @@ Variants (`--variants`, comma-separated; `now` always runs first):
   threshold-cv      two unbalanced classes: every out-of-fold score (C, candidates, ensemble, hybrid
                     weight) is the macro-F1 at the threshold `--tune-threshold auto` would tune on
                     those predictions, not at argmax: the decision the saved run makes
-  hybrid-words      the hybrid averages in the baseline itself (word 1-2 grams), as before its
-                    partner read characters too (baseline.HYBRID_NGRAMS)
+  hybrid-char       the hybrid averages in a TF-IDF model over words and character 2-5 grams
+                    (`--hybrid-ngrams words+chars`, baseline.HYBRID_NGRAMS), not the baseline
 
 Features: a .pt of probe_candidates.pooled_features (one trunk pass; made when missing). The
 rule's kept layers are those from 8 up (features.probe_layers(30) for SmolLM2); `from-N` reads
@@ -46,16 +46,19 @@ from probe_candidates import (
     add_row,
     auto_probe_stage,
     baseline_stage,
+    ngram_stage,
     pool_and_test,
     start,
     tuned_threshold_test,
     write_report,
 )
 
+from llmclassify.baseline import HYBRID_NGRAMS
+
 RULE_START = 8  # the lowest layer features.probe_layers keeps on a 30-layer model
 VARIANTS = ("now", "ensemble-2", "ensemble-5", "shortlist-5", "layer-average", "hybrid-geometric", "all-weighted",
             "from-2", "from-4", "joint", "repeats-1", "folds-3", "threshold-cv",
-            "hybrid-words")
+            "hybrid-char")
 FOLD_VARIANTS = {"repeats-1": {"REPEATS": 1}, "folds-3": {"REPEATS": 1, "FOLDS": 3}}  # search.py's settings
 AVERAGE = 100  # the layer number the layer-average vectors are filed under
 JOINT_SCALES = (0.5, 1.0, 2.0)
@@ -192,8 +195,6 @@ def stage(f: dict, seed: int, variant: str, base: dict) -> dict:
     with variant_context(variant):
         if variant in FOLD_VARIANTS:  # the baseline's C is chosen on the same folds: fitted again on these
             base = baseline_stage(f, seed)
-        if variant == "hybrid-words":
-            base = {**base, "partner_oof": base["base_oof"], "partner_test": base["base_test"]}
         t0 = time.perf_counter()
         r = auto_probe_stage(f, seed, base)
     y, y_test, names = r["y"], r["y_test"], f["names"]
@@ -267,16 +268,20 @@ def main(argv=None) -> int:
         raise SystemExit(f"search_variants.py: unknown variant {', '.join(unknown)} (known: {', '.join(VARIANTS)})")
     lowest = min(f["train"]["layers"])
     base = baseline_stage(f, a.seed)
+    # hybrid-char's partner: the words + characters model beside the baseline (its own fields, partner_*)
+    chars = {**base, **ngram_stage(f, pool_and_test(f, a.seed), HYBRID_NGRAMS, "partner")} \
+        if "hybrid-char" in variants else base
     runs = {}
     for v in variants:
         if v.startswith("from-") and int(v.split("-")[1]) < lowest:
             print(f"{v}: the features keep layers from {lowest} only; skipped", file=sys.stderr)
             continue
-        runs[v] = stage(f, a.seed, v, base)
+        runs[v] = stage(f, a.seed, v, chars if v == "hybrid-char" else base)
         print(f"{v}: pick {runs[v]['pick']['test']:.4f} ({runs[v]['pick']['name']})", file=sys.stderr, flush=True)
     y_test = np.asarray(f["test"]["y"])
-    ngrams = {k: {"cv": base[f"{k}_cv"], "C": base[f"{k}_C"], "seconds": base[f"{k}_seconds"],
-                  "test": float(score_of(base[f"{k}_test"], y_test, f["names"]))} for k in ("base", "partner")}
+    ngrams = {k: {"cv": chars[f"{k}_cv"], "C": chars[f"{k}_C"], "seconds": chars[f"{k}_seconds"],
+                  "test": float(score_of(chars[f"{k}_test"], y_test, f["names"]))}
+              for k in ("base", "partner") if f"{k}_cv" in chars}
     row = {"data": a.label or data_label(a), "machine": machine, "trunk_dtype": f.get("trunk_dtype"), "runs": runs,
            "pool": len(f["train"]["y"]) + len(f["val"]["y"]), "ngrams": ngrams}
     rows = add_row(Path(a.out), row)
@@ -313,7 +318,7 @@ def main(argv=None) -> int:
            "| data | baseline (words) | hybrid's partner |", "|---|---:|---:|"]
     md += [f"| {r['data']} | " + " | ".join(f"{n['cv']:.4f} -> {n['test']:.4f} ({n['seconds']:.0f} s)"
                                            for n in (r["ngrams"]["base"], r["ngrams"]["partner"])) + " |"
-           for r in rows if "ngrams" in r]
+           for r in rows if "partner" in r.get("ngrams", {})]
     md += ["", "Picks:", ""] + [f"- {r['data']}, {v}: {x['pick']['name']} (CV {x['pick']['cv']:.4f})"
                                 for r in rows for v, x in r["runs"].items()]
     write_report(Path(a.out), md, rows)

@@ -460,33 +460,47 @@ def test_template_auto_keeps_the_question_where_cross_validation_prefers_it(tiny
         tiny_train_config(tiny_model_dir, small_data, run, recipe="finetune", template="auto")
 
 
-def test_hybrid_prediction_mixes_its_word_and_character_ngram_partner(tiny_model_dir, small_data, tmp_path,
-                                                                       monkeypatch):
-    """A hybrid run saves its n-gram partner (words + characters, not the word baseline shown
-    beside it); prediction averages the probe's probabilities with the partner's, and `evaluate`
-    gives the run's own test figures."""
+@pytest.mark.parametrize("ngrams", ["words", "words+chars"])
+def test_hybrid_prediction_mixes_the_ngram_model_it_was_chosen_with(tiny_model_dir, small_data, tmp_path, monkeypatch,
+                                                                     ngrams):
+    """A hybrid run averages the probe's probabilities with the baseline's, or with
+    `--hybrid-ngrams words+chars` with its own words + characters model, saved beside the
+    baseline (which stays the word model shown beside the run); `evaluate` gives the run's own
+    test figures."""
     from llmclassify import baseline, search
 
     rule = search.choose
     monkeypatch.setattr(search, "choose", lambda cands, by: next(  # the hybrid, wherever it is offered
         (c for c in cands if c.kind == "hybrid"), None) or rule(cands, by))
     run = tmp_path / "auto"
-    s = train(tiny_train_config(tiny_model_dir, small_data, run, recipe="auto", epochs=1))
+    s = train(tiny_train_config(tiny_model_dir, small_data, run, recipe="auto", epochs=1, hybrid_ngrams=ngrams))
     clf = Classifier.load(run)
-    assert clf.spec.recipe == "hybrid"
-    assert clf.hybrid_ngrams.parts == baseline.HYBRID_NGRAMS and clf.baseline.parts == baseline.BASELINE
-    assert s["baseline"]["hybrid_ngrams"]["name"] == baseline.PARTNER_NAME
+    assert clf.spec.recipe == "hybrid" and clf.baseline.parts == baseline.BASELINE
     split = json.loads((run / "split.json").read_text())
     texts = split["test"]["texts"]
+    if ngrams == "words":
+        assert clf.hybrid_ngrams is clf.baseline and not (run / f"{baseline.PARTNER_STEM}.json").exists()
+        assert "hybrid_ngrams" not in s["baseline"]
+    else:
+        assert clf.hybrid_ngrams.parts == baseline.HYBRID_NGRAMS
+        assert s["baseline"]["hybrid_ngrams"]["name"] == baseline.PARTNER_NAME
+        assert not np.allclose(clf.hybrid_ngrams.proba(texts), clf.baseline.proba(texts), atol=1e-3)
     w = clf.spec.hybrid_weight
     ids, _ = clf.encode(texts)
     own = clf._model_proba(ids, 32).numpy()
-    partner = clf.hybrid_ngrams.proba(texts)
-    assert not np.allclose(partner, clf.baseline.proba(texts), atol=1e-3)
-    np.testing.assert_allclose(clf.predict_proba(texts).numpy(), w * own + (1 - w) * partner, atol=1e-6)
+    np.testing.assert_allclose(clf.predict_proba(texts).numpy(), w * own + (1 - w) * clf.hybrid_ngrams.proba(texts),
+                               atol=1e-6)
     _, m = evaluate_run(run)
     assert m["accuracy"] == s["splits"]["test"]["accuracy"]
     assert m["macro_f1"] == pytest.approx(s["splits"]["test"]["macro_f1"])
+
+
+def test_hybrid_ngrams_beyond_words_need_the_search_and_its_baseline(tiny_model_dir, small_data, tmp_path):
+    from llmclassify.errors import UserError
+
+    for other in ({"recipe": "finetune"}, {"recipe": "probe"}, {"recipe": "auto", "baseline": "none"}):
+        with pytest.raises(UserError, match="--hybrid-ngrams words\\+chars"):
+            tiny_train_config(tiny_model_dir, small_data, tmp_path / "x", hybrid_ngrams="words+chars", **other)
 
 
 def test_word_and_character_ngrams_equal_scikit_learns_feature_union_and_survive_saving(tmp_path):

@@ -9,7 +9,7 @@ Layout::
     metrics.json           train / val / test metrics, timings, data report
     metrics.jsonl          one line per epoch
     baseline.json, baseline.safetensors   the TF-IDF + logistic regression baseline (baseline.py)
-    hybrid_ngrams.json, .safetensors      a hybrid run's n-gram partner (words + characters, baseline.py)
+    hybrid_ngrams.json, .safetensors      a hybrid's words + characters partner (--hybrid-ngrams, baseline.py)
     curves.png             loss and accuracy per epoch
     split.json             which source rows went to which split
 

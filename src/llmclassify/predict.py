@@ -254,7 +254,7 @@ class Classifier(Predictor):
         self.dtype = dtype
         self.quantize = quantize
         self.baseline = baseline  # baseline.Baseline: scored beside the run
-        # what a hybrid run averages in: its n-gram partner (runs saved before partners: the baseline)
+        # what a hybrid run averages in: its words + characters partner where it has one, else the baseline
         self.hybrid_ngrams = hybrid_ngrams or baseline
 
     @classmethod

@@ -30,11 +30,10 @@ Protocol (one trunk pass has already produced every candidate's features):
    book's split 96.67% -> 98.33%.
    A mean of linear probes' logits is one linear probe on the union of their picks
    (probes.average_probes): the saved run reads like any other probe. Not with `--probe`.
-   The hybrid averages that answer's out-of-fold probabilities with those of an n-gram model
-   on the same folds, TF-IDF over words and characters (baseline.HYBRID_NGRAMS: stronger than
-   the word baseline on topics, Dutch and hedges, benchmarks/results/hybrid-char.md), weights
-   HYBRID_WEIGHTS on the probe, scored the same way; it is named "hybrid" in every report,
-   beside the LLM-only answer.
+   The hybrid averages that answer's out-of-fold probabilities with the baseline's (with
+   `--hybrid-ngrams words+chars`, a TF-IDF model over words and characters fitted on the
+   same folds: baseline.HYBRID_NGRAMS), weights HYBRID_WEIGHTS on the probe, scored the same
+   way; it is named "hybrid" in every report, beside the LLM-only answer.
 4. The fine-tuned top (trained on train, its epoch chosen on validation) is compared on the
    validation texts only, where every candidate's predictions are held out: the probes' and
    hybrid's out-of-fold predictions of those texts against the fine-tuned model's.

@@ -10,9 +10,8 @@ spec and a decoder into the module that maps (input_ids, attention_mask) to logi
 - ``probe``: the frozen decoder run up to the deepest layer the probe reads, pooled vectors of
   the picked layers, standardised, Linear head (probes.py).
 - ``hybrid``: a probe whose probabilities are averaged with an n-gram model's, with weight
-  `hybrid_weight` on the probe: TF-IDF over words and characters (baseline.HYBRID_NGRAMS),
-  saved in the run as hybrid_ngrams.json / .safetensors; runs saved before it average in the
-  word baseline.
+  `hybrid_weight` on the probe: the baseline saved in the run, or (`--hybrid-ngrams
+  words+chars`) TF-IDF over words and characters saved as hybrid_ngrams.json / .safetensors.
 """
 
 from __future__ import annotations

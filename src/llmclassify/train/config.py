@@ -87,6 +87,11 @@ class TrainConfig:
                                                   "(default: about every twelfth from a quarter up)", type=_int_tuple)
     baseline: str = option("tfidf", "TF-IDF + logistic regression on the same split, shown beside the run",
                            choices=("tfidf", "none"))
+    hybrid_ngrams: str = option("words", "the n-grams of the TF-IDF model the search's hybrid averages in: words "
+                                "(1-2 grams: the baseline itself), words+chars (also character 2-5 grams, "
+                                "fitted beside the baseline: measured better on topics, Dutch and hedges, worse "
+                                "on intents and long spam; docs/measurements.md)",
+                                choices=("words", "words+chars"))
     template: str | None = option(None, "prompt template applied before tokenising, e.g. "
                                   "'Message: {text}\\nCategory:'; auto: the probe search also tries a question "
                                   "naming the labels after the text, kept where cross-validation prefers it (one more "
@@ -182,6 +187,9 @@ class TrainConfig:
         check_template(self.template)
         if self.template == TEMPLATE_AUTO and self.recipe == "finetune":
             raise UserError("--template auto is tried by the probe search: it needs --recipe auto or probe")
+        if self.hybrid_ngrams != "words" and (self.recipe != "auto" or self.baseline == "none"):
+            raise UserError(f"--hybrid-ngrams {self.hybrid_ngrams} is the n-gram side of the search's hybrid: "
+                            "it needs --recipe auto and the baseline")
         if self.window < 0:
             raise UserError("--window must be 0 (whole texts) or a number of tokens")
         if self.probe_layers is not None:

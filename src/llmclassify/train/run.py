@@ -526,7 +526,8 @@ def _report_and_save(run: Run, fitted: Fitted, base, feats: dict) -> dict:
         split={s: asdict(getattr(run.prep, s)) for s in SPLITS} | {"labels": names},
         full_weights=cfg.full_weights, trainable=fitted.trainable,
         baseline=base["model"] if base else None,
-        hybrid_ngrams=base["partner"]["model"] if fitted.spec_fields["recipe"] == "hybrid" else None,
+        hybrid_ngrams=base["partner"]["model"] if fitted.spec_fields["recipe"] == "hybrid" and "partner" in base
+        else None,
     )
     if dist.is_main():
         (run.out_dir / STATE_FILE).unlink(missing_ok=True)  # the run is complete

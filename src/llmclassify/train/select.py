@@ -27,9 +27,10 @@ def pool_and_folds(run: Run):
 
 def fit_baseline(run: Run, y_pool, folds):
     """TF-IDF + logistic regression: C by the search's folds, refitted on train + validation
-    (single-label); multi-label runs have none yet. Never sees the test split. The search
-    (`--recipe auto`) also gets the hybrid's partner, the same model over words and characters
-    (baseline.HYBRID_NGRAMS), under `partner`."""
+    (single-label); multi-label runs have none yet. Never sees the test split. With
+    `--hybrid-ngrams words+chars` the search also gets the same model over words and
+    characters (baseline.HYBRID_NGRAMS) under `partner`: what its hybrid averages in (else the
+    baseline itself)."""
     from .. import baseline
 
     if run.multi:
@@ -37,14 +38,19 @@ def fit_baseline(run: Run, y_pool, folds):
     base = _fit_ngrams(run, y_pool, folds, baseline.BASELINE)
     log(f"baseline ({baseline.NAME}): CV macro-F1 {base['cv_macro_f1']:.4f} (C {base['C']}, {base['seconds']:.1f} s)",
         run.cfg)
-    if run.cfg.recipe == "auto":
+    run.seconds["baseline"] = base["seconds"]
+    if run.cfg.hybrid_ngrams == "words+chars":
         base["partner"] = partner = _fit_ngrams(run, y_pool, folds, baseline.HYBRID_NGRAMS)
+        run.seconds["hybrid_ngrams"] = partner["seconds"]
         log(f"hybrid's n-gram partner ({baseline.PARTNER_NAME}): CV macro-F1 {partner['cv_macro_f1']:.4f} "
             f"(C {partner['C']}, {partner['seconds']:.1f} s)", run.cfg)
-    run.seconds["baseline"] = base["seconds"]
-    if "partner" in base:
-        run.seconds["hybrid_ngrams"] = base["partner"]["seconds"]
     return base
+
+
+def hybrid_partner(base: dict | None) -> dict | None:
+    """The n-gram model the search's hybrid averages in: `--hybrid-ngrams words+chars`'s
+    partner, else the baseline."""
+    return None if base is None else base.get("partner", base)
 
 
 def _fit_ngrams(run: Run, y_pool, folds, parts) -> dict:
@@ -80,7 +86,7 @@ def score_probes(run: Run, pooled: dict, y_pool, folds, base) -> list:
         "train + validation", cfg)
     found = search_probes(pool, y_pool, run.names, folds, val_rows, cands, log=lambda m: log(m, cfg),
                           mixes=mixes)
-    base_oof = base["partner"]["oof"] if base is not None and "partner" in base else None
+    base_oof = hybrid_partner(base)["oof"] if base is not None and cfg.recipe == "auto" else None
     found = with_answers(found, y_pool, run.names, val_rows, base_oof, ensemble=not asked, log=lambda m: log(m, cfg))
     run.seconds["probe_search"] = run.seconds.get("probe_search", 0) + time.perf_counter() - t0  # + the question's
     return found
@@ -129,7 +135,7 @@ def refit_probe(run: Run, pick, pooled: dict, y_pool, base, report: list) -> Fit
         from ..probes import softmax
 
         for s in SPLITS:
-            p_base = base["partner"]["model"].proba(getattr(run.prep, s).texts)
+            p_base = hybrid_partner(base)["model"].proba(getattr(run.prep, s).texts)
             mix = pick.hybrid_weight * softmax(logits[s].numpy()) + (1 - pick.hybrid_weight) * p_base
             logits[s] = torch.from_numpy(np.log(np.clip(mix, 1e-12, None))).float()
     ids = run.probe_inputs[1] if run.probe_inputs else run.ids  # (--template auto: the question's)
