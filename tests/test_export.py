@@ -349,7 +349,7 @@ def test_estimator_parameters_clone_and_set(tiny_model_dir):
     changed = {"model": str(tiny_model_dir), "recipe": "finetune", "probe": None, "template": "T: {text}",
                "max_length": 32, "window": 64, "long_texts": "head-tail", "pooling": "mean", "head_bias": False, "trainable": "lora", "epochs": 2,
                "batch_size": 4, "lr": 1e-3, "weight_decay": 0.0, "class_weights": "none", "lora_rank": 4,
-               "lora_alpha": 8.0, "calibrate": True, "tune_threshold": "f1", "baseline": "none",
+               "lora_alpha": 8.0, "calibrate": True, "tune_threshold": "f1", "baseline": "none", "hybrid_ngrams": "words+chars",
                "trunk_dtype": "float32", "seed": 3, "validation_fraction": 0.2, "output_dir": "runs/x",
                "progress": True}
     assert set(changed) == set(params)

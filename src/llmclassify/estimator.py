@@ -40,7 +40,7 @@ ESTIMATOR_FILE = "estimator.json"
 # The TrainConfig fields a user tunes; each is a constructor argument with TrainConfig's default.
 TRAIN_PARAMS = ("model", "recipe", "probe", "template", "max_length", "window", "long_texts", "pooling", "head_bias", "trainable",
                 "epochs", "batch_size", "lr", "weight_decay", "class_weights", "lora_rank", "lora_alpha",
-                "calibrate", "tune_threshold", "baseline", "trunk_dtype", "seed")
+                "calibrate", "tune_threshold", "baseline", "hybrid_ngrams", "trunk_dtype", "seed")
 _D = {f.name: f.default for f in fields(TrainConfig)}
 
 
@@ -53,7 +53,7 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
                  trainable=_D["trainable"], epochs=_D["epochs"], batch_size=_D["batch_size"], lr=_D["lr"],
                  weight_decay=_D["weight_decay"], class_weights=_D["class_weights"], lora_rank=_D["lora_rank"],
                  lora_alpha=_D["lora_alpha"], calibrate=_D["calibrate"], tune_threshold=_D["tune_threshold"],
-                 baseline=_D["baseline"], trunk_dtype=_D["trunk_dtype"], seed=_D["seed"],
+                 baseline=_D["baseline"], hybrid_ngrams=_D["hybrid_ngrams"], trunk_dtype=_D["trunk_dtype"], seed=_D["seed"],
                  validation_fraction=0.1, output_dir=None, progress=False):
         self.model = model
         self.recipe = recipe
@@ -75,6 +75,7 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
         self.calibrate = calibrate
         self.tune_threshold = tune_threshold
         self.baseline = baseline
+        self.hybrid_ngrams = hybrid_ngrams
         self.trunk_dtype = trunk_dtype
         self.seed = seed
         self.validation_fraction = validation_fraction
