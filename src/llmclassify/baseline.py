@@ -43,12 +43,12 @@ FILE_STEM = "baseline"
 PARTNER_STEM = "hybrid_ngrams"
 
 
-def _part_vectorizer(part, vocabulary=None):
+def _part_vectorizer(part):
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     analyzer, ngram_range = part
     return TfidfVectorizer(analyzer=analyzer, ngram_range=tuple(ngram_range), sublinear_tf=True, min_df=1,
-                           vocabulary=vocabulary, dtype=np.float32)
+                           dtype=np.float32)
 
 
 def vectorizer(parts=BASELINE):
@@ -57,7 +57,7 @@ def vectorizer(parts=BASELINE):
 
     if len(parts) == 1:
         return _part_vectorizer(parts[0])
-    return FeatureUnion([(f"{analyzer}{i}", _part_vectorizer((analyzer, r))) for i, (analyzer, r) in enumerate(parts)])
+    return FeatureUnion([(f"{part[0]}{i}", _part_vectorizer(part)) for i, part in enumerate(parts)])
 
 
 def _fitted_parts(vec) -> list:
