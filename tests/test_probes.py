@@ -529,6 +529,32 @@ def test_word_and_character_ngrams_equal_scikit_learns_feature_union_and_survive
     assert baseline.Baseline.load(tmp_path) is None  # the partner is not the run's baseline
 
 
+def test_a_fresh_process_fits_on_one_thread_of_every_blas_it_loads(tiny_model_dir, small_data, tmp_path):
+    """In a new interpreter (as the CLI runs) scipy's own OpenBLAS, loaded after the run's limit
+    was set, would keep its threads: every BLAS library is on one thread during the search."""
+    import subprocess
+    import sys
+
+    code = f"""
+from threadpoolctl import threadpool_info
+from llmclassify import search
+from llmclassify.train import TrainConfig, train
+seen = []
+real = search.search_probes
+def spy(*a, **k):
+    seen.extend((i["filepath"], i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas")
+    return real(*a, **k)
+search.search_probes = spy
+train(TrainConfig(model={str(tiny_model_dir)!r}, data={str(small_data)!r}, output_dir={str(tmp_path / "run")!r},
+                  recipe="probe", epochs=1, progress=False, seed=7))
+print(sorted(set(seen)))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    libs = eval(out.strip().splitlines()[-1])
+    assert len({path for path, _ in libs}) >= 2  # numpy's and scipy's
+    assert {n for _, n in libs} == {1}, libs
+
+
 @pytest.mark.parametrize("width", [12, 150])  # fewer features than rows (solved over them), more (over rows)
 def test_ridge_screen_equals_scikit_learn_ridge_per_fold(width):
     from sklearn.linear_model import Ridge
