@@ -532,6 +532,7 @@ def test_word_and_character_ngrams_equal_scikit_learns_feature_union_and_survive
 def test_a_fresh_process_fits_on_one_thread_of_every_blas_it_loads(tiny_model_dir, small_data, tmp_path):
     """In a new interpreter (as the CLI runs) scipy's own OpenBLAS, loaded after the run's limit
     was set, would keep its threads: every BLAS library is on one thread during the search."""
+    import ast
     import subprocess
     import sys
 
@@ -550,7 +551,7 @@ train(TrainConfig(model={str(tiny_model_dir)!r}, data={str(small_data)!r}, outpu
 print(sorted(set(seen)))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    libs = eval(out.strip().splitlines()[-1])
+    libs = ast.literal_eval(out.strip().splitlines()[-1])
     assert len({path for path, _ in libs}) >= 2  # numpy's and scipy's
     assert {n for _, n in libs} == {1}, libs
 
