@@ -1,0 +1,93 @@
+#!/usr/bin/env python
+"""The mean over real tokens with and without the first token: the probe stage of `--recipe
+auto` on the features of both, the same split, folds and TF-IDF baseline; each pick scored on
+test, which no rule reads.
+
+    python benchmarks/first_token.py --data FILE.jsonl --features F.pt --out benchmarks/results/first-token
+
+Why: after block 16 of SmolLM2-135M the first token's state is an attention sink, its residual
+about a hundred times the others' and, after the final norm, the same vector for every text
+(cosine 1.000 between texts). `train`'s `mean` includes it, so a text's mean vector is its other
+tokens' mean shrunk by (T-1)/T plus that constant over T: a length signal in every column.
+`after-first` drops the first real token of each sequence (of each window, for long texts)
+from the mean when it has more than one; `last` is the same in both. `--features` caches the
+rule's pass (probe_candidates.pooled_features); the other pass is cached in the work dir.
+One row per data set in OUT.json / OUT.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+
+import torch
+from probe_candidates import (
+    add_row,
+    baseline_stage,
+    data_label,
+    pooled_features,
+    start,
+    write_report,
+)
+from search_variants import RULE_START, from_layer, stage
+
+
+@contextlib.contextmanager
+def mean_after_first():
+    """The pass's `mean` pooling without each sequence's first real token (features.pool)."""
+    import llmclassify.features as features
+    from llmclassify.heads import pool
+
+    def pool_after_first(hidden, mask, pooling):
+        if pooling != "mean":
+            return pool(hidden, mask, pooling)
+        rows = torch.nonzero(mask.sum(-1) > 1).flatten()  # a one-token sequence keeps its token
+        mask = mask.clone()
+        mask[rows, mask[rows].argmax(-1)] = 0  # (B, T): the first 1 of each such row cleared
+        return pool(hidden, mask, "mean")
+
+    features.pool = pool_after_first
+    try:
+        yield
+    finally:
+        features.pool = pool
+
+
+def main(argv=None) -> int:
+    def more(ap):
+        ap.add_argument("--label", help="the row's name (default: the data's)")
+
+    a, machine, rule = start(__doc__, "benchmarks/first_token.py", argv, more)
+    a.features = str(Path(a.work_dir) / f"{data_label(a).replace(' ', '_')}-after-first.pt")
+    with mean_after_first():
+        after = pooled_features(a)
+    base = baseline_stage(from_layer(rule, RULE_START), a.seed)
+    runs = {name: stage(f, a.seed, "now", base) for name, f in (("mean", rule), ("after-first", after))}
+    for name, x in runs.items():
+        print(f"{name}: pick {x['pick']['test']:.4f} (CV {x['pick']['cv']:.4f}), LLM-only {x['llm']['test']:.4f} "
+              f"(CV {x['llm']['cv']:.4f})", file=sys.stderr, flush=True)
+    row = {"data": a.label or data_label(a), "machine": machine, "trunk_dtype": rule.get("trunk_dtype"),
+           "runs": runs, "baseline": {"cv": base["base_cv"], "test": runs["mean"]["base_test"], "C": base["base_C"]}}
+    rows = add_row(Path(a.out), row)
+    md = ["# The mean pooling without the first token (the attention sink)", "",
+          "`mean`: the rule (every real token); `after-first`: each sequence's first real token left out of "
+          "the mean. Then `train`'s probe stage on each (probes, their ensemble, the hybrid with TF-IDF; 2 x 5-fold "
+          "CV over train + validation). Cells: CV macro-F1 -> test macro-F1. `benchmarks/first_token.py`.", "",
+          "| data | mean: pick | after-first: pick | mean: LLM-only | after-first: LLM-only | TF-IDF |",
+          "|---|---|---|---|---|---|"]
+    for r in rows:
+        m, f = r["runs"]["mean"], r["runs"]["after-first"]
+        md.append(f"| {r['data']} | {m['pick']['cv']:.4f} -> {m['pick']['test']:.4f} | {f['pick']['cv']:.4f} -> "
+                  f"{f['pick']['test']:.4f} | {m['llm']['cv']:.4f} -> {m['llm']['test']:.4f} | {f['llm']['cv']:.4f} -> "
+                  f"{f['llm']['test']:.4f} | {r['baseline']['cv']:.4f} -> {r['baseline']['test']:.4f} |")
+    diffs = [r["runs"]["after-first"]["pick"]["test"] - r["runs"]["mean"]["pick"]["test"] for r in rows]
+    md += ["", f"Mean change of the pick's test macro-F1: {sum(diffs) / len(diffs):+.4f} over {len(diffs)} splits.",
+           "", "Picks:", ""] + [f"- {r['data']}, {name}: {x['pick']['name']}; LLM-only {x['llm']['name']}"
+                                for r in rows for name, x in r["runs"].items()]
+    write_report(Path(a.out), md, rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
