@@ -13,8 +13,8 @@ from llmclassify.multilabel import (
     multi_hot,
     multilabel_metrics,
     pos_weight_from_targets,
-    predict_multi_hot,
 )
+from llmclassify.scoring import decide
 
 T = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 0]])
 P = np.array([[1, 0, 0], [0, 1, 0], [1, 0, 1], [0, 0, 0]])
@@ -74,9 +74,9 @@ def test_metrics_hand_computed():
 def test_decisions_and_tuned_thresholds():
     probs = np.array([[0.9, 0.2, 0.6], [0.1, 0.3, 0.2], [0.7, 0.35, 0.1], [0.2, 0.1, 0.4]])
     Y = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 0]])
-    at_half = predict_multi_hot(probs)
+    at_half = decide(probs, multi_label=True)
     assert at_half.tolist() == (probs >= 0.5).tolist()
     thr, _ = per_label_thresholds(probs, Y)
-    tuned = predict_multi_hot(torch.tensor(probs), thr)
+    tuned = decide(probs, multi_label=True, threshold=thr)
     assert multilabel_metrics(Y, tuned)["subset_accuracy"] == 1.0  # separable per label
     assert multilabel_metrics(Y, at_half)["subset_accuracy"] < 1.0

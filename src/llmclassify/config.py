@@ -69,10 +69,6 @@ class ModelConfig:
     def is_gpt2(self) -> bool:
         return self.family == "gpt2"
 
-    @property
-    def kv_groups(self) -> int:
-        return self.n_heads // self.n_kv_heads
-
     # --- (de)serialisation -----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -148,19 +144,3 @@ class ModelConfig:
             f"unsupported architecture '{mt}' in config.json of {name or 'model'} "
             "(supported: gpt2, llama, mistral, qwen2)"
         )
-
-
-# Named architecture presets (weights come from loaders; these are for tests and docs).
-GPT2_SIZES = {
-    "gpt2": dict(emb_dim=768, n_layers=12, n_heads=12),
-    "gpt2-medium": dict(emb_dim=1024, n_layers=24, n_heads=16),
-    "gpt2-large": dict(emb_dim=1280, n_layers=36, n_heads=20),
-    "gpt2-xl": dict(emb_dim=1600, n_layers=48, n_heads=25),
-}
-
-
-def gpt2_config(size: str = "gpt2") -> ModelConfig:
-    return ModelConfig(
-        family="gpt2", vocab_size=50257, context_length=1024, qkv_bias=True, out_bias=True,
-        mlp_bias=True, name=size, **GPT2_SIZES[size],
-    )

@@ -18,7 +18,6 @@ from torch import nn
 
 from .errors import UserError
 
-STRATEGIES = ("head", "last-block", "last-N-blocks", "all")
 _LAST_N = re.compile(r"^last-(\d+)-blocks?$")
 
 

@@ -23,7 +23,7 @@ float32. Blocks below the lowest adapted block are untouched and frozen: that in
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -180,13 +180,6 @@ def lora_modules(clf: nn.Module) -> dict[str, LoRALinear]:
     return {n: m for n, m in clf.named_modules() if isinstance(m, LoRALinear)}
 
 
-def lora_boundary(clf: nn.Module) -> int | None:
-    """Lowest block index holding an adapter (None when there is none)."""
-    found = [i for i, b in enumerate(clf.decoder.blocks)
-             if any(isinstance(m, LoRALinear) for m in b.modules())]
-    return found[0] if found else None
-
-
 def lora_config(clf: nn.Module) -> dict | None:
     """The `apply_lora` keyword arguments that rebuild `clf`'s adapters (JSON-ready), or None.
 
@@ -229,25 +222,3 @@ def lora_state_dict(clf: nn.Module) -> dict[str, torch.Tensor]:
     }
 
 
-def load_lora_state_dict(clf: nn.Module, state: Mapping[str, torch.Tensor], strict: bool = True) -> None:
-    """Copy adapter tensors into a model that `apply_lora` already wrapped the same way.
-
-    Keys of `state` that are not adapter tensors are ignored (so a whole trainable-set dict may
-    be passed). With `strict`, every adapter of the model must be present. Shapes are checked.
-    """
-    own = lora_state_dict(clf)
-    given = {k: v for k, v in state.items() if k.rsplit(".", 1)[-1] in _ADAPTER_KEYS}
-    unknown = sorted(set(given) - set(own))
-    if unknown:
-        raise LoRAError(f"LoRA tensor '{unknown[0]}' has no adapter in this model "
-                        "(different targets, blocks or model?)")
-    if strict:
-        missing = sorted(set(own) - set(given))
-        if missing:
-            raise LoRAError(f"LoRA tensor '{missing[0]}' is missing from the saved adapters")
-    with torch.no_grad():
-        for k, v in given.items():
-            if tuple(v.shape) != tuple(own[k].shape):
-                raise LoRAError(f"LoRA tensor '{k}' has shape {tuple(v.shape)}, "
-                                f"expected {tuple(own[k].shape)} (different rank?)")
-            own[k].copy_(v)

@@ -415,21 +415,6 @@ class Decoder(nn.Module):
             ctx["cos_sin"] = self.blocks[0].attn.rope_cos_sin(pos, dtype)
         return ctx
 
-    def run_last_block_at(
-        self,
-        x: torch.Tensor,
-        mask: torch.Tensor,
-        pos: torch.Tensor,
-        query_index: torch.Tensor,
-        causal: bool = True,
-    ) -> torch.Tensor:
-        """Input of the last block x (B, T, D) -> final-normed hidden state (B, 1, D) at
-        `query_index` (B,): the same as ``forward(...)[rows, query_index]`` for a pooled token,
-        computing the last block's query/MLP at one position only.
-        """
-        h = self.blocks[-1](x, mask, pos, causal=causal, query_index=query_index)
-        return self.final_norm(h)
-
     def lm_logits(self, h: torch.Tensor) -> torch.Tensor:
         """Hidden states (B, T, D) -> vocabulary logits (B, T, V); tied to tok_emb unless lm_head."""
         if hasattr(self, "lm_head"):

@@ -71,13 +71,6 @@ def bce_loss(logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tens
     )
 
 
-def predict_multi_hot(probs, thresholds: float | Sequence[float] | np.ndarray = 0.5) -> np.ndarray:
-    """(N, L) probabilities -> (N, L) bool decisions: label j when probs[:, j] >= thresholds[j]."""
-    P = np.asarray(probs.detach().cpu() if torch.is_tensor(probs) else probs, dtype=np.float64)
-    t = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), P.shape[-1:])
-    return P >= t
-
-
 def multilabel_metrics(y_true, y_pred, label_names: Sequence[str] | None = None,
                        loss: float | None = None) -> dict:
     """Subset accuracy, Hamming loss, micro precision/recall/F1, macro-F1 and per-label scores.

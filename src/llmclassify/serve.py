@@ -133,15 +133,13 @@ class BatchStats:
     texts: int = 0
     requests: int = 0
     largest_batch: int = 0
-    model_seconds: float = 0.0
     sizes: list[int] = field(default_factory=list)  # last 100 batch sizes, for tests
 
-    def record(self, n_texts: int, n_requests: int, seconds: float) -> None:
+    def record(self, n_texts: int, n_requests: int) -> None:
         self.batches += 1
         self.texts += n_texts
         self.requests += n_requests
         self.largest_batch = max(self.largest_batch, n_texts)
-        self.model_seconds += seconds
         self.sizes = (self.sizes + [n_texts])[-100:]
 
 
@@ -216,11 +214,10 @@ class MicroBatcher:
             if not live:
                 continue
             try:
-                t0 = time.perf_counter()
                 outputs = await asyncio.get_running_loop().run_in_executor(
                     self._executor, self._predict, [(p.texts, p.threshold) for p in live]
                 )
-                self.stats.record(sum(len(p.texts) for p in live), len(live), time.perf_counter() - t0)
+                self.stats.record(sum(len(p.texts) for p in live), len(live))
             except asyncio.CancelledError:
                 for p in live:
                     if not p.future.done():

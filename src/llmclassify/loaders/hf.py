@@ -22,7 +22,6 @@ from .base import LoadedModel, check_state_dict, expected_shapes
 WEIGHTS = "model.safetensors"
 INDEX = "model.safetensors.index.json"
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
-TOKENIZER_FILES = ("tokenizer.json", "vocab.json")
 
 # --- the key maps: HF name (without `transformer.` / `model.`) -> (our names, transform) ---
 # `{}` stands for the layer number. A transform takes the HF tensor and returns one tensor
