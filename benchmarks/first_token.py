@@ -54,6 +54,37 @@ def mean_after_first():
         features.pool = pool
 
 
+@torch.inference_mode()
+def sink_statistics(a, n_texts: int = 64) -> dict:
+    """On the first `n_texts` train texts, per kept layer: the mean norm of the first token's
+    residual state and of the other real tokens', and the mean cosine between texts of the
+    first token's final-normed state (1.0: the same vector for every text)."""
+    from llmclassify.features import probe_layers
+    from llmclassify.inputs import pad_batch
+    from llmclassify.train import run as R
+    from llmclassify.train.config import TrainConfig, with_preset
+
+    cfg = TrainConfig(data=a.data, recipe="probe", progress=False, baseline="none", seed=a.seed)
+    cfg = with_preset(cfg, a.preset, {"recipe", "baseline"}) if a.preset else cfg
+    run = R._prepare(cfg, Path(a.work_dir) / "sink")
+    dec = run.clf.decoder
+    ids, mask = pad_batch(run.ids["train"][:n_texts], 0, side="right")
+    pos = dec.positions(mask)
+    x = dec.embed(ids, pos)
+    ctx = dec.context(mask, pos, True, x.dtype)
+    rest = mask[:, 1:, None].float()  # (B, T-1, 1): the real tokens after the first
+    out = {}
+    for k in range(len(dec.blocks) + 1):  # x: the states after layer k
+        if k in probe_layers(len(dec.blocks)):
+            first = torch.nn.functional.normalize(dec.final_norm(x)[:, 0], dim=-1)  # (B, D)
+            out[k] = {"first_norm": float(x[:, 0].norm(dim=-1).mean()),
+                      "rest_norm": float((x[:, 1:].norm(dim=-1, keepdim=True) * rest).sum() / rest.sum()),
+                      "first_cosine": float((first @ first.T).mean())}
+        if k < len(dec.blocks):
+            x = dec.blocks[k](x, mask, pos, causal=True, ctx=ctx)
+    return out
+
+
 def main(argv=None) -> int:
     def more(ap):
         ap.add_argument("--label", help="the row's name (default: the data's)")
@@ -68,7 +99,7 @@ def main(argv=None) -> int:
         print(f"{name}: pick {x['pick']['test']:.4f} (CV {x['pick']['cv']:.4f}), LLM-only {x['llm']['test']:.4f} "
               f"(CV {x['llm']['cv']:.4f})", file=sys.stderr, flush=True)
     row = {"data": a.label or data_label(a), "machine": machine, "trunk_dtype": rule.get("trunk_dtype"),
-           "runs": runs, "baseline": {"cv": base["base_cv"], "test": runs["mean"]["base_test"], "C": base["base_C"]}}
+           "sink": sink_statistics(a), "runs": runs, "baseline": {"cv": base["base_cv"], "test": runs["mean"]["base_test"], "C": base["base_C"]}}
     rows = add_row(Path(a.out), row)
     md = ["# The mean pooling without the first token (the attention sink)", "",
           "`mean`: the rule (every real token); `after-first`: each sequence's first real token left out of "
@@ -81,6 +112,11 @@ def main(argv=None) -> int:
         md.append(f"| {r['data']} | {m['pick']['cv']:.4f} -> {m['pick']['test']:.4f} | {f['pick']['cv']:.4f} -> "
                   f"{f['pick']['test']:.4f} | {m['llm']['cv']:.4f} -> {m['llm']['test']:.4f} | {f['llm']['cv']:.4f} -> "
                   f"{f['llm']['test']:.4f} | {r['baseline']['cv']:.4f} -> {r['baseline']['test']:.4f} |")
+    md += ["", "The first token, on 64 train texts (float32 pass): mean norm of its residual state against the "
+           "other real tokens', and the mean cosine between texts of its final-normed state, per kept layer:", ""]
+    md += [f"- {r['data']}: " + "; ".join(f"layer {k}: {v['first_norm']:,.0f} vs {v['rest_norm']:,.0f}, cosine "
+                                         f"{v['first_cosine']:.3f}" for k, v in r["sink"].items())
+           for r in rows if "sink" in r]
     diffs = [r["runs"]["after-first"]["pick"]["test"] - r["runs"]["mean"]["pick"]["test"] for r in rows]
     md += ["", f"Mean change of the pick's test macro-F1: {sum(diffs) / len(diffs):+.4f} over {len(diffs)} splits.",
            "", "Picks:", ""] + [f"- {r['data']}, {name}: {x['pick']['name']}; LLM-only {x['llm']['name']}"
