@@ -5,7 +5,7 @@ test, which no rule reads.
 
     python benchmarks/first_token.py --data FILE.jsonl --features F.pt --out benchmarks/results/first-token
 
-Why: after block 16 of SmolLM2-135M the first token's state is an attention sink, its residual
+Why: from layer 12 of SmolLM2-135M up the first token's state is an attention sink, its residual
 about a hundred times the others' and, after the final norm, the same vector for every text
 (cosine 1.000 between texts). `train`'s `mean` includes it, so a text's mean vector is its other
 tokens' mean shrunk by (T-1)/T plus that constant over T: a length signal in every column.
