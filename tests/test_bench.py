@@ -1,6 +1,7 @@
 """Smoke test of benchmarks/bench.py's code paths on the tiny model (seconds, no timings):
 HF parity, and the three training paths (reference-style loop, Hugging Face, ours) giving
-the same training trajectory when they see the same batches."""
+the same training trajectory when they see the same batches; and first_token.py's pooling
+against its definition."""
 
 from __future__ import annotations
 
@@ -81,3 +82,25 @@ def test_bench_report(bench):
     # the fastest path with labels identical to HF's: int8 here, 3.125x
     assert verdict["predict_x_hf_identical"]["value"] == pytest.approx(3.125)
     assert verdict["predict_x_hf_identical"]["reached"] and "fastest such path: ours_int8" in md
+
+
+def test_first_token_variant_leaves_each_sequences_first_real_token_out_of_the_mean():
+    """benchmarks/first_token.py's `after-first` pooling, against its definition: right and left
+    padding, a one-token row keeps its token, `last` unchanged, the rule's pooling restored."""
+    import torch
+
+    from llmclassify import features
+    from llmclassify.heads import pool
+
+    sys.path.insert(0, str(BENCH))
+    import first_token
+
+    hidden = torch.randn(4, 5, 3)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 0, 0, 0, 0], [0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    with first_token.mean_after_first():
+        got = features.pool(hidden, mask, "mean")
+        last = features.pool(hidden, mask, "last")
+    want = torch.stack([hidden[0, 1:3].mean(0), hidden[1, 0], hidden[2, 3:].mean(0), hidden[3, 1:].mean(0)])
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(last, pool(hidden, mask, "last"))
+    assert features.pool is pool
