@@ -53,6 +53,15 @@ def hybrid_partner(base: dict | None) -> dict | None:
     return None if base is None else base.get("partner", base)
 
 
+def ngram_proba(fitted: dict, run: Run, split: str) -> np.ndarray:
+    """A fitted n-gram model's (`_fit_ngrams`) probabilities on a split's texts, computed once:
+    the hybrid's refit and the baseline's report read the same ones."""
+    cache = fitted.setdefault("proba", {})
+    if split not in cache:
+        cache[split] = fitted["model"].proba(getattr(run.prep, split).texts)
+    return cache[split]
+
+
 def _fit_ngrams(run: Run, y_pool, folds, parts) -> dict:
     """A TF-IDF + logistic regression over `parts`: C by the folds, refitted on train + validation."""
     from .. import baseline
@@ -135,8 +144,8 @@ def refit_probe(run: Run, pick, pooled: dict, y_pool, base, report: list) -> Fit
         from ..probes import softmax
 
         for s in SPLITS:
-            p_base = hybrid_partner(base)["model"].proba(getattr(run.prep, s).texts)
-            mix = pick.hybrid_weight * softmax(logits[s].numpy()) + (1 - pick.hybrid_weight) * p_base
+            p_ngrams = ngram_proba(hybrid_partner(base), run, s)
+            mix = pick.hybrid_weight * softmax(logits[s].numpy()) + (1 - pick.hybrid_weight) * p_ngrams
             logits[s] = torch.from_numpy(np.log(np.clip(mix, 1e-12, None))).float()
     ids = run.probe_inputs[1] if run.probe_inputs else run.ids  # (--template auto: the question's)
     longest = max(len(x) for v in ids.values() for x in v)
@@ -155,15 +164,15 @@ def baseline_metrics(run: Run, base) -> dict | None:
 
     if base is None:
         return None
-    splits = {s: score(base["model"].proba(getattr(run.prep, s).texts), np.asarray(getattr(run.prep, s).labels),
-                       run.names) for s in ("train", "test")}
+    splits = {s: score(ngram_proba(base, run, s), np.asarray(getattr(run.prep, s).labels), run.names)
+              for s in ("train", "test")}
     # refitted on train + validation: its validation figures are the out-of-fold ones
     splits["val"] = score(base["oof"][len(run.prep.train.labels):], np.asarray(run.prep.val.labels), run.names)
     out = {"name": baseline.NAME, "C": base["C"], "cv_macro_f1": base["cv_macro_f1"], "refit_on": "train+val",
            "seconds": run.seconds.get("baseline"), "splits": splits}
     if "partner" in base:  # what the hybrid averages in; its test figure only scored, as the baseline's
         partner = base["partner"]
-        test = score(partner["model"].proba(run.prep.test.texts), np.asarray(run.prep.test.labels), run.names)
+        test = score(ngram_proba(partner, run, "test"), np.asarray(run.prep.test.labels), run.names)
         out["hybrid_ngrams"] = {"name": baseline.PARTNER_NAME, "C": partner["C"], "cv_macro_f1": partner["cv_macro_f1"],
                                 "seconds": partner["seconds"], "test": test}
     return out
