@@ -156,6 +156,9 @@ def run_record(metrics: dict, child: dict, command: str) -> dict:
         "chosen_kind": kinds.get(rec["chosen"], "finetune"),  # --recipe finetune lists no candidates
         "cv_macro_f1_best_probe": best("probe"),
         "cv_macro_f1_hybrid": best("hybrid"),
+        # every candidate's held-out figures (the search's own; a refitted probe's val in "val_macro_f1" is in-sample)
+        "candidates": [{k: c.get(k) for k in ("name", "kind", "cv_macro_f1", "val_macro_f1", "choosable")}
+                       for c in cands],
         "test_macro_f1": test["macro_f1"],
         "test_accuracy": test["accuracy"],
         "val_macro_f1": val["macro_f1"],

@@ -257,9 +257,10 @@ def _check_validation_needs(cfg: TrainConfig, prep) -> None:
 
 
 def _resolve_recipe(run: Run) -> str:
-    """`auto` searches probes and the fine-tuned top; where probes cannot apply it is
-    `finetune`, where the fine-tuned top cannot (no validation split, long texts) `probe` (said
-    in one line)."""
+    """What runs: `probe` (the probe stage; under `auto` with its hybrid), `finetune` (the top
+    alone) or `auto` (both, with --search-finetune). Where probes cannot apply it is
+    `finetune`; where the fine-tuned top cannot (no validation split, long texts) `probe`
+    (said in one line)."""
     cfg = run.cfg
     if cfg.recipe == "finetune":
         return "finetune"
@@ -272,6 +273,8 @@ def _resolve_recipe(run: Run) -> str:
         why = f"--padding {cfg.padding} makes pad tokens input, which probes do not read"
     elif cfg.extra.get("random_init"):
         why = "random weights: nothing to probe"
+    if not why and cfg.recipe == "auto" and not cfg.search_finetune:
+        return "probe"
     if not why and cfg.recipe == "auto" and not run.prep.val.texts:
         log("recipe: probes only: the fine-tuned top is compared on validation texts and the split has none "
             "(--split)", cfg)
