@@ -35,8 +35,7 @@ def compare(with_ft: dict, without_ft: dict) -> dict:
             continue
         cands = {c["name"]: c for c in a.get("candidates") or []}
         ft = next((c for c in cands.values() if c["kind"] == "finetune"), None)
-        answer = max((c for c in cands.values() if c["kind"] != "finetune" and c.get("choosable", True)),
-                     key=lambda c: c["cv_macro_f1"], default=None)  # the search's own answer, by CV
+        answer = cands.get(b["chosen"])  # what the search takes without the fine-tuned top: the same candidates
         finetune = e["runs"].get("finetune")
         rows[name] = {
             "splits": a["splits"],

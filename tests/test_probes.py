@@ -269,7 +269,8 @@ def test_a_named_probe_is_not_averaged_with_others(tiny_model_dir, small_data, t
 
 def test_auto_search_never_reads_the_test_split(tiny_model_dir, small_data, tmp_path, monkeypatch):
     """Flipping every test label turns test accuracy a into 1 - a, and changes nothing else."""
-    first = train(tiny_train_config(tiny_model_dir, small_data, tmp_path / "a", recipe="auto", epochs=1))
+    first = train(tiny_train_config(tiny_model_dir, small_data, tmp_path / "a", recipe="auto", epochs=1,
+                                    search_finetune=True))
     real = train_mod._prepare_data
 
     def scrambled(cfg):
@@ -278,7 +279,8 @@ def test_auto_search_never_reads_the_test_split(tiny_model_dir, small_data, tmp_
         return prep
 
     monkeypatch.setattr(train_mod, "_prepare_data", scrambled)
-    second = train(tiny_train_config(tiny_model_dir, small_data, tmp_path / "b", recipe="auto", epochs=1))
+    second = train(tiny_train_config(tiny_model_dir, small_data, tmp_path / "b", recipe="auto", epochs=1,
+                                     search_finetune=True))
     def scores(summary):
         return [{k: v for k, v in c.items() if k != "seconds"} for c in summary["recipe"]["candidates"]]
 
@@ -288,6 +290,34 @@ def test_auto_search_never_reads_the_test_split(tiny_model_dir, small_data, tmp_
     assert first["splits"]["val"] == second["splits"]["val"]
     kinds = {c["kind"] for c in first["recipe"]["candidates"]}
     assert kinds == {"probe", "hybrid", "finetune"}
+
+
+def test_auto_fine_tunes_only_when_asked(tiny_model_dir, small_data, tmp_path, monkeypatch, capsys):
+    """`--recipe auto` searches probes and the hybrid: no fine-tuning epochs, no trunk cache
+    (the pass keeps pooled vectors only); `--search-finetune` adds the fine-tuned top, and is
+    for auto alone."""
+    from llmclassify import features
+    from llmclassify.cli import main
+    from llmclassify.errors import UserError
+
+    boundaries = []
+    real = features.trunk_pass
+    monkeypatch.setattr(features, "trunk_pass", lambda *a, **k: boundaries.append(k["boundary"]) or real(*a, **k))
+    for asked in (False, True):
+        boundaries.clear()
+        run = tmp_path / f"auto-{asked}"
+        s = train(tiny_train_config(tiny_model_dir, small_data, run, recipe="auto", epochs=1, search_finetune=asked))
+        kinds = {c["kind"] for c in s["recipe"]["candidates"]}
+        assert kinds == ({"probe", "hybrid", "finetune"} if asked else {"probe", "hybrid"})
+        assert ("fit" in s["seconds"]) == asked == (run / "metrics.jsonl").exists()
+        assert len(boundaries) == 3 and all((b is not None) == asked for b in boundaries)
+    for recipe in ("finetune", "probe"):
+        with pytest.raises(UserError, match="--search-finetune adds the fine-tuned top to --recipe auto"):
+            tiny_train_config(tiny_model_dir, small_data, tmp_path / "x", recipe=recipe, search_finetune=True)
+    assert main(["train", "--model", str(tiny_model_dir), "--data", str(small_data), "-o", str(tmp_path / "c"),
+                 "--recipe", "finetune", "--search-finetune", "--quiet"]) == 2
+    assert "--search-finetune adds the fine-tuned top" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
 
 
 def test_a_run_fits_its_probes_and_baseline_on_one_blas_thread(tiny_model_dir, small_data, tmp_path, monkeypatch):
@@ -860,7 +890,7 @@ def test_a_run_converts_and_calibrates_the_trunk_once_for_all_splits(tmp_path, t
 @pytest.mark.parametrize("dtype", ["int8", "bfloat16"])
 def test_auto_finetuned_top_predicts_in_the_arithmetic_of_its_trunk_cache(tiny_model_dir, small_data, tmp_path,
                                                                            monkeypatch, dtype):
-    """`--recipe auto` trains its fine-tuned candidate on the shared pass's cache (reduced
+    """`--recipe auto --search-finetune` trains its fine-tuned candidate on the shared pass's cache (reduced
     arithmetic); when that candidate wins, prediction runs the frozen blocks in the same
     arithmetic (spec.trunk_dtype, spec.frozen_blocks) and reports what training reported."""
     if dtype == "bfloat16" and not fast_bfloat16("cpu"):
@@ -871,7 +901,8 @@ def test_auto_finetuned_top_predicts_in_the_arithmetic_of_its_trunk_cache(tiny_m
     monkeypatch.setattr(search, "choose", lambda cands, by: next(
         (c for c in cands if c.kind == "finetune"), None) or real(cands, by))
     run = tmp_path / "auto-ft"
-    s = train(tiny_train_config(tiny_model_dir, small_data, run, recipe="auto", trunk_dtype=dtype, baseline="none"))
+    s = train(tiny_train_config(tiny_model_dir, small_data, run, recipe="auto", trunk_dtype=dtype, baseline="none",
+                                search_finetune=True))
     clf = Classifier.load(run)
     n = len(clf.model.decoder.blocks)
     assert s["recipe"]["chosen"].startswith("finetune") and s["trunk_dtype"] == dtype
