@@ -38,7 +38,7 @@ from .train.config import TrainConfig
 
 ESTIMATOR_FILE = "estimator.json"
 # The TrainConfig fields a user tunes; each is a constructor argument with TrainConfig's default.
-TRAIN_PARAMS = ("model", "recipe", "probe", "template", "max_length", "window", "long_texts", "pooling", "head_bias", "trainable",
+TRAIN_PARAMS = ("model", "recipe", "search_finetune", "probe", "template", "max_length", "window", "long_texts", "pooling", "head_bias", "trainable",
                 "epochs", "batch_size", "lr", "weight_decay", "class_weights", "lora_rank", "lora_alpha",
                 "calibrate", "tune_threshold", "baseline", "hybrid_ngrams", "trunk_dtype", "seed")
 _D = {f.name: f.default for f in fields(TrainConfig)}
@@ -48,7 +48,7 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
     """A pretrained decoder LLM fine-tuned (or probed) as a text classifier. X: a sequence of
     strings; y: one label per text (strings or numbers)."""
 
-    def __init__(self, model=_D["model"], recipe=_D["recipe"], probe=_D["probe"], template=_D["template"],
+    def __init__(self, model=_D["model"], recipe=_D["recipe"], search_finetune=_D["search_finetune"], probe=_D["probe"], template=_D["template"],
                  max_length=_D["max_length"], window=_D["window"], long_texts=_D["long_texts"], pooling=_D["pooling"], head_bias=_D["head_bias"],
                  trainable=_D["trainable"], epochs=_D["epochs"], batch_size=_D["batch_size"], lr=_D["lr"],
                  weight_decay=_D["weight_decay"], class_weights=_D["class_weights"], lora_rank=_D["lora_rank"],
@@ -57,6 +57,7 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
                  validation_fraction=0.1, output_dir=None, progress=False):
         self.model = model
         self.recipe = recipe
+        self.search_finetune = search_finetune
         self.probe = probe
         self.template = template
         self.max_length = max_length

@@ -34,9 +34,12 @@ Protocol (one trunk pass has already produced every candidate's features):
    `--hybrid-ngrams words+chars`, a TF-IDF model over words and characters fitted on the
    same folds: baseline.HYBRID_NGRAMS), weights HYBRID_WEIGHTS on the probe, scored the same
    way; it is named "hybrid" in every report, beside the LLM-only answer.
-4. The fine-tuned top (trained on train, its epoch chosen on validation) is compared on the
-   validation texts only, where every candidate's predictions are held out: the probes' and
-   hybrid's out-of-fold predictions of those texts against the fine-tuned model's.
+4. With `--search-finetune`, the fine-tuned top (trained on train, its epoch chosen on
+   validation) is compared on the validation texts only, where every candidate's predictions
+   are held out: the probes' and hybrid's out-of-fold predictions of those texts against the
+   fine-tuned model's. Not by default: a validation split is a fraction of the pool the others
+   are scored on, and over five data sets the one time the top led there (by a text) it was
+   the worst pick on test (benchmarks/results/finetune-candidate.md).
 5. Ties (within TIE macro-F1) go to the cheaper candidate: a probe (fewer blocks first), then
    the hybrid, then fine-tuning. A chosen probe or hybrid is refitted on the whole pool with
    its C (an ensemble: each member with its own; `refit`); the test split is scored once,

@@ -1,6 +1,6 @@
 """The probe stage of a run and the choice between recipes: the baseline and the probes scored
-out of fold over train + validation (search.py has the protocol), the fine-tuned top
-compared on validation, the chosen probe refitted on train + validation."""
+out of fold over train + validation (search.py has the protocol), the fine-tuned top (with
+--search-finetune) compared on validation, the chosen probe refitted on train + validation."""
 
 from __future__ import annotations
 
