@@ -346,7 +346,7 @@ def test_estimator_parameters_clone_and_set(tiny_model_dir):
     params = LLMClassifier().get_params()
     assert set(params) == {*TRAIN_PARAMS, "validation_fraction", "output_dir", "progress"}
     assert all(params[k] == defaults[k] for k in TRAIN_PARAMS)  # TrainConfig's defaults, one place
-    changed = {"model": str(tiny_model_dir), "recipe": "finetune", "probe": None, "template": "T: {text}",
+    changed = {"model": str(tiny_model_dir), "recipe": "finetune", "search_finetune": True, "probe": None, "template": "T: {text}",
                "max_length": 32, "window": 64, "long_texts": "head-tail", "pooling": "mean", "head_bias": False, "trainable": "lora", "epochs": 2,
                "batch_size": 4, "lr": 1e-3, "weight_decay": 0.0, "class_weights": "none", "lora_rank": 4,
                "lora_alpha": 8.0, "calibrate": True, "tune_threshold": "f1", "baseline": "none", "hybrid_ngrams": "words+chars",

@@ -35,7 +35,7 @@ def mods():
         yield datasets, suite, machine
     finally:
         sys.path.remove(str(BENCH))
-        for name in ("datasets", "suite", "machine"):
+        for name in ("datasets", "suite", "machine", "finetune_candidate"):
             sys.modules.pop(name, None)
         if saved is not None:
             sys.modules["datasets"] = saved
@@ -236,6 +236,41 @@ def _metrics(test_f1, test_acc, chosen, candidates, base_f1=None, seconds=10.0):
         m["baseline"] = {"name": "TF-IDF + logistic regression", "C": 10.0, "cv_macro_f1": 0.8, "seconds": 1.0,
                          "splits": {"test": {"macro_f1": base_f1, "accuracy": 0.85}}}
     return m
+
+
+def test_finetune_candidate_compares_the_two_suite_runs(mods):
+    """benchmarks/finetune_candidate.py: from the run whose search fine-tunes the top, both
+    validation figures the search compared (its own answer: what the run without the top took)
+    and what followed on test; from the run without it, its choice and test figure."""
+    _, suite, _ = mods
+    import finetune_candidate
+
+    ft_name = "finetune last-block, last token"
+    cands = [{"name": "probe ensemble (a; b)", "kind": "probe", "cv_macro_f1": 0.97, "val_macro_f1": 0.90},
+             {"name": "hybrid (a; b + TF-IDF)", "kind": "hybrid", "cv_macro_f1": 0.96, "val_macro_f1": 0.89}]
+    with_ft = _metrics(0.93, 0.93, ft_name, [*cands, {"name": ft_name, "kind": "finetune", "cv_macro_f1": None,
+                                                      "val_macro_f1": 0.91}], base_f1=0.95)
+    with_ft["seconds"]["fit"] = 2.5
+    child = {"rc": 0, "wall_s": 12.5, "cpu_s": 20.0, "peak_rss_mib": 1500.0}
+
+    def report(runs):
+        return {"datasets": {"spam": {"runs": runs, "baseline": suite.baseline_record(with_ft)}}}
+
+    rows = finetune_candidate.compare(
+        report({"auto": suite.run_record(with_ft, child, "a"), "finetune": suite.run_record(with_ft, child, "f")}),
+        report({"auto": suite.run_record(_metrics(0.98, 0.98, cands[0]["name"], cands), child | {"wall_s": 10.0},
+                                         "b")}))
+    row = rows["spam"]
+    assert (row["with"]["answer_val_macro_f1"], row["with"]["fine_tuned_val_macro_f1"]) == (0.90, 0.91)
+    assert (row["with"]["chosen_kind"], row["with"]["test_macro_f1"], row["with"]["fine_tuning_s"]) == ("finetune",
+                                                                                                      0.93, 2.5)
+    assert (row["without"]["chosen_kind"], row["without"]["test_macro_f1"], row["without"]["wall_s"]) == ("probe",
+                                                                                                        0.98, 10.0)
+    assert row["tfidf_test_macro_f1"] == 0.95 and row["recipe_finetune_test_macro_f1"] == 0.93
+    md = "\n".join(finetune_candidate.markdown(rows, {"command": "c", "commit": "x", "date": "d", "summary": "CPU"},
+                                               ({"command": "w", "machine": {"summary": "CPU"}, "datasets": {}},
+                                                {"command": "wo", "machine": {"summary": "CPU"}, "datasets": {}})))
+    assert "| spam (14 / 2 / 4) | 0.9000 / 0.9100 | finetune | 0.9300 | probe, 0.9800 |" in md
 
 
 def test_records_and_tables_from_metrics_json(mods):
