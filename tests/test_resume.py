@@ -161,9 +161,10 @@ def _cli(*args, **kw) -> subprocess.Popen:
 def test_killed_training_process_resumes_to_the_same_model(tmp_path, tiny_model_dir, small_data, sig):
     """A real `llmclassify train` process gets a real signal once its first epoch is logged;
     it saves its state and exits 128+signal; `train --resume` in a new process finishes it;
-    the result equals an uninterrupted run with the same seed."""
-    flags = ["--model", tiny_model_dir, "--data", small_data, "--epochs", "6", "--batch-size", "2",
-             "--lr", "1e-3", "--seed", "7", "--quiet"]
+    the result equals an uninterrupted run with the same seed. The run is the search with the
+    fine-tuned top (probes, then epochs): the resumed process redoes the probe stage."""
+    flags = ["--model", tiny_model_dir, "--data", small_data, "--search-finetune", "--epochs", "6",
+             "--batch-size", "2", "--lr", "1e-3", "--seed", "7", "--quiet"]
     ref = tmp_path / "ref"
     assert main(["train", *map(str, flags), "--output", str(ref)]) == 0
 
