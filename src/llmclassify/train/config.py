@@ -80,11 +80,7 @@ class TrainConfig:
     recipe: str = option("auto", "auto: search probes on the trunk's layers (the answer: an ensemble of the top "
                          "three) and a probe + TF-IDF hybrid by out-of-fold macro-F1 (search.py); finetune: the "
                          "book's recipe; probe: probes only", choices=RECIPES)
-    # Off by default. Compared on validation texts alone, it trailed the search's answer by
-    # 0.05-0.36 macro-F1 on four of five data sets and led on one by a single text (sms-spam,
-    # 1,000 texts to train), where it was taken and scored 0.9391 on test, under TF-IDF's
-    # 0.9597 and the answer's 0.9844; it took a fifth of four runs (ATIS: 6%) and 230-350 MiB
-    # more peak memory (benchmarks/results/finetune-candidate.md).
+    # Off by default: why, with the measurement, is step 4 of search.py's protocol.
     search_finetune: bool = option(False, "--recipe auto also fine-tunes the top (the book's recipe) and compares "
                                    "it with the search's answer on the validation texts", const=True)
     probe: str | None = option(None, "one probe instead of the search: POOLING@LAYER[+LAYER..][,POOLING@..], "
