@@ -1,0 +1,97 @@
+#!/usr/bin/env python
+"""Echo features: each text read twice, pooled over the second reading; the probe stage of
+`--recipe auto` on them and on the rule's, the same split, folds and TF-IDF baseline; each
+pick scored on test, which no rule reads.
+
+    python benchmarks/echo.py --data FILE.jsonl --features F.pt --out benchmarks/results/echo
+
+Why: in a causal decoder a token's state reads only what precedes it, so the mean over a text's
+tokens averages states that saw little of the text. Springer et al. 2024 ("Repetition Improves
+Language Model Embeddings") feed the text twice and pool over the second copy, whose tokens
+have read the whole text once. Here the pass reads `TEXT\\nTEXT`; `mean` is over the last half
+of the real tokens (the second copy), `last` is the second copy's last token. It costs a pass
+over twice the tokens. `--features` caches the rule's pass (probe_candidates.pooled_features);
+the echo pass is cached in the work dir. One row per data set in OUT.json / OUT.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+
+import torch
+from probe_candidates import add_row, baseline_stage, data_label, pooled_features, start, write_report
+from search_variants import RULE_START, from_layer, stage
+
+
+@contextlib.contextmanager
+def echo_pass():
+    """The pass reads each text twice (inputs.apply_template) and pools `mean` over the last
+    half of each sequence's real tokens (features.pool)."""
+    import llmclassify.features as features
+    import llmclassify.inputs as inputs
+    from llmclassify.heads import pool
+
+    def twice(texts, template):
+        return [f"{t}\n{t}" for t in texts]
+
+    def pool_second_half(hidden, mask, pooling):
+        if pooling != "mean":
+            return pool(hidden, mask, pooling)
+        seen = mask.cumsum(-1)  # (B, T): real tokens up to each position
+        first_half = (mask.sum(-1, keepdim=True) + 1) // 2  # ceil(n / 2): the copy and the newline
+        return pool(hidden, mask * (seen > first_half), "mean")
+
+    saved = inputs.apply_template, features.pool
+    inputs.apply_template, features.pool = twice, pool_second_half
+    try:
+        yield
+    finally:
+        inputs.apply_template, features.pool = saved
+
+
+def main(argv=None) -> int:
+    def more(ap):
+        ap.add_argument("--label", help="the row's name (default: the data's)")
+
+    a, machine, rule = start(__doc__, "benchmarks/echo.py", argv, more)
+    label = a.label or data_label(a)
+    a.features = str(Path(a.work_dir) / f"{label.replace(' ', '_')}-echo.pt")
+    with echo_pass():
+        echo = pooled_features(a)
+    base = baseline_stage(from_layer(rule, RULE_START), a.seed)
+    runs = {name: stage(f, a.seed, "now", base) for name, f in (("rule", rule), ("echo", echo))}
+    for name, x in runs.items():
+        print(f"{name}: pick {x['pick']['test']:.4f} (CV {x['pick']['cv']:.4f}), LLM-only {x['llm']['test']:.4f} "
+              f"(CV {x['llm']['cv']:.4f})", file=sys.stderr, flush=True)
+    row = {"data": label, "machine": machine, "trunk_dtype": rule.get("trunk_dtype"), "runs": runs,
+           "seconds": {"rule": rule.get("pass_seconds"), "echo": echo.get("pass_seconds")},
+           "tokens": {"rule": rule.get("tokens"), "echo": echo.get("tokens")},
+           "baseline": {"cv": base["base_cv"], "test": runs["rule"]["base_test"], "C": base["base_C"]}}
+    rows = add_row(Path(a.out), row)
+    md = ["# Echo features: each text read twice, pooled over the second reading", "",
+          "`rule`: the pass `train` makes; `echo`: the pass over `TEXT\\nTEXT`, `mean` over the second copy, `last` "
+          "its last token. Then `train`'s probe stage on each (probes, their ensemble, the hybrid with TF-IDF; "
+          "2 x 5-fold CV over train + validation). Cells: CV macro-F1 -> test macro-F1. `benchmarks/echo.py`.", "",
+          "| data | rule: pick | echo: pick | rule: LLM-only | echo: LLM-only | TF-IDF | pass s, rule / echo |",
+          "|---|---|---|---|---|---|---:|"]
+    for r in rows:
+        m, e = r["runs"]["rule"], r["runs"]["echo"]
+        s = r["seconds"]
+        md.append(f"| {r['data']} | {m['pick']['cv']:.4f} -> {m['pick']['test']:.4f} | {e['pick']['cv']:.4f} -> "
+                  f"{e['pick']['test']:.4f} | {m['llm']['cv']:.4f} -> {m['llm']['test']:.4f} | {e['llm']['cv']:.4f} -> "
+                  f"{e['llm']['test']:.4f} | {r['baseline']['cv']:.4f} -> {r['baseline']['test']:.4f} | "
+                  f"{s['rule'] or 0:.0f} / {s['echo'] or 0:.0f} |")
+    for part in ("pick", "llm"):
+        diffs = [r["runs"]["echo"][part]["test"] - r["runs"]["rule"][part]["test"] for r in rows]
+        md += ["", f"Mean change of the {'pick' if part == 'pick' else 'LLM-only answer'}'s test macro-F1: "
+               f"{sum(diffs) / len(diffs):+.4f} over {len(diffs)} splits."]
+    md += ["", "Picks:", ""] + [f"- {r['data']}, {name}: {x['pick']['name']}; LLM-only {x['llm']['name']}"
+                                for r in rows for name, x in r["runs"].items()]
+    write_report(Path(a.out), md, rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
