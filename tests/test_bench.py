@@ -104,3 +104,28 @@ def test_first_token_variant_leaves_each_sequences_first_real_token_out_of_the_m
     torch.testing.assert_close(got, want)
     torch.testing.assert_close(last, pool(hidden, mask, "last"))
     assert features.pool is pool
+
+
+def test_echo_variant_reads_each_text_twice_and_pools_the_second_copy():
+    """benchmarks/echo.py's pass, against its definition: the texts doubled, `mean` over the last
+    floor(n / 2) real tokens of each row (right and left padding, odd and even n), `last`
+    unchanged, the rule's template and pooling restored."""
+    import torch
+
+    from llmclassify import features, inputs
+    from llmclassify.heads import pool
+
+    sys.path.insert(0, str(BENCH))
+    import echo
+
+    hidden = torch.randn(3, 6, 4)
+    mask = torch.tensor([[1, 1, 1, 1, 1, 0], [0, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]])  # n = 5, 5, 6
+    with echo.echo_pass():
+        texts = inputs.apply_template(["ham", "spam"], None)
+        got = features.pool(hidden, mask, "mean")
+        last = features.pool(hidden, mask, "last")
+    assert texts == ["ham\nham", "spam\nspam"]
+    want = torch.stack([hidden[0, 3:5].mean(0), hidden[1, 4:].mean(0), hidden[2, 3:].mean(0)])
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(last, pool(hidden, mask, "last"))
+    assert features.pool is pool and inputs.apply_template(["ham"], None) == ["ham"]
