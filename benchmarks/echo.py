@@ -20,8 +20,14 @@ import contextlib
 import sys
 from pathlib import Path
 
-import torch
-from probe_candidates import add_row, baseline_stage, data_label, pooled_features, start, write_report
+from probe_candidates import (
+    add_row,
+    baseline_stage,
+    data_label,
+    pooled_features,
+    start,
+    write_report,
+)
 from search_variants import RULE_START, from_layer, stage
 
 
