@@ -22,6 +22,7 @@ Variants (`--variants`, comma-separated; `now` always runs first):
                     reported as its own pick
   repeats-1         one shuffle of search.FOLDS folds, not search.REPEATS (2): half the fits
   folds-3           one shuffle of 3 folds: a quarter of the fits' rows (the baseline too)
+  repeats-3         three shuffles of search.FOLDS folds: 1.5x the fits, less noise in the choice
   threshold-cv      two unbalanced classes: every out-of-fold score (C, candidates, ensemble, hybrid
                     weight) is the macro-F1 at the threshold `--tune-threshold auto` would tune on
                     those predictions, not at argmax: the decision the saved run makes
@@ -57,9 +58,10 @@ from llmclassify.baseline import HYBRID_NGRAMS
 
 RULE_START = 8  # the lowest layer features.probe_layers keeps on a 30-layer model
 VARIANTS = ("now", "ensemble-2", "ensemble-5", "shortlist-5", "layer-average", "hybrid-geometric", "all-weighted",
-            "from-2", "from-4", "joint", "repeats-1", "folds-3", "threshold-cv",
+            "from-2", "from-4", "joint", "repeats-1", "folds-3", "repeats-3", "threshold-cv",
             "hybrid-char")
-FOLD_VARIANTS = {"repeats-1": {"REPEATS": 1}, "folds-3": {"REPEATS": 1, "FOLDS": 3}}  # search.py's settings
+FOLD_VARIANTS = {"repeats-1": {"REPEATS": 1}, "folds-3": {"REPEATS": 1, "FOLDS": 3},  # search.py's settings
+                 "repeats-3": {"REPEATS": 3}}
 AVERAGE = 100  # the layer number the layer-average vectors are filed under
 JOINT_SCALES = (0.5, 1.0, 2.0)
 JOINT_C = (1.0, 10.0, 100.0)
@@ -313,12 +315,14 @@ def main(argv=None) -> int:
             cells = [f"{x['seconds']:.0f} + {x['base_seconds']:.0f} s (TF-IDF {x['base_test']:.4f})"
                      if (x := r["runs"].get(v)) and "base_seconds" in x else "-" for v in ["now"] + timed]
             md.append(f"| {r['data']} | {r.get('pool', '-')} | " + " | ".join(cells) + " |")
-    md += ["", "The n-gram models alone (CV macro-F1 -> test macro-F1, seconds of CV and refit): the baseline every "
-           "run is shown beside, and the hybrid's partner (words + characters, baseline.HYBRID_NGRAMS):", "",
-           "| data | baseline (words) | hybrid's partner |", "|---|---:|---:|"]
-    md += [f"| {r['data']} | " + " | ".join(f"{n['cv']:.4f} -> {n['test']:.4f} ({n['seconds']:.0f} s)"
-                                           for n in (r["ngrams"]["base"], r["ngrams"]["partner"])) + " |"
-           for r in rows if "partner" in r.get("ngrams", {})]
+    partnered = [r for r in rows if "partner" in r.get("ngrams", {})]
+    if partnered:
+        md += ["", "The n-gram models alone (CV macro-F1 -> test macro-F1, seconds of CV and refit): the baseline "
+               "every run is shown beside, and the hybrid's partner (words + characters, baseline.HYBRID_NGRAMS):",
+               "", "| data | baseline (words) | hybrid's partner |", "|---|---:|---:|"]
+        md += [f"| {r['data']} | " + " | ".join(f"{n['cv']:.4f} -> {n['test']:.4f} ({n['seconds']:.0f} s)"
+                                               for n in (r["ngrams"]["base"], r["ngrams"]["partner"])) + " |"
+               for r in partnered]
     md += ["", "Picks:", ""] + [f"- {r['data']}, {v}: {x['pick']['name']} (CV {x['pick']['cv']:.4f})"
                                 for r in rows for v, x in r["runs"].items()]
     write_report(Path(a.out), md, rows)

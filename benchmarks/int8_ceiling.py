@@ -1,0 +1,111 @@
+#!/usr/bin/env python
+"""What int8 can give the trunk pass on this CPU's instructions: each Linear layer of one of
+the default model's blocks (projections fused as the reduced-arithmetic pass fuses them) in
+float32, as precision.Int8Linear (the input's per-token rounding included) and as the bare
+int8 x int8 product (torch._int_mm), side by side in one process.
+
+    python benchmarks/int8_ceiling.py --out benchmarks/results/int8-ceiling
+    ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 FBGEMM_ENABLE_INSTRUCTIONS=AVX2 \\
+        MKL_ENABLE_INSTRUCTIONS=AVX2 python benchmarks/int8_ceiling.py --out benchmarks/results/int8-ceiling
+
+The Linear layers are the part of the pass int8 speeds up; attention, norms and activations
+stay float32, and a whole run adds the baseline and the probe search, which no arithmetic of
+the pass touches. So the Linear layers' int8 / float32 ratio under an instruction set caps what
+the pass, and less what the whole run, can gain there. The caps (precision.py's docstring)
+emulate an instruction set, not a machine. Each invocation is one row of OUT.json / OUT.md,
+keyed by the caps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+from machine import describe
+from precision import ISA_SWITCHES
+from probe_candidates import add_row, write_report
+
+
+def best_seconds(repeats: int, f, *args) -> float:
+    """The fastest of `repeats` calls of f(*args), after one to warm up (kernels chosen, memory
+    faulted in)."""
+    f(*args)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        f(*args)
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def block_linears(model: str) -> dict[str, torch.nn.Linear]:
+    """The Linear layers of the model's first block, fused as `reduce_in_place` fuses them."""
+    from llmclassify.loaders import load_model
+    from llmclassify.model import Decoder
+
+    lm = load_model(model)
+    dec = Decoder(lm.config)
+    dec.load_state_dict(lm.state_dict)
+    block = dec.blocks[0]
+    block.fuse_projections()
+    return {name: m for name, m in block.named_modules() if isinstance(m, torch.nn.Linear)}
+
+
+@torch.inference_mode()
+def measure(linears: dict, rows: int, repeats: int) -> dict:
+    from llmclassify.precision import Int8Linear
+
+    out = {}
+    for name, lin in linears.items():
+        x = torch.randn(rows, lin.in_features)
+        q = Int8Linear(lin)
+        xi = torch.randint(-127, 128, (rows, lin.in_features), dtype=torch.int8)
+        s = {"float32": best_seconds(repeats, lin, x), "Int8Linear": best_seconds(repeats, q, x),
+             "int_mm": best_seconds(repeats, torch._int_mm, xi, q.weight_int8)}
+        out[name] = {"shape": [lin.in_features, lin.out_features], "seconds": s,
+                     "gflop": 2 * rows * lin.in_features * lin.out_features / 1e9}
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="smollm2-135m-instruct-q4")
+    ap.add_argument("--rows", type=int, default=2048, help="tokens per product (a batch of the pass)")
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args(argv)
+    machine = describe(sys.argv if argv is None else ["benchmarks/int8_ceiling.py", *argv])
+    caps = {k: os.environ[k] for k in ISA_SWITCHES if k in os.environ}
+    layers = measure(block_linears(a.model), a.rows, a.repeats)
+    total = {k: sum(v["seconds"][k] for v in layers.values()) for k in ("float32", "Int8Linear", "int_mm")}
+    label = caps.get("ONEDNN_MAX_CPU_ISA", "no caps (all of this CPU)")
+    rows = add_row(Path(a.out), {"data": label, "machine": machine, "caps": caps, "rows": a.rows, "layers": layers,
+                                 "total": total, "trunk_dtype": "-"})
+    md = ["# int8 against float32 on the pass's Linear layers, by instruction set", "",
+          "One block of the default model, projections fused; per layer the best of the repeats at "
+          "`--rows` tokens. `Int8Linear`: precision.Int8Linear as the int8 pass runs it (each token's input "
+          "rounded to int8, the product, the scales); `int_mm`: the int8 product alone. Cells: float32 / int8 "
+          "seconds (the speed-up). The last column is the block's Linear layers together: what int8 can give "
+          "the pass at most under these instructions. `benchmarks/int8_ceiling.py`.", ""]
+    names = list(rows[0]["layers"])
+    md += ["| instructions | " + " | ".join(f"{n} {tuple(rows[0]['layers'][n]['shape'])}" for n in names)
+           + " | all Linear layers: Int8Linear | all: int_mm |", "|---|" + "---:|" * (len(names) + 2)]
+    for r in rows:
+        cells = []
+        for n in names:
+            s = r["layers"][n]["seconds"]
+            cells.append(f"{s['float32'] * 1e3:.2f} / {s['Int8Linear'] * 1e3:.2f} ms "
+                         f"({s['float32'] / s['Int8Linear']:.2f}x)")
+        t = r["total"]
+        md.append(f"| {r['data']} | " + " | ".join(cells) + f" | **{t['float32'] / t['Int8Linear']:.2f}x** | "
+                  f"{t['float32'] / t['int_mm']:.2f}x |")
+    write_report(Path(a.out), md, rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
