@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """What int8 can give the trunk pass on this CPU's instructions: each Linear layer of one of
 the default model's blocks (projections fused as the reduced-arithmetic pass fuses them) in
-float32, as precision.Int8Linear (the input's per-token rounding included) and as the bare
-int8 x int8 product (torch._int_mm), side by side in one process.
+float32, as precision.Int8Linear (the input's per-token rounding included), as the bare int8 x
+int8 product (torch._int_mm) and as PyTorch's dynamically quantized Linear (fbgemm / x86 engine:
+one input scale per batch, the rounding included), side by side in one process.
 
     python benchmarks/int8_ceiling.py --out benchmarks/results/int8-ceiling
     ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 FBGEMM_ENABLE_INSTRUCTIONS=AVX2 \\
@@ -55,6 +56,18 @@ def block_linears(model: str) -> dict[str, torch.nn.Linear]:
     return {name: m for name, m in block.named_modules() if isinstance(m, torch.nn.Linear)}
 
 
+def dynamic_linear(lin: torch.nn.Linear) -> torch.nn.Module:
+    """`lin` as torch.ao's dynamically quantized Linear: weights int8 per output channel, as
+    Int8Linear's; the input rounded with one scale for the whole batch."""
+    torch.backends.quantized.engine = "x86"
+    n = lin.out_features
+    q = torch.ao.nn.quantized.dynamic.Linear(lin.in_features, n)
+    w = torch.quantize_per_channel(lin.weight.detach(), (lin.weight.detach().abs().amax(1) / 127).clamp(min=1e-12),
+                                   torch.zeros(n, dtype=torch.long), 0, torch.qint8)
+    q.set_weight_bias(w, None if lin.bias is None else lin.bias.detach())
+    return q
+
+
 @torch.inference_mode()
 def measure(linears: dict, rows: int, repeats: int) -> dict:
     from llmclassify.precision import Int8Linear
@@ -65,7 +78,8 @@ def measure(linears: dict, rows: int, repeats: int) -> dict:
         q = Int8Linear(lin)
         xi = torch.randint(-127, 128, (rows, lin.in_features), dtype=torch.int8)
         s = {"float32": best_seconds(repeats, lin, x), "Int8Linear": best_seconds(repeats, q, x),
-             "int_mm": best_seconds(repeats, torch._int_mm, xi, q.weight_int8)}
+             "int_mm": best_seconds(repeats, torch._int_mm, xi, q.weight_int8),
+             "dynamic": best_seconds(repeats, dynamic_linear(lin), x)}
         out[name] = {"shape": [lin.in_features, lin.out_features], "seconds": s,
                      "gflop": 2 * rows * lin.in_features * lin.out_features / 1e9}
     return out
@@ -81,19 +95,21 @@ def main(argv=None) -> int:
     machine = describe(sys.argv if argv is None else ["benchmarks/int8_ceiling.py", *argv])
     caps = {k: os.environ[k] for k in ISA_SWITCHES if k in os.environ}
     layers = measure(block_linears(a.model), a.rows, a.repeats)
-    total = {k: sum(v["seconds"][k] for v in layers.values()) for k in ("float32", "Int8Linear", "int_mm")}
+    total = {k: sum(v["seconds"][k] for v in layers.values()) for k in ("float32", "Int8Linear", "int_mm", "dynamic")}
     label = caps.get("ONEDNN_MAX_CPU_ISA", "no caps (all of this CPU)")
     rows = add_row(Path(a.out), {"data": label, "machine": machine, "caps": caps, "rows": a.rows, "layers": layers,
                                  "total": total, "trunk_dtype": "-"})
     md = ["# int8 against float32 on the pass's Linear layers, by instruction set", "",
           "One block of the default model, projections fused; per layer the best of the repeats at "
           "`--rows` tokens. `Int8Linear`: precision.Int8Linear as the int8 pass runs it (each token's input "
-          "rounded to int8, the product, the scales); `int_mm`: the int8 product alone. Cells: float32 / int8 "
+          "rounded to int8, the product, the scales); `int_mm`: the int8 product alone; `dynamic`: torch.ao's "
+          "dynamically quantized Linear (fbgemm / x86, one input scale per batch: a token's result depends on its "
+          "batch, which is why the pass does not use it). Cells: float32 / int8 "
           "seconds (the speed-up). The last column is the block's Linear layers together: what int8 can give "
           "the pass at most under these instructions. `benchmarks/int8_ceiling.py`.", ""]
     names = list(rows[0]["layers"])
     md += ["| instructions | " + " | ".join(f"{n} {tuple(rows[0]['layers'][n]['shape'])}" for n in names)
-           + " | all Linear layers: Int8Linear | all: int_mm |", "|---|" + "---:|" * (len(names) + 2)]
+           + " | all Linear layers: Int8Linear | all: int_mm | all: dynamic |", "|---|" + "---:|" * (len(names) + 3)]
     for r in rows:
         cells = []
         for n in names:
@@ -102,7 +118,7 @@ def main(argv=None) -> int:
                          f"({s['float32'] / s['Int8Linear']:.2f}x)")
         t = r["total"]
         md.append(f"| {r['data']} | " + " | ".join(cells) + f" | **{t['float32'] / t['Int8Linear']:.2f}x** | "
-                  f"{t['float32'] / t['int_mm']:.2f}x |")
+                  f"{t['float32'] / t['int_mm']:.2f}x | {t['float32'] / t['dynamic']:.2f}x |")
     write_report(Path(a.out), md, rows)
     return 0
 
