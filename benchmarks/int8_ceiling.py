@@ -105,8 +105,9 @@ def main(argv=None) -> int:
           "rounded to int8, the product, the scales); `int_mm`: the int8 product alone; `dynamic`: torch.ao's "
           "dynamically quantized Linear (fbgemm / x86, one input scale per batch: a token's result depends on its "
           "batch, which is why the pass does not use it). Cells: float32 / int8 "
-          "seconds (the speed-up). The last column is the block's Linear layers together: what int8 can give "
-          "the pass at most under these instructions. `benchmarks/int8_ceiling.py`.", ""]
+          "seconds (the speed-up). The last three columns: the block's Linear layers together in each int8 form "
+          "(float32 seconds over int8's); `int_mm` is what int8 can give the pass's Linear layers at most with "
+          "PyTorch's product under these instructions. `benchmarks/int8_ceiling.py`.", ""]
     names = list(rows[0]["layers"])
     md += ["| instructions | " + " | ".join(f"{n} {tuple(rows[0]['layers'][n]['shape'])}" for n in names)
            + " | all Linear layers: Int8Linear | all: int_mm | all: dynamic |", "|---|" + "---:|" * (len(names) + 3)]
