@@ -123,3 +123,32 @@ def test_format_table():
     # Fixed width: the metric rows line up.
     assert len({len(line) for line in lines[: lines.index("")]}) == 1
     assert format_table({}) == "(no metrics)"
+
+
+def test_a_wide_confusion_matrix_is_numbered_then_summarised():
+    """Names that make the matrix wider than CONFUSION_WIDTH give way to class numbers; where
+    even those do not fit, the most frequent confusions are listed, largest first."""
+    from llmclassify.evaluate import CONFUSION_WIDTH, TOP_CONFUSIONS
+
+    def table(k, confusions):
+        names = [f"intent:a_rather_long_class_name_{i}" for i in range(k)]
+        y, p = list(range(k)) * 3, list(range(k)) * 3
+        for (t, q), n in confusions.items():
+            y, p = y + [t] * n, p + [q] * n
+        return format_table({"test": compute_metrics(y, p, None, names)}).splitlines(), names
+
+    lines, names = table(2, {(0, 1): 1})
+    i = lines.index("confusion matrix (test; rows true, columns predicted)")
+    assert lines[i + 1].split() == names  # two classes: named columns, as before
+    lines, names = table(8, {(3, 5): 2})
+    i = lines.index("confusion matrix (test; rows true, columns predicted, numbered as the rows)")
+    assert lines[i + 1].split() == [str(c) for c in range(1, 9)]
+    assert lines[i + 5].split() == ["4", names[3], "0", "0", "0", "3", "0", "2", "0", "0"]
+    assert max(len(x) for x in lines[i:]) <= CONFUSION_WIDTH
+    confusions = {(c, (c + 1) % 40): 1 + c % 4 for c in range(40)}
+    lines, names = table(40, confusions)
+    i = next(j for j, x in enumerate(lines) if x.startswith("confusion matrix (test): 40 x 40 classes"))
+    listed = lines[i + 1:]
+    assert len(listed) == TOP_CONFUSIONS
+    assert listed[0] == f"  {names[3]} -> {names[4]}: 4"  # 4 texts: classes 3, 7, 11, ..., first by class
+    assert [int(x.rsplit(": ", 1)[1]) for x in listed] == [4] * TOP_CONFUSIONS

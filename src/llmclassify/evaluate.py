@@ -167,15 +167,40 @@ def format_table(metrics_by_split: Mapping[str, Mapping], baseline: Mapping[str,
         out.append("  ".join([label.ljust(w0)] + [v.rjust(w) for v, w in zip(vals, widths)]))
 
     for s, m in zip(cm_splits, ms):
-        cm = m.get("confusion_matrix")
-        labels = list(m.get("labels", names))
-        if not cm:
-            continue
-        out.append("")
-        out.append(f"confusion matrix ({s}; rows true, columns predicted)")
-        cw = max([len(x) for x in labels] + [len(str(v)) for row in cm for v in row])
-        lw = max(len(x) for x in labels)
-        out.append("  ".join([" " * lw] + [x.rjust(cw) for x in labels]))
-        for x, row in zip(labels, cm):
-            out.append("  ".join([x.ljust(lw)] + [str(v).rjust(cw) for v in row]))
+        if m.get("confusion_matrix"):
+            out += ["", *format_confusion(s, list(m.get("labels", names)), m["confusion_matrix"])]
     return "\n".join(out)
+
+
+# How wide a printed confusion matrix may be: past it the columns are headed by class numbers,
+# and where even that is wider (about 25 classes and more), the most frequent confusions are
+# listed instead (the matrix is in metrics.json and in `evaluate --json`'s file).
+CONFUSION_WIDTH = 120
+TOP_CONFUSIONS = 10
+
+
+def format_confusion(split: str, labels: list[str], cm: list[list[int]]) -> list[str]:
+    """A confusion matrix as lines: columns headed by the class names; by class numbers where the
+    names make it wider than CONFUSION_WIDTH; else the TOP_CONFUSIONS most frequent (true,
+    predicted) pairs."""
+    def matrix(row_labels, heads):
+        cw = max([len(x) for x in heads] + [len(str(v)) for row in cm for v in row])
+        lw = max(len(x) for x in row_labels)
+        return ["  ".join([" " * lw] + [x.rjust(cw) for x in heads])] + [
+            "  ".join([x.ljust(lw)] + [str(v).rjust(cw) for v in row]) for x, row in zip(row_labels, cm)]
+
+    title = f"confusion matrix ({split}; rows true, columns predicted"
+    named = matrix(labels, labels)
+    if max(map(len, named)) <= CONFUSION_WIDTH:
+        return [title + ")"] + named
+    numbered = matrix([f"{i + 1:>{len(str(len(labels)))}} {x}" for i, x in enumerate(labels)],
+                      [str(i + 1) for i in range(len(labels))])
+    if max(map(len, numbered)) <= CONFUSION_WIDTH:
+        return [title + ", numbered as the rows)"] + numbered
+    pairs = sorted(((v, i, j) for i, row in enumerate(cm) for j, v in enumerate(row) if i != j and v),
+                   key=lambda p: (-p[0], p[1], p[2]))
+    head = (f"confusion matrix ({split}): {len(labels)} x {len(labels)} classes, too wide to print (metrics.json "
+            "and `evaluate --json` hold it); "
+            + (f"the {min(TOP_CONFUSIONS, len(pairs))} most frequent confusions (true -> predicted: texts):"
+               if pairs else "no text confused"))
+    return [head] + [f"  {labels[i]} -> {labels[j]}: {v}" for v, i, j in pairs[:TOP_CONFUSIONS]]
