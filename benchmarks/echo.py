@@ -20,15 +20,8 @@ import contextlib
 import sys
 from pathlib import Path
 
-from probe_candidates import (
-    add_row,
-    baseline_stage,
-    data_label,
-    pooled_features,
-    start,
-    write_report,
-)
-from search_variants import RULE_START, from_layer, stage
+from probe_candidates import add_row, data_label, pooled_features, start, write_report
+from search_variants import stage_on_each_pass
 
 
 @contextlib.contextmanager
@@ -66,11 +59,7 @@ def main(argv=None) -> int:
     a.features = str(Path(a.work_dir) / f"{label.replace(' ', '_')}-echo.pt")
     with echo_pass():
         echo = pooled_features(a)
-    base = baseline_stage(from_layer(rule, RULE_START), a.seed)
-    runs = {name: stage(f, a.seed, "now", base) for name, f in (("rule", rule), ("echo", echo))}
-    for name, x in runs.items():
-        print(f"{name}: pick {x['pick']['test']:.4f} (CV {x['pick']['cv']:.4f}), LLM-only {x['llm']['test']:.4f} "
-              f"(CV {x['llm']['cv']:.4f})", file=sys.stderr, flush=True)
+    runs, base = stage_on_each_pass({"rule": rule, "echo": echo}, a.seed)
     row = {"data": label, "machine": machine, "trunk_dtype": rule.get("trunk_dtype"), "runs": runs,
            "seconds": {"rule": rule.get("pass_seconds"), "echo": echo.get("pass_seconds")},
            "tokens": {"rule": rule.get("tokens"), "echo": echo.get("tokens")},

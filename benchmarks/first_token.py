@@ -22,15 +22,8 @@ import sys
 from pathlib import Path
 
 import torch
-from probe_candidates import (
-    add_row,
-    baseline_stage,
-    data_label,
-    pooled_features,
-    start,
-    write_report,
-)
-from search_variants import RULE_START, from_layer, stage
+from probe_candidates import add_row, data_label, pooled_features, start, write_report
+from search_variants import stage_on_each_pass
 
 
 @contextlib.contextmanager
@@ -93,11 +86,7 @@ def main(argv=None) -> int:
     a.features = str(Path(a.work_dir) / f"{data_label(a).replace(' ', '_')}-after-first.pt")
     with mean_after_first():
         after = pooled_features(a)
-    base = baseline_stage(from_layer(rule, RULE_START), a.seed)
-    runs = {name: stage(f, a.seed, "now", base) for name, f in (("mean", rule), ("after-first", after))}
-    for name, x in runs.items():
-        print(f"{name}: pick {x['pick']['test']:.4f} (CV {x['pick']['cv']:.4f}), LLM-only {x['llm']['test']:.4f} "
-              f"(CV {x['llm']['cv']:.4f})", file=sys.stderr, flush=True)
+    runs, base = stage_on_each_pass({"mean": rule, "after-first": after}, a.seed)
     row = {"data": a.label or data_label(a), "machine": machine, "trunk_dtype": rule.get("trunk_dtype"),
            "sink": sink_statistics(a), "runs": runs, "baseline": {"cv": base["base_cv"], "test": runs["mean"]["base_test"], "C": base["base_C"]}}
     rows = add_row(Path(a.out), row)

@@ -206,6 +206,18 @@ def stage(f: dict, seed: int, variant: str, base: dict) -> dict:
             "base_test": float(score_of(base["base_test"], y_test, names))}
 
 
+def stage_on_each_pass(passes: dict[str, dict], seed: int) -> tuple[dict, dict]:
+    """`train`'s probe stage (`now`) on the features of each of `passes` (name -> the cached
+    features of one split made by a different pass over the same texts), with one baseline (it
+    reads the texts only); each pick's figures printed. Returns (runs by name, the baseline)."""
+    base = baseline_stage(from_layer(next(iter(passes.values())), RULE_START), seed)
+    runs = {name: stage(f, seed, "now", base) for name, f in passes.items()}
+    for name, x in runs.items():
+        print(f"{name}: pick {x['pick']['test']:.4f} (CV {x['pick']['cv']:.4f}), LLM-only {x['llm']['test']:.4f} "
+              f"(CV {x['llm']['cv']:.4f})", file=sys.stderr, flush=True)
+    return runs, base
+
+
 def score_of(p_test, y_test, names) -> float:
     from llmclassify.scoring import score
 
