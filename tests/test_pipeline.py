@@ -363,3 +363,15 @@ def test_int8_prediction_quantizes_every_linear_and_keeps_labels(tiny_run):
     assert any(type(m) is torch.nn.Linear for m in f32.model.modules())
     same = [a.label == b.label for a, b in zip(f32.predict(texts), q8.predict(texts))]
     assert sum(same) >= 0.9 * len(same)
+
+
+def test_a_printed_prediction_shows_the_most_probable_of_many_classes():
+    """`predict` without --output prints every class of a small label set in the run's order, and of
+    more than PRINTED_CLASSES the most probable, highest first, with how many are left out."""
+    from llmclassify.cli import PRINTED_CLASSES, printed_probabilities
+
+    assert printed_probabilities({"spam": 0.25, "ham": 0.75}) == "spam=0.2500  ham=0.7500"
+    probs = {f"c{i}": p for i, p in enumerate([0.01, 0.30, 0.02, 0.25, 0.05, 0.20, 0.03, 0.14])}
+    shown = printed_probabilities(probs).split("  ")
+    assert shown[:PRINTED_CLASSES] == ["c1=0.3000", "c3=0.2500", "c5=0.2000", "c7=0.1400", "c4=0.0500"]
+    assert shown[PRINTED_CLASSES:] == [f"(+{len(probs) - PRINTED_CLASSES} more classes: --output)"]

@@ -157,6 +157,20 @@ def cmd_evaluate(a) -> int:
 
 
 # --- predict --------------------------------------------------------------------------------
+PRINTED_CLASSES = 5  # a printed prediction's probabilities; --output's rows hold every class's
+
+
+def printed_probabilities(probabilities: dict[str, float]) -> str:
+    """'ham=0.0100  spam=0.9900': every class in the run's order; with more than PRINTED_CLASSES,
+    the most probable of them, highest first, and how many more `--output` would hold."""
+    items = list(probabilities.items())
+    if len(items) > PRINTED_CLASSES:
+        rest = len(items) - PRINTED_CLASSES
+        items = sorted(items, key=lambda kv: -kv[1])[:PRINTED_CLASSES]
+        return "  ".join(f"{k}={v:.4f}" for k, v in items) + f"  (+{rest} more classes: --output)"
+    return "  ".join(f"{k}={v:.4f}" for k, v in items)
+
+
 def add_predict(sub) -> None:
     p = sub.add_parser("predict", help="classify texts with a saved run (or its ONNX export)")
     p.add_argument("run", help="run directory, or a directory written by export --format onnx")
@@ -225,8 +239,7 @@ def _predict(a, main: bool = True, shared: bool = False) -> int:
         print(f"wrote {n} predictions to {a.output}")
     else:
         for _, pr in preds:
-            probs = "  ".join(f"{k}={v:.4f}" for k, v in pr.probabilities.items())
-            print(f"{pr.label}\t{probs}" + ("\t(truncated)" if pr.truncated else ""))
+            print(f"{pr.label}\t{printed_probabilities(pr.probabilities)}" + ("\t(truncated)" if pr.truncated else ""))
     src = (a.input if a.input != "-" else "<stdin>") if a.input else "arguments"
     if stats.get("blank_lines"):
         log.warning("%s: skipped %d blank line%s (each output row records its input line)", src,
