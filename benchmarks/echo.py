@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from probe_candidates import add_row, data_label, pooled_features, start, write_report
-from search_variants import stage_on_each_pass
+from search_variants import pass_cells, pass_picks, stage_on_each_pass
 
 
 @contextlib.contextmanager
@@ -59,11 +59,10 @@ def main(argv=None) -> int:
     a.features = str(Path(a.work_dir) / f"{label.replace(' ', '_')}-echo.pt")
     with echo_pass():
         echo = pooled_features(a)
-    runs, base = stage_on_each_pass({"rule": rule, "echo": echo}, a.seed)
+    runs, baseline = stage_on_each_pass({"rule": rule, "echo": echo}, a.seed)
     row = {"data": label, "machine": machine, "trunk_dtype": rule.get("trunk_dtype"), "runs": runs,
            "seconds": {"rule": rule.get("pass_seconds"), "echo": echo.get("pass_seconds")},
-           "tokens": {"rule": rule.get("tokens"), "echo": echo.get("tokens")},
-           "baseline": {"cv": base["base_cv"], "test": runs["rule"]["base_test"], "C": base["base_C"]}}
+           "tokens": {"rule": rule.get("tokens"), "echo": echo.get("tokens")}, "baseline": baseline}
     rows = add_row(Path(a.out), row)
     md = ["# Echo features: each text read twice, pooled over the second reading", "",
           "`rule`: the pass `train` makes; `echo`: the pass over `TEXT\\nTEXT`, `mean` over the second copy, `last` "
@@ -72,18 +71,13 @@ def main(argv=None) -> int:
           "| data | rule: pick | echo: pick | rule: LLM-only | echo: LLM-only | TF-IDF | pass s, rule / echo |",
           "|---|---|---|---|---|---|---:|"]
     for r in rows:
-        m, e = r["runs"]["rule"], r["runs"]["echo"]
         s = r["seconds"]
-        md.append(f"| {r['data']} | {m['pick']['cv']:.4f} -> {m['pick']['test']:.4f} | {e['pick']['cv']:.4f} -> "
-                  f"{e['pick']['test']:.4f} | {m['llm']['cv']:.4f} -> {m['llm']['test']:.4f} | {e['llm']['cv']:.4f} -> "
-                  f"{e['llm']['test']:.4f} | {r['baseline']['cv']:.4f} -> {r['baseline']['test']:.4f} | "
-                  f"{s['rule'] or 0:.0f} / {s['echo'] or 0:.0f} |")
+        md.append(f"| {r['data']} | " + " | ".join(pass_cells(r)) + f" | {s['rule'] or 0:.0f} / {s['echo'] or 0:.0f} |")
     for part in ("pick", "llm"):
         diffs = [r["runs"]["echo"][part]["test"] - r["runs"]["rule"][part]["test"] for r in rows]
         md += ["", f"Mean change of the {'pick' if part == 'pick' else 'LLM-only answer'}'s test macro-F1: "
                f"{sum(diffs) / len(diffs):+.4f} over {len(diffs)} splits."]
-    md += ["", "Picks:", ""] + [f"- {r['data']}, {name}: {x['pick']['name']}; LLM-only {x['llm']['name']}"
-                                for r in rows for name, x in r["runs"].items()]
+    md += pass_picks(rows)
     write_report(Path(a.out), md, rows)
     return 0
 

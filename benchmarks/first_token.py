@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 from probe_candidates import add_row, data_label, pooled_features, start, write_report
-from search_variants import stage_on_each_pass
+from search_variants import pass_cells, pass_picks, stage_on_each_pass
 
 
 @contextlib.contextmanager
@@ -86,9 +86,9 @@ def main(argv=None) -> int:
     a.features = str(Path(a.work_dir) / f"{data_label(a).replace(' ', '_')}-after-first.pt")
     with mean_after_first():
         after = pooled_features(a)
-    runs, base = stage_on_each_pass({"mean": rule, "after-first": after}, a.seed)
+    runs, baseline = stage_on_each_pass({"mean": rule, "after-first": after}, a.seed)
     row = {"data": a.label or data_label(a), "machine": machine, "trunk_dtype": rule.get("trunk_dtype"),
-           "sink": sink_statistics(a), "runs": runs, "baseline": {"cv": base["base_cv"], "test": runs["mean"]["base_test"], "C": base["base_C"]}}
+           "sink": sink_statistics(a), "runs": runs, "baseline": baseline}
     rows = add_row(Path(a.out), row)
     md = ["# The mean pooling without the first token (the attention sink)", "",
           "`mean`: the rule (every real token); `after-first`: each sequence's first real token left out of "
@@ -96,20 +96,15 @@ def main(argv=None) -> int:
           "CV over train + validation). Cells: CV macro-F1 -> test macro-F1. `benchmarks/first_token.py`.", "",
           "| data | mean: pick | after-first: pick | mean: LLM-only | after-first: LLM-only | TF-IDF |",
           "|---|---|---|---|---|---|"]
-    for r in rows:
-        m, f = r["runs"]["mean"], r["runs"]["after-first"]
-        md.append(f"| {r['data']} | {m['pick']['cv']:.4f} -> {m['pick']['test']:.4f} | {f['pick']['cv']:.4f} -> "
-                  f"{f['pick']['test']:.4f} | {m['llm']['cv']:.4f} -> {m['llm']['test']:.4f} | {f['llm']['cv']:.4f} -> "
-                  f"{f['llm']['test']:.4f} | {r['baseline']['cv']:.4f} -> {r['baseline']['test']:.4f} |")
+    md += [f"| {r['data']} | " + " | ".join(pass_cells(r)) + " |" for r in rows]
     md += ["", "The first token, on 64 train texts (float32 pass): mean norm of its residual state against the "
            "other real tokens', and the mean cosine between texts of its final-normed state, per kept layer:", ""]
     md += [f"- {r['data']}: " + "; ".join(f"layer {k}: {v['first_norm']:,.0f} vs {v['rest_norm']:,.0f}, cosine "
                                          f"{v['first_cosine']:.3f}" for k, v in r["sink"].items())
            for r in rows if "sink" in r]
     diffs = [r["runs"]["after-first"]["pick"]["test"] - r["runs"]["mean"]["pick"]["test"] for r in rows]
-    md += ["", f"Mean change of the pick's test macro-F1: {sum(diffs) / len(diffs):+.4f} over {len(diffs)} splits.",
-           "", "Picks:", ""] + [f"- {r['data']}, {name}: {x['pick']['name']}; LLM-only {x['llm']['name']}"
-                                for r in rows for name, x in r["runs"].items()]
+    md += ["", f"Mean change of the pick's test macro-F1: {sum(diffs) / len(diffs):+.4f} over {len(diffs)} splits."]
+    md += pass_picks(rows)
     write_report(Path(a.out), md, rows)
     return 0
 

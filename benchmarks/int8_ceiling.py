@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 from machine import describe
-from precision import ISA_SWITCHES
+from precision import ISA_SWITCHES, pretrained_decoder
 from probe_candidates import add_row, write_report
 
 
@@ -45,13 +45,7 @@ def best_seconds(repeats: int, f, *args) -> float:
 
 def block_linears(model: str) -> dict[str, torch.nn.Linear]:
     """The Linear layers of the model's first block, fused as `reduce_in_place` fuses them."""
-    from llmclassify.loaders import load_model
-    from llmclassify.model import Decoder
-
-    lm = load_model(model)
-    dec = Decoder(lm.config)
-    dec.load_state_dict(lm.state_dict)
-    block = dec.blocks[0]
+    block = pretrained_decoder(model)[0].blocks[0]
     block.fuse_projections()
     return {name: m for name, m in block.named_modules() if isinstance(m, torch.nn.Linear)}
 

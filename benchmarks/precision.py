@@ -39,20 +39,26 @@ ARITHMETICS = {"float32": {"dtype": "float32"}, "bfloat16": {"dtype": "bfloat16"
 ISA_SWITCHES = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "FBGEMM_ENABLE_INSTRUCTIONS", "MKL_ENABLE_INSTRUCTIONS")
 
 
-def load(n_texts: int | None):
-    from llmclassify.inputs import encode_texts
+def pretrained_decoder(model: str):
+    """(the model's Decoder with its pretrained weights, in eval mode; the loaded model)."""
     from llmclassify.loaders import load_model
     from llmclassify.model import Decoder
+
+    lm = load_model(model)
+    dec = Decoder(lm.config)
+    dec.load_state_dict(lm.state_dict)
+    return dec.eval(), lm
+
+
+def load(n_texts: int | None):
+    from llmclassify.inputs import encode_texts
     from llmclassify.train import TrainConfig, with_preset
     from llmclassify.train.run import _prepare_data
 
     cfg = with_preset(TrainConfig(progress=False), "reference")
     prep = _prepare_data(cfg)
     texts = prep.train.texts + prep.val.texts + prep.test.texts
-    lm = load_model(cfg.model)
-    dec = Decoder(lm.config)
-    dec.load_state_dict(lm.state_dict)
-    dec.eval()
+    dec, lm = pretrained_decoder(cfg.model)
     ids, _ = encode_texts(lm.tokenizer, texts[:n_texts], lm.config.context_length)
     return dec, ids, lm.tokenizer
 

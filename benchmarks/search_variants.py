@@ -209,13 +209,28 @@ def stage(f: dict, seed: int, variant: str, base: dict) -> dict:
 def stage_on_each_pass(passes: dict[str, dict], seed: int) -> tuple[dict, dict]:
     """`train`'s probe stage (`now`) on the features of each of `passes` (name -> the cached
     features of one split made by a different pass over the same texts), with one baseline (it
-    reads the texts only); each pick's figures printed. Returns (runs by name, the baseline)."""
+    reads the texts only); each pick's figures printed. Returns (runs by name, the baseline's
+    CV macro-F1, test macro-F1 and C)."""
     base = baseline_stage(from_layer(next(iter(passes.values())), RULE_START), seed)
     runs = {name: stage(f, seed, "now", base) for name, f in passes.items()}
     for name, x in runs.items():
         print(f"{name}: pick {x['pick']['test']:.4f} (CV {x['pick']['cv']:.4f}), LLM-only {x['llm']['test']:.4f} "
               f"(CV {x['llm']['cv']:.4f})", file=sys.stderr, flush=True)
-    return runs, base
+    return runs, {"cv": base["base_cv"], "test": next(iter(runs.values()))["base_test"], "C": base["base_C"]}
+
+
+def pass_cells(row: dict) -> list[str]:
+    """A stage_on_each_pass row's table cells: 'CV -> test' of each pass's pick, of each pass's
+    LLM-only answer, then of the TF-IDF baseline."""
+    runs, b = row["runs"], row["baseline"]
+    return [f"{x[part]['cv']:.4f} -> {x[part]['test']:.4f}" for part in ("pick", "llm") for x in runs.values()] + [
+        f"{b['cv']:.4f} -> {b['test']:.4f}"]
+
+
+def pass_picks(rows: list[dict]) -> list[str]:
+    """Markdown lines naming each pass's pick and LLM-only answer, per row."""
+    return ["", "Picks:", ""] + [f"- {r['data']}, {name}: {x['pick']['name']}; LLM-only {x['llm']['name']}"
+                                 for r in rows for name, x in r["runs"].items()]
 
 
 def score_of(p_test, y_test, names) -> float:

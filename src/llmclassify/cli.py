@@ -163,12 +163,11 @@ PRINTED_CLASSES = 5  # a printed prediction's probabilities; --output's rows hol
 def printed_probabilities(probabilities: dict[str, float]) -> str:
     """'ham=0.0100  spam=0.9900': every class in the run's order; with more than PRINTED_CLASSES,
     the most probable of them, highest first, and how many more `--output` would hold."""
-    items = list(probabilities.items())
+    items, more = list(probabilities.items()), ""
     if len(items) > PRINTED_CLASSES:
-        rest = len(items) - PRINTED_CLASSES
+        more = f"  (+{len(items) - PRINTED_CLASSES} more classes: --output)"
         items = sorted(items, key=lambda kv: -kv[1])[:PRINTED_CLASSES]
-        return "  ".join(f"{k}={v:.4f}" for k, v in items) + f"  (+{rest} more classes: --output)"
-    return "  ".join(f"{k}={v:.4f}" for k, v in items)
+    return "  ".join(f"{k}={v:.4f}" for k, v in items) + more
 
 
 def add_predict(sub) -> None:
