@@ -7,6 +7,8 @@ LLMCLASSIFY_SCREENSHOT=1 to save docs/img/serve-page.png.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import socket
 import threading
@@ -30,6 +32,9 @@ uvicorn = pytest.importorskip("uvicorn")
 
 from llmclassify.predict import Classifier  # noqa: E402
 from llmclassify.serve import create_app  # noqa: E402
+from llmclassify.train import train  # noqa: E402
+
+from .conftest import tiny_train_config  # noqa: E402
 
 SPAM = ("WINNER!! As a valued network customer you have been selected to receive a £900 prize "
         "reward! To claim call 09061701461. Claim code KL341. Valid 12 hours only.")
@@ -43,8 +48,8 @@ def clf(request):
     return Classifier.load(run or request.getfixturevalue("tiny_run"))
 
 
-@pytest.fixture(scope="module")
-def server(clf):
+@contextlib.contextmanager
+def serving(clf):
     """uvicorn in a thread on a pre-bound free loopback port; yields the base URL."""
     app = create_app(clf, max_chars=500)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -69,31 +74,53 @@ def server(clf):
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def browser():
+    """Debian's Chromium, headless, through Playwright: one per module (Playwright's sync API
+    runs one at a time in a thread)."""
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
-                                    timeout=30_000)
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True, timeout=30_000)
         try:
-            context = browser.new_context(viewport={"width": 900, "height": 900})
-            pg = context.new_page()
-            pg.set_default_timeout(15_000)
-            # Loopback only: any request elsewhere fails the test rather than leaving the box.
-            outside = []
-
-            def guard(route):
-                url = route.request.url
-                if url.startswith(server) or url.startswith("data:"):
-                    return route.continue_()
-                outside.append(url)
-                return route.abort()
-
-            pg.route("**/*", guard)
-            pg.goto(server + "/")
-            pg.wait_for_selector("body[data-ready='1']")
-            yield pg
-            assert not outside, f"page tried to reach {outside}"
+            yield chromium
         finally:
-            browser.close()
+            chromium.close()
+
+
+@contextlib.contextmanager
+def browsing(browser, server):
+    """A fresh page on `server`'s page, loaded and ready."""
+    context = browser.new_context(viewport={"width": 900, "height": 900})
+    try:
+        pg = context.new_page()
+        pg.set_default_timeout(15_000)
+        # Loopback only: any request elsewhere fails the test rather than leaving the box.
+        outside = []
+
+        def guard(route):
+            url = route.request.url
+            if url.startswith(server) or url.startswith("data:"):
+                return route.continue_()
+            outside.append(url)
+            return route.abort()
+
+        pg.route("**/*", guard)
+        pg.goto(server + "/")
+        pg.wait_for_selector("body[data-ready='1']")
+        yield pg
+        assert not outside, f"page tried to reach {outside}"
+    finally:
+        context.close()
+
+
+@pytest.fixture(scope="module")
+def server(clf):
+    with serving(clf) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def page(browser, server):
+    with browsing(browser, server) as pg:
+        yield pg
 
 
 def read_result(pg):
@@ -139,8 +166,12 @@ def test_classify_typed_message(page, clf):
 
 
 def test_examples_are_clickable(page, clf):
-    kinds = page.eval_on_selector_all(".example", "bs => bs.map(b => b.dataset.kind)")
-    assert {"spam", "ham"} <= set(kinds)
+    """The examples are the run's own test texts (not built into the page), tagged with their labels."""
+    split = json.loads((clf.run_dir / "split.json").read_text(encoding="utf-8"))
+    label_of = {t: split["labels"][y] for t, y in zip(split["test"]["texts"], split["test"]["labels"])}
+    shown = page.eval_on_selector_all(".example", "bs => bs.map(b => [b.dataset.kind, b.title])")
+    assert {kind for kind, _ in shown} == {"spam", "ham"}
+    assert all(label_of[text] == kind for kind, text in shown)
     ham = page.locator(".example[data-kind='ham']").first
     full_text = ham.get_attribute("title")
     page.evaluate("document.body.dataset.state = ''")
@@ -173,3 +204,31 @@ def test_model_line_shows_the_baseline_beside_the_run(page, clf):
     assert f"test accuracy {100 * test_acc:.2f}%" in line
     assert f"TF-IDF baseline {100 * base_acc:.2f}%" in line
     assert f"recipe: {clf.spec.recipe}" in line
+
+
+def test_many_classes_show_the_most_probable_first_and_fold_the_rest(browser, tmp_path_factory, tiny_model_dir):
+    """Past ten classes the page lists the ten most probable, highest first, and folds the rest
+    under '+N more classes'; each class offers one example text."""
+    words = ["apple", "river", "engine", "violin", "tennis", "winter", "doctor", "planet", "garden",
+             "coffee", "market", "castle"]
+    tmp = tmp_path_factory.mktemp("many")
+    data = tmp / "many.tsv"
+    data.write_text("".join(f"c{i:02d}\tnote {j} about the {w} and more about the {w}\n"
+                            for i, w in enumerate(words) for j in range(10)))
+    train(tiny_train_config(tiny_model_dir, data, tmp / "run", epochs=1))
+    clf = Classifier.load(tmp / "run")
+    text = "a note about the planet and the river"
+    with serving(clf) as url, browsing(browser, url) as pg:
+        assert pg.eval_on_selector_all(".example", "bs => bs.map(b => b.dataset.kind)") == list(clf.labels)
+        classify_in_page(pg, text)
+        want = clf.predict([text])[0]
+        label, rows = read_result(pg)
+        by_probability = sorted(clf.labels, key=lambda n: -want.probabilities[n])
+        assert label == want.label and [r[0] for r in rows] == by_probability
+        for name, p, _ in rows:
+            assert p == pytest.approx(want.probabilities[name], rel=1e-5, abs=1e-6)
+        visible = ".prob", "rs => rs.filter(r => r.checkVisibility()).map(r => r.dataset.label)"
+        assert pg.eval_on_selector_all(*visible) == by_probability[:10]
+        assert pg.inner_text("#more-classes summary") == "+2 more classes"
+        pg.click("#more-classes summary")
+        assert pg.eval_on_selector_all(*visible) == by_probability

@@ -16,7 +16,7 @@ httpx = pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from llmclassify.predict import Classifier  # noqa: E402
-from llmclassify.serve import create_app  # noqa: E402
+from llmclassify.serve import PAGE_EXAMPLE_CLASSES, PAGE_EXAMPLES, create_app, page_examples  # noqa: E402
 
 SPAM = "WINNER!! You have won a £1000 prize. Call 09061701461 now to claim your reward!"
 HAM = "Hey, are we still on for lunch at 1? I can pick you up."
@@ -133,6 +133,37 @@ def test_model_info(client, clf, tiny_run):
     src = clf.info()["base_model"]["source"]
     assert info["base_model"]["source"] == Path(src).name if Path(src).is_absolute() else src
     assert "/" not in info["model"] or not Path(info["model"]).is_absolute()
+
+
+def test_model_info_offers_held_out_texts_of_every_class_as_examples(client, tiny_run):
+    """The page's example buttons come from the run's test split, each text with its own label,
+    the classes in turn."""
+    split = json.loads((tiny_run / "split.json").read_text())
+    label_of = {t: split["labels"][y] for t, y in zip(split["test"]["texts"], split["test"]["labels"])}
+    examples = client.get("/v1/model").json()["examples"]
+    assert [e["label"] for e in examples] == ["ham", "spam"] * (PAGE_EXAMPLES // 2)
+    assert all(e["split"] == "test" and label_of[e["text"]] == e["label"] for e in examples)
+
+
+def test_page_examples_prefer_a_readable_length_and_fall_back_to_other_splits():
+    readable = "a message of a readable length, number {}"
+    split = {"train": {"texts": [readable.format(0)], "labels": [0]},
+             "val": {"texts": ["ok", readable.format(1), "x" * 900, readable.format(2), "y" * 400, "z" * 500],
+                     "labels": [0, 0, 1, 0, 1, 1]},
+             "test": {"texts": [], "labels": []}}
+    got = page_examples(split, ["a", "b"])  # no test texts: validation's; none of b readable: its shortest
+    assert [(e["label"], e["text"], e["split"]) for e in got] == [
+        ("a", readable.format(1), "val"), ("b", "y" * 400, "val"), ("a", readable.format(2), "val"),
+        ("b", "z" * 500, "val"), ("b", "x" * 900, "val")]
+    multi = {"train": {"texts": [readable.format(i) for i in range(3)], "labels": [[0, 1], [1], []]},
+             "val": {"texts": [], "labels": []}, "test": {"texts": [], "labels": []}}
+    assert [(e["label"], e["text"]) for e in page_examples(multi, ["a", "b"])] == [
+        ("a", readable.format(0)), ("b", readable.format(0)), ("b", readable.format(1))]
+    many = [f"class {i}" for i in range(PAGE_EXAMPLE_CLASSES + 5)]
+    per_class = {"train": {"texts": [readable.format(i) for i in range(len(many))], "labels": list(range(len(many)))},
+                 "val": {"texts": [], "labels": []}, "test": {"texts": [], "labels": []}}
+    assert [e["label"] for e in page_examples(per_class, many)] == many[:PAGE_EXAMPLE_CLASSES]
+    assert page_examples(None, ["a", "b"]) == []
 
 
 @pytest.mark.parametrize("threshold", [0.0, 0.3, 0.5, 0.9, 1.0])

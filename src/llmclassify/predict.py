@@ -119,6 +119,22 @@ def read_metrics(directory: Path) -> dict | None:
         raise UserError(f"{path}: not valid JSON ({e})") from None
 
 
+def read_split(run_dir) -> dict | None:
+    """split.json of a run: the texts, label ids and source lines of train / val / test, and the
+    label names; None when absent (an export, or a run saved without it)."""
+    path = Path(run_dir) / "split.json"
+    if not path.exists():
+        return None
+    try:
+        split = json.loads(path.read_text(encoding="utf-8"))
+        for name in ("train", "val", "test"):
+            if len(split[name]["texts"]) != len(split[name]["labels"]):
+                raise ValueError(f"{name}: {len(split[name]['texts'])} texts, {len(split[name]['labels'])} labels")
+    except (ValueError, UnicodeDecodeError, KeyError, TypeError) as e:
+        raise UserError(f"{path}: not a valid split file ({type(e).__name__}: {e})") from None
+    return split
+
+
 class Predictor:
     """What every predictor of a run shares: its spec, tokenizer and metrics; encoding; the
     decision from probabilities; streaming; info. Subclasses implement `_proba` and name their
@@ -370,14 +386,10 @@ def evaluate_run(run_dir, *, data: str | None = None, text_column=None, label_co
 
     clf = Classifier.load(run_dir)
     if data is None:
-        split_path = Path(run_dir) / "split.json"
-        if not split_path.exists():
+        split, split_path = read_split(run_dir), Path(run_dir) / "split.json"
+        if split is None:
             raise UserError(f"{split_path}: missing; pass --data FILE to evaluate on a labelled file")
-        try:
-            split = json.loads(split_path.read_text(encoding="utf-8"))
-            texts, labels, name = split["test"]["texts"], split["test"]["labels"], "test"
-        except (ValueError, UnicodeDecodeError, KeyError, TypeError) as e:
-            raise UserError(f"{split_path}: not a valid split file ({type(e).__name__}: {e})") from None
+        texts, labels, name = split["test"]["texts"], split["test"]["labels"], "test"
         if not texts:
             raise UserError(f"{run_dir}: the run was trained without a test split; pass --data FILE to evaluate "
                             "on a labelled file")

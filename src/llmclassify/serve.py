@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llmclassify import __version__
 from llmclassify.errors import UserError
+from llmclassify.predict import read_split
 
 log = logging.getLogger("llmclassify.serve")
 
@@ -400,6 +401,34 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+PAGE_EXAMPLES = 6  # the page's example buttons: held-out texts of the run, at least one per class
+PAGE_EXAMPLE_CLASSES = 12  # ... of the first this many classes
+PAGE_EXAMPLE_CHARS = (20, 300)  # preferred lengths: a sentence or a short message, not a word or an article
+
+
+def page_examples(split: dict | None, labels: list[str]) -> list[dict]:
+    """Example texts for the page, `{"label", "text", "split"}`, from the run's own split: the
+    first texts of each class in the test split (else validation, else train) whose length is
+    within PAGE_EXAMPLE_CHARS (else its shortest), classes taken in turn. Texts the run never
+    trained on where it has any; none where the run has no split.json (an export)."""
+    if not split:
+        return []
+    name = next((s for s in ("test", "val", "train") if split[s]["texts"]), None)
+    if name is None:
+        return []
+    texts, ids = split[name]["texts"], split[name]["labels"]
+    classes = range(min(len(labels), PAGE_EXAMPLE_CLASSES))
+    per_class = max(1, PAGE_EXAMPLES // len(classes))
+    lo, hi = PAGE_EXAMPLE_CHARS
+    picks = []
+    for c in classes:
+        of_class = [t for t, y in zip(texts, ids) if c in (y if isinstance(y, list) else [y])]
+        fitting = [t for t in of_class if lo <= len(t.strip()) <= hi]
+        picks.append((fitting or sorted(of_class, key=len))[:per_class])
+    turns = ((c, p[i]) for i in range(per_class) for c, p in zip(classes, picks) if i < len(p))
+    return [{"label": labels[c], "text": t, "split": name} for c, t in turns]
+
+
 def _load_page() -> str:
     return resources.files("llmclassify").joinpath("static/index.html").read_text(encoding="utf-8")
 
@@ -432,6 +461,13 @@ def create_app(
     max_queue = max(max_queue, max_texts)  # a single full request must always fit
 
     info = _jsonable(classifier.info())
+    labels = list(classifier.labels)
+    run_dir = getattr(classifier, "run_dir", None)  # a Predictor has one; a test's stand-in may not
+    try:
+        info["examples"] = page_examples(read_split(run_dir) if run_dir else None, labels)
+    except UserError as e:  # the page shows no examples; the API serves as ever
+        log.warning("no example texts for the page: %s", e)
+        info["examples"] = []
     # Server-side paths are not the client's business: drop the run dir, keep a file's name only.
     info.pop("run_dir", None)
     base = info.get("base_model")
@@ -439,7 +475,6 @@ def create_app(
         src = base["source"]
         if base.get("kind") in {"hf-dir", "gguf"} or os.path.isabs(src):
             base["source"] = os.path.basename(src.rstrip("/\\")) or src
-    labels = list(classifier.labels)
     two_class = len(labels) == 2
     can_truncate = bool(info.get("truncation"))
     model_id = _model_id(info)
