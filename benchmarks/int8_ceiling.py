@@ -3,7 +3,8 @@
 the default model's blocks (projections fused as the reduced-arithmetic pass fuses them) in
 float32, as precision.Int8Linear (the input's per-token rounding included), as the bare int8 x
 int8 product (torch._int_mm) and as PyTorch's dynamically quantized Linear (fbgemm / x86 engine:
-one input scale per batch, the rounding included), side by side in one process.
+one input scale per batch, the rounding included), side by side in one process; and in
+bfloat16 (weights and input), the product the bfloat16 pass runs, for comparison on the same CPU.
 
     python benchmarks/int8_ceiling.py --out benchmarks/results/int8-ceiling
     ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 FBGEMM_ENABLE_INSTRUCTIONS=AVX2 \\
@@ -20,6 +21,7 @@ keyed by the caps.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 import time
@@ -29,6 +31,8 @@ import torch
 from machine import describe
 from precision import ISA_SWITCHES, pretrained_decoder
 from probe_candidates import add_row, write_report
+
+from llmclassify.precision import hold_freed_memory
 
 
 def best_seconds(repeats: int, f, *args) -> float:
@@ -73,7 +77,8 @@ def measure(linears: dict, rows: int, repeats: int) -> dict:
         xi = torch.randint(-127, 128, (rows, lin.in_features), dtype=torch.int8)
         s = {"float32": best_seconds(repeats, lin, x), "Int8Linear": best_seconds(repeats, q, x),
              "int_mm": best_seconds(repeats, torch._int_mm, xi, q.weight_int8),
-             "dynamic": best_seconds(repeats, dynamic_linear(lin), x)}
+             "dynamic": best_seconds(repeats, dynamic_linear(lin), x),
+             "bfloat16": best_seconds(repeats, copy.deepcopy(lin).to(torch.bfloat16), x.to(torch.bfloat16))}
         out[name] = {"shape": [lin.in_features, lin.out_features], "seconds": s,
                      "gflop": 2 * rows * lin.in_features * lin.out_features / 1e9}
     return out
@@ -88,12 +93,14 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     machine = describe(sys.argv if argv is None else ["benchmarks/int8_ceiling.py", *argv])
     caps = {k: os.environ[k] for k in ISA_SWITCHES if k in os.environ}
+    hold_freed_memory()  # as the trunk pass does: without it each product faults its output's pages in anew
     layers = measure(block_linears(a.model), a.rows, a.repeats)
-    total = {k: sum(v["seconds"][k] for v in layers.values()) for k in ("float32", "Int8Linear", "int_mm", "dynamic")}
+    total = {k: sum(v["seconds"][k] for v in layers.values())
+             for k in ("float32", "Int8Linear", "int_mm", "dynamic", "bfloat16")}
     label = caps.get("ONEDNN_MAX_CPU_ISA", "no caps (all of this CPU)")
     rows = add_row(Path(a.out), {"data": label, "machine": machine, "caps": caps, "rows": a.rows, "layers": layers,
                                  "total": total, "trunk_dtype": "-"})
-    md = ["# int8 against float32 on the pass's Linear layers, by instruction set", "",
+    md = ["# int8 and bfloat16 against float32 on the pass's Linear layers, by instruction set", "",
           "One block of the default model, projections fused; per layer the best of the repeats at "
           "`--rows` tokens. `Int8Linear`: precision.Int8Linear as the int8 pass runs it (each token's input "
           "rounded to int8, the product, the scales); `int_mm`: the int8 product alone; `dynamic`: torch.ao's "
@@ -101,10 +108,12 @@ def main(argv=None) -> int:
           "batch, which is why the pass does not use it). Cells: float32 / int8 "
           "seconds (the speed-up). The last three columns: the block's Linear layers together in each int8 form "
           "(float32 seconds over int8's); `int_mm` is what int8 can give the pass's Linear layers at most with "
-          "PyTorch's product under these instructions. `benchmarks/int8_ceiling.py`.", ""]
+          "PyTorch's product under these instructions; `bfloat16`: the same layers in bfloat16, the product of "
+          "the bfloat16 pass (rows measured before it was added show -). `benchmarks/int8_ceiling.py`.", ""]
     names = list(rows[0]["layers"])
     md += ["| instructions | " + " | ".join(f"{n} {tuple(rows[0]['layers'][n]['shape'])}" for n in names)
-           + " | all Linear layers: Int8Linear | all: int_mm | all: dynamic |", "|---|" + "---:|" * (len(names) + 3)]
+           + " | all Linear layers: Int8Linear | all: int_mm | all: dynamic | all: bfloat16 |",
+           "|---|" + "---:|" * (len(names) + 4)]
     for r in rows:
         cells = []
         for n in names:
@@ -113,7 +122,8 @@ def main(argv=None) -> int:
                          f"({s['float32'] / s['Int8Linear']:.2f}x)")
         t = r["total"]
         md.append(f"| {r['data']} | " + " | ".join(cells) + f" | **{t['float32'] / t['Int8Linear']:.2f}x** | "
-                  f"{t['float32'] / t['int_mm']:.2f}x | {t['float32'] / t['dynamic']:.2f}x |")
+                  f"{t['float32'] / t['int_mm']:.2f}x | {t['float32'] / t['dynamic']:.2f}x | "
+                  + (f"{t['float32'] / t['bfloat16']:.2f}x |" if "bfloat16" in t else "- |"))
     write_report(Path(a.out), md, rows)
     return 0
 
