@@ -429,6 +429,62 @@ def page_examples(split: dict | None, labels: list[str]) -> list[dict]:
     return [{"label": labels[c], "text": t, "split": name} for c, t in turns]
 
 
+def served_info(classifier) -> dict:
+    """What `/v1/model` tells a client: the classifier's `info()` as plain JSON, with the page's
+    example texts, and without server-side paths (no run directory; a local base model by its
+    file or directory name only)."""
+    info = _jsonable(classifier.info())
+    run_dir = getattr(classifier, "run_dir", None)  # a Predictor has one; a test's stand-in may not
+    try:
+        info["examples"] = page_examples(read_split(run_dir) if run_dir else None, list(classifier.labels))
+    except UserError as e:  # the page shows no examples; the API serves as ever
+        log.warning("no example texts for the page: %s", e)
+        info["examples"] = []
+    info.pop("run_dir", None)
+    base = info.get("base_model")
+    if isinstance(base, dict) and isinstance(base.get("source"), str):
+        src = base["source"]
+        if base.get("kind") in {"hf-dir", "gguf"} or os.path.isabs(src):
+            base["source"] = os.path.basename(src.rstrip("/\\")) or src
+    return info
+
+
+def _checked_limits(**limits) -> dict:
+    """`create_app`'s limits, checked (UserError naming the one that is wrong); the queue holds
+    at least one full request."""
+    for name, value in limits.items():
+        if name == "batch_wait_ms":
+            if not isinstance(value, (int, float)) or value < 0:
+                raise UserError(f"serve: batch_wait_ms must be >= 0, got {value!r}")
+        elif not isinstance(value, int) or value < 1:
+            raise UserError(f"serve: {name} must be a positive integer, got {value!r}")
+    return {**limits, "max_queue": max(limits["max_queue"], limits["max_texts"])}
+
+
+def _answer_errors_in_one_line(app: FastAPI) -> None:
+    """Every error `app` answers is `{"error": one line, "status": code}`: ours (ApiError), a
+    request that fails validation (422), Starlette's (404, 405, ...) and anything unexpected
+    (500, logged here, no detail to the client)."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError):
+        return _error(exc.status, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError):
+        return _error(422, _validation_message(exc.errors()))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        return JSONResponse({"error": str(exc.detail), "status": exc.status_code},
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _internal_error(request: Request, exc: Exception):
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return _error(500, "internal server error")
+
+
 def _load_page() -> str:
     return resources.files("llmclassify").joinpath("static/index.html").read_text(encoding="utf-8")
 
@@ -451,38 +507,17 @@ def create_app(
     `max_body_bytes` per request body (413). `batch_max` / `batch_wait_ms` shape micro-batches;
     `max_queue` bounds the texts waiting for the model (503 beyond).
     """
-    for name, value in [("max_texts", max_texts), ("max_chars", max_chars),
-                        ("max_body_bytes", max_body_bytes), ("batch_max", batch_max),
-                        ("max_queue", max_queue)]:
-        if not isinstance(value, int) or value < 1:
-            raise UserError(f"serve: {name} must be a positive integer, got {value!r}")
-    if batch_wait_ms < 0:
-        raise UserError(f"serve: batch_wait_ms must be >= 0, got {batch_wait_ms!r}")
-    max_queue = max(max_queue, max_texts)  # a single full request must always fit
-
-    info = _jsonable(classifier.info())
+    limits = _checked_limits(max_texts=max_texts, max_chars=max_chars, max_body_bytes=max_body_bytes,
+                             batch_max=batch_max, batch_wait_ms=batch_wait_ms, max_queue=max_queue)
+    max_queue = limits["max_queue"]
+    info = served_info(classifier)
     labels = list(classifier.labels)
-    run_dir = getattr(classifier, "run_dir", None)  # a Predictor has one; a test's stand-in may not
-    try:
-        info["examples"] = page_examples(read_split(run_dir) if run_dir else None, labels)
-    except UserError as e:  # the page shows no examples; the API serves as ever
-        log.warning("no example texts for the page: %s", e)
-        info["examples"] = []
-    # Server-side paths are not the client's business: drop the run dir, keep a file's name only.
-    info.pop("run_dir", None)
-    base = info.get("base_model")
-    if isinstance(base, dict) and isinstance(base.get("source"), str):
-        src = base["source"]
-        if base.get("kind") in {"hf-dir", "gguf"} or os.path.isabs(src):
-            base["source"] = os.path.basename(src.rstrip("/\\")) or src
     two_class = len(labels) == 2
     can_truncate = bool(info.get("truncation"))
     model_id = _model_id(info)
     page = _load_page()
     batcher = MicroBatcher(classifier, batch_max=batch_max, batch_wait_ms=batch_wait_ms,
                            max_queue=max_queue)
-    limits = {"max_texts": max_texts, "max_chars": max_chars, "max_body_bytes": max_body_bytes,
-              "batch_max": batch_max, "batch_wait_ms": batch_wait_ms, "max_queue": max_queue}
     started = time.time()
 
     @contextlib.asynccontextmanager
@@ -501,23 +536,7 @@ def create_app(
     app.state.batcher = batcher
     app.state.limits = limits
 
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError):
-        return _error(exc.status, exc.message)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError):
-        return _error(422, _validation_message(exc.errors()))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException):
-        return JSONResponse({"error": str(exc.detail), "status": exc.status_code},
-                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
-
-    @app.exception_handler(Exception)
-    async def _internal_error(request: Request, exc: Exception):
-        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return _error(500, "internal server error")
+    _answer_errors_in_one_line(app)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index():
