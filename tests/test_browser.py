@@ -172,6 +172,7 @@ def test_examples_are_clickable(page, clf):
     shown = page.eval_on_selector_all(".example", "bs => bs.map(b => [b.dataset.kind, b.title])")
     assert {kind for kind, _ in shown} == {"spam", "ham"}
     assert all(label_of[text] == kind for kind, text in shown)
+    assert "test split, which the model was not trained on" in page.inner_text("#examples-hint")
     ham = page.locator(".example[data-kind='ham']").first
     full_text = ham.get_attribute("title")
     page.evaluate("document.body.dataset.state = ''")
