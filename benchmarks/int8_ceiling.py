@@ -95,8 +95,8 @@ def main(argv=None) -> int:
     caps = {k: os.environ[k] for k in ISA_SWITCHES if k in os.environ}
     hold_freed_memory()  # as the trunk pass does: without it each product faults its output's pages in anew
     layers = measure(block_linears(a.model), a.rows, a.repeats)
-    total = {k: sum(v["seconds"][k] for v in layers.values())
-             for k in ("float32", "Int8Linear", "int_mm", "dynamic", "bfloat16")}
+    forms = next(iter(layers.values()))["seconds"]  # each form measure() times, by name
+    total = {k: sum(v["seconds"][k] for v in layers.values()) for k in forms}
     label = caps.get("ONEDNN_MAX_CPU_ISA", "no caps (all of this CPU)")
     rows = add_row(Path(a.out), {"data": label, "machine": machine, "caps": caps, "rows": a.rows, "layers": layers,
                                  "total": total, "trunk_dtype": "-"})
