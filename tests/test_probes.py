@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from llmclassify import precision
 from llmclassify.features import POOLED, probe_layers, trunk_pass
 from llmclassify.inputs import cut_tokens, pad_batch
 from llmclassify.loaders import load_model
@@ -813,24 +814,51 @@ def test_hold_freed_memory_keeps_a_freed_20_mb_block_in_the_process():
     assert dropped["default"] >= 15 and dropped["hold"] <= 2, dropped
 
 
-def test_int8_linear_is_close_to_float32_and_each_token_independent_of_its_batch():
-    """Int8Linear: within int8's rounding of the float32 layer, and a token's output is the
-    same alone as among others whose values are a thousand times larger (per-token scales;
-    PyTorch's dynamic quantization, one scale per batch, fails this)."""
-    from llmclassify.precision import Int8Linear, quantize_int8
+@pytest.mark.parametrize("product", ["int_mm", "onednn"])
+def test_int8_linear_is_close_to_float32_and_each_token_independent_of_its_batch(product):
+    """Int8Linear, with either int8 product: within int8's rounding of the float32 layer, equal
+    to its definition (weights and each token rounded, the integer products summed exactly), and
+    a token's output is the same alone as among others whose values are a thousand times larger
+    (per-token scales; PyTorch's dynamic quantization, one scale per batch, fails this)."""
+    import copy
 
+    from llmclassify.precision import ONEDNN_WEIGHT_LEVELS, Int8Linear, quantize_int8
+
+    if product == "onednn" and not precision._has_onednn_int8():
+        pytest.skip("no oneDNN int8 matmul in this PyTorch (not x86)")
     torch.manual_seed(0)
     lin = torch.nn.Linear(64, 24)
     x = torch.randn(5, 64)
-    q = Int8Linear(lin)
+    q = Int8Linear(lin, product)
     ref = lin(x)
     assert ((q(x) - ref).norm() / ref.norm()) < 0.02
+    levels = 127 if product == "int_mm" else ONEDNN_WEIGHT_LEVELS
+    w_scale = lin.weight.abs().amax(1) / levels
+    x_scale = x.abs().amax(1, keepdim=True) / 127
+    exact = (x / x_scale).round() @ (lin.weight / w_scale[:, None]).round().T * x_scale * w_scale + lin.bias
+    torch.testing.assert_close(q(x), exact, rtol=1e-5, atol=1e-5)
     crowd = torch.cat([x[:1], 1000 * torch.randn(7, 64)])
     torch.testing.assert_close(q(crowd)[:1], q(x[:1]), rtol=0, atol=0)
     assert q(x.view(1, 5, 64)).shape == (1, 5, 24)
+    torch.testing.assert_close(copy.deepcopy(q)(x), q(x), rtol=0, atol=0)  # reduced_blocks copies blocks
     model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Sequential(torch.nn.Linear(64, 3)))
     quantize_int8(model)
     assert [type(m).__name__ for m in model.modules() if "Linear" in type(m).__name__] == ["Int8Linear"] * 2
+
+
+def test_the_int8_product_is_pytorchs_only_where_it_has_fast_kernels(monkeypatch):
+    """torch._int_mm runs oneDNN's kernels only on CPUs with AVX512-VNNI and a plain loop
+    elsewhere (30-60x slower than float32 on an AVX2-only EPYC): oneDNN's int8 matmul there."""
+    from llmclassify import precision
+
+    flags = {"flags": ["avx2", "avx512_vnni", "avx512f"]}
+    monkeypatch.setattr(precision, "cpu_features", lambda: flags)
+    monkeypatch.setattr(precision, "_has_onednn_int8", lambda: True)
+    assert precision.int8_product() == "int_mm"
+    flags["flags"] = ["avx2", "avx_vnni"]
+    assert precision.int8_product() == "onednn"
+    monkeypatch.setattr(precision, "_has_onednn_int8", lambda: False)
+    assert precision.int8_product() == "int_mm"
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama", "qwen2"])

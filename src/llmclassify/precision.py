@@ -6,7 +6,8 @@ One pass over every text is nearly all of a run's cost. Its blocks can run in:
   and on GPUs; on an AVX2-only CPU several times slower than float32, so `auto` avoids it);
 - int8: a copy whose Linear layers are `Int8Linear`: int8 weights with a scale per output
   channel, activations quantized to int8 per token at run time, int8 x int8 -> int32 products
-  (torch._int_mm, oneDNN's kernels), CPU only. Per token, not per batch as PyTorch's dynamic
+  (oneDNN's kernels, through torch._int_mm or oneDNN's matmul primitive: int8_product), CPU
+  only. Per token, not per batch as PyTorch's dynamic
   quantization: a text's result does not depend on the texts batched with it, and the few
   tokens whose states are a thousand times the rest (the first token of these models) do not
   flatten every other token's scale. Before that, SmoothQuant's smoothing (Xiao et al. 2023,
@@ -115,8 +116,9 @@ def fast_int8(device) -> bool:
     CPUs, AMD's Zen 5). Measured with AVX512-VNNI (benchmarks/results/recipes-int8.md): whole
     runs 2.07x and 2.26x faster than float32, test accuracy within 0.1 points; with the
     libraries capped to AVX2 + AVX-VNNI (recipes-avx-vnni.md, emulated): 2.21x, the same test
-    accuracy. With AVX2 alone (recipes-avx2.md, emulated) whole runs gained 1.62x and 1.58x, and
-    accuracy moved 0.19 points down and, through another choice, 1.0 up: float32 there."""
+    accuracy; that emulation ran torch._int_mm's oneDNN GEMM, where a real AVX-VNNI CPU runs
+    oneDNN's matmul primitive (int8_product), not measured on one. With AVX2 alone: float32
+    (an AVX2-only EPYC: recipes-milan.md)."""
     flags = set(cpu_features()["flags"])
     return torch.device(device).type == "cpu" and bool(flags & {"avx512_vnni", "amx_int8", "avx_vnni"})
 
@@ -159,30 +161,75 @@ def reduce_in_place(blocks: torch.nn.ModuleList, trunk_dtype: str, maxima: list[
     return blocks.to(torch.bfloat16) if trunk_dtype == "bfloat16" else quantize_int8(blocks)
 
 
+def int8_product() -> str:
+    """The int8 x int8 product Int8Linear runs on this CPU. 'int_mm' (torch._int_mm: signed int8
+    on both sides) where the CPU has AVX512-VNNI (every CPU with AMX has it too): PyTorch hands it
+    to oneDNN's int8 GEMM only there, and elsewhere runs a plain loop, 30 to 60 times slower than
+    the float32 layer it replaces on an AVX2-only EPYC (benchmarks/results/int8-ceiling-milan.md;
+    the instruction caps of precision.py's emulation leave the CPU's own flags, and so that
+    choice, unchanged, which is why they never showed it). 'onednn' elsewhere on x86: oneDNN's
+    int8 matmul primitive (torch.ops.onednn.qlinear_pointwise, unsigned activations, zero point
+    ONEDNN_ZERO_POINT), which runs AVX2 kernels; without VNNI they sum each pair of u8 x s8
+    products in int16 (vpmaddubsw), which saturates past 32,767, so its weights are rounded to
+    ONEDNN_WEIGHT_LEVELS levels a side: 2 x 255 x 63 fits. 'int_mm' too where PyTorch has no
+    oneDNN (other architectures)."""
+    if "avx512_vnni" in cpu_features()["flags"] or not _has_onednn_int8():
+        return "int_mm"
+    return "onednn"
+
+
+def _has_onednn_int8() -> bool:
+    return (platform.machine() in ("x86_64", "AMD64") and torch.backends.mkldnn.is_available()
+            and hasattr(torch.ops.onednn, "qlinear_pointwise"))
+
+
+ONEDNN_ZERO_POINT = 128
+ONEDNN_WEIGHT_LEVELS = 63  # 7 bits a side where the product is oneDNN's (int8_product)
+
+
 class Int8Linear(torch.nn.Module):
     """A Linear layer in int8: weights rounded to int8 with one scale per output channel, once;
     each token's input rounded to int8 with its own scale (its largest |value| / 127) at run
-    time; the int8 x int8 products summed in int32 (torch._int_mm) and scaled back to float32.
-    A token's output depends on that token alone."""
+    time; the int8 x int8 products summed in int32 (`product`: int8_product()) and scaled back to
+    float32. A token's output depends on that token alone."""
 
-    def __init__(self, linear: torch.nn.Linear):
+    def __init__(self, linear: torch.nn.Linear, product: str | None = None):
         super().__init__()
+        self.product = product or int8_product()
         w = linear.weight.detach().float()
         self.in_features, self.out_features = w.shape[1], w.shape[0]
-        scale = (w.abs().amax(1) / 127).clamp(min=1e-12)
-        self.register_buffer("weight_int8", torch.round(w / scale[:, None]).to(torch.int8).t().contiguous())  # (in, out)
+        levels = 127 if self.product == "int_mm" else ONEDNN_WEIGHT_LEVELS
+        scale = (w.abs().amax(1) / levels).clamp(min=1e-12)
+        weight_int8 = torch.round(w / scale[:, None]).to(torch.int8)
+        # int_mm reads the weight as (in, out); oneDNN as (out, in), packed for its kernels on first use
+        self.register_buffer("weight_int8", weight_int8.t().contiguous() if self.product == "int_mm" else weight_int8)
         self.register_buffer("weight_scale", scale)
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float().clone())
+        self._packed = None
+
+    def __getstate__(self):  # oneDNN's packed weight cannot be copied; a copy packs its own
+        return {**super().__getstate__(), "_packed": None}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features).float()
         # few full-size temporaries (in-place where it can): each is memory to fault in
         scale = torch.maximum(rows.amax(1, keepdim=True), rows.amin(1, keepdim=True).neg_()).div_(127).clamp_(min=1e-12)
-        products = torch._int_mm(rows.div(scale).round_().to(torch.int8), self.weight_int8)
-        y = products.float().mul_(scale).mul_(self.weight_scale)
+        rounded = rows.div(scale).round_()
+        if self.product == "int_mm":
+            y = torch._int_mm(rounded.to(torch.int8), self.weight_int8).float().mul_(scale).mul_(self.weight_scale)
+        else:
+            y = self._onednn_product(rounded.add_(ONEDNN_ZERO_POINT).to(torch.uint8)).mul_(scale)
         if self.bias is not None:
             y.add_(self.bias)
         return y.view(*x.shape[:-1], self.out_features)
+
+    def _onednn_product(self, rows_u8: torch.Tensor) -> torch.Tensor:
+        """(rows, out) float32: the int32 sums of products times the weights' scales."""
+        if self._packed is None:
+            self._packed = torch.ops.onednn.qlinear_prepack(self.weight_int8, None)
+            self._zero_points = torch.zeros(self.out_features, dtype=torch.long)
+        return torch.ops.onednn.qlinear_pointwise(rows_u8, 1.0, ONEDNN_ZERO_POINT, self._packed, self.weight_scale,
+                                                  self._zero_points, None, 1.0, 0, torch.float32, "none", [], "")
 
 
 def quantize_int8(module: torch.nn.Module) -> torch.nn.Module:
