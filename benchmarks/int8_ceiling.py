@@ -2,7 +2,8 @@
 """What int8 can give the trunk pass on this CPU's instructions: each Linear layer of one of
 the default model's blocks (projections fused as the reduced-arithmetic pass fuses them) in
 float32, as precision.Int8Linear (the input's per-token rounding included), as the bare int8 x
-int8 product (torch._int_mm) and as PyTorch's dynamically quantized Linear (fbgemm / x86 engine:
+int8 product (torch._int_mm, and oneDNN's matmul primitive: the two products of
+precision.int8_product) and as PyTorch's dynamically quantized Linear (fbgemm / x86 engine:
 one input scale per batch, the rounding included), side by side in one process; and in
 bfloat16 (weights and input), the product the bfloat16 pass runs, for comparison on the same CPU.
 
@@ -68,7 +69,7 @@ def dynamic_linear(lin: torch.nn.Linear) -> torch.nn.Module:
 
 @torch.inference_mode()
 def measure(linears: dict, rows: int, repeats: int) -> dict:
-    from llmclassify.precision import Int8Linear
+    from llmclassify.precision import Int8Linear, _has_onednn_int8, fast_bfloat16
 
     out = {}
     for name, lin in linears.items():
@@ -76,9 +77,14 @@ def measure(linears: dict, rows: int, repeats: int) -> dict:
         q = Int8Linear(lin)
         xi = torch.randint(-127, 128, (rows, lin.in_features), dtype=torch.int8)
         s = {"float32": best_seconds(repeats, lin, x), "Int8Linear": best_seconds(repeats, q, x),
-             "int_mm": best_seconds(repeats, torch._int_mm, xi, q.weight_int8),
+             "int_mm": best_seconds(repeats, torch._int_mm, xi, Int8Linear(lin, "int_mm").weight_int8),
              "dynamic": best_seconds(repeats, dynamic_linear(lin), x),
-             "bfloat16": best_seconds(repeats, copy.deepcopy(lin).to(torch.bfloat16), x.to(torch.bfloat16))}
+             # without AVX512-BF16 several times slower than float32: a tenth of the repeats measures it
+             "bfloat16": best_seconds(repeats if fast_bfloat16("cpu") else max(2, repeats // 10),
+                                      copy.deepcopy(lin).to(torch.bfloat16), x.to(torch.bfloat16))}
+        if _has_onednn_int8():
+            onednn = Int8Linear(lin, "onednn")
+            s["onednn"] = best_seconds(repeats, onednn._onednn_product, (xi.to(torch.int16) + 128).to(torch.uint8))
         out[name] = {"shape": [lin.in_features, lin.out_features], "seconds": s,
                      "gflop": 2 * rows * lin.in_features * lin.out_features / 1e9}
     return out
@@ -97,13 +103,17 @@ def main(argv=None) -> int:
     layers = measure(block_linears(a.model), a.rows, a.repeats)
     forms = next(iter(layers.values()))["seconds"]  # each form measure() times, by name
     total = {k: sum(v["seconds"][k] for v in layers.values()) for k in forms}
-    label = caps.get("ONEDNN_MAX_CPU_ISA", "no caps (all of this CPU)")
+    from llmclassify.precision import int8_product
+
+    label = caps.get("ONEDNN_MAX_CPU_ISA", "no caps (all of this CPU)") + f"; Int8Linear by {int8_product()}"
     rows = add_row(Path(a.out), {"data": label, "machine": machine, "caps": caps, "rows": a.rows, "layers": layers,
                                  "total": total, "trunk_dtype": "-"})
     md = ["# int8 and bfloat16 against float32 on the pass's Linear layers, by instruction set", "",
           "One block of the default model, projections fused; per layer the best of the repeats at "
           "`--rows` tokens. `Int8Linear`: precision.Int8Linear as the int8 pass runs it (each token's input "
-          "rounded to int8, the product, the scales); `int_mm`: the int8 product alone; `dynamic`: torch.ao's "
+          "rounded to int8, the product, the scales), by the product precision.int8_product chooses (rows "
+          "measured before it was added ran `int_mm`); `int_mm`: torch._int_mm's int8 product alone; "
+          "`oneDNN`: oneDNN's int8 matmul primitive alone, unsigned input (rows before it show -); `dynamic`: torch.ao's "
           "dynamically quantized Linear (fbgemm / x86, one input scale per batch: a token's result depends on its "
           "batch, which is why the pass does not use it). Cells: float32 / int8 "
           "seconds (the speed-up). The last three columns: the block's Linear layers together in each int8 form "
@@ -112,8 +122,8 @@ def main(argv=None) -> int:
           "the bfloat16 pass (rows measured before it was added show -). `benchmarks/int8_ceiling.py`.", ""]
     names = list(rows[0]["layers"])
     md += ["| instructions | " + " | ".join(f"{n} {tuple(rows[0]['layers'][n]['shape'])}" for n in names)
-           + " | all Linear layers: Int8Linear | all: int_mm | all: dynamic | all: bfloat16 |",
-           "|---|" + "---:|" * (len(names) + 4)]
+           + " | all Linear layers: Int8Linear | all: int_mm | all: oneDNN | all: dynamic | all: bfloat16 |",
+           "|---|" + "---:|" * (len(names) + 5)]
     for r in rows:
         cells = []
         for n in names:
@@ -121,9 +131,9 @@ def main(argv=None) -> int:
             cells.append(f"{s['float32'] * 1e3:.2f} / {s['Int8Linear'] * 1e3:.2f} ms "
                          f"({s['float32'] / s['Int8Linear']:.2f}x)")
         t = r["total"]
+        ratio = {k: f"{t['float32'] / t[k]:.2f}x" if k in t else "-" for k in ("int_mm", "onednn", "dynamic", "bfloat16")}
         md.append(f"| {r['data']} | " + " | ".join(cells) + f" | **{t['float32'] / t['Int8Linear']:.2f}x** | "
-                  f"{t['float32'] / t['int_mm']:.2f}x | {t['float32'] / t['dynamic']:.2f}x | "
-                  + (f"{t['float32'] / t['bfloat16']:.2f}x |" if "bfloat16" in t else "- |"))
+                  + " | ".join(ratio.values()) + " |")
     write_report(Path(a.out), md, rows)
     return 0
 
