@@ -17,7 +17,10 @@ they use (recorded in the report), so bfloat16 and int8 run without AVX512-BF16 
     MKL_ENABLE_INSTRUCTIONS=AVX2 python benchmarks/precision.py --out benchmarks/results/precision-avx2
 
 It is the instruction set of such a CPU, not its cores, caches or memory: a guide, not a
-measurement of that machine.
+measurement of that machine. Nor of PyTorch's own choices, which read the CPU's flags, not the
+caps: torch._int_mm takes oneDNN's kernels only where the CPU has AVX512-VNNI, so under the caps
+it ran them at AVX2's speed while a real AVX2-only EPYC ran PyTorch's plain loop, 0.02x float32
+(results/int8-ceiling-milan.md; precision.int8_product now picks oneDNN's matmul there).
 """
 
 from __future__ import annotations
