@@ -33,7 +33,13 @@ from machine import describe
 from precision import ISA_SWITCHES, pretrained_decoder
 from probe_candidates import add_row, write_report
 
-from llmclassify.precision import hold_freed_memory
+from llmclassify.precision import (
+    Int8Linear,
+    _has_onednn_int8,
+    fast_bfloat16,
+    hold_freed_memory,
+    int8_product,
+)
 
 
 def best_seconds(repeats: int, f, *args) -> float:
@@ -69,8 +75,6 @@ def dynamic_linear(lin: torch.nn.Linear) -> torch.nn.Module:
 
 @torch.inference_mode()
 def measure(linears: dict, rows: int, repeats: int) -> dict:
-    from llmclassify.precision import Int8Linear, _has_onednn_int8, fast_bfloat16
-
     out = {}
     for name, lin in linears.items():
         x = torch.randn(rows, lin.in_features)
@@ -103,8 +107,6 @@ def main(argv=None) -> int:
     layers = measure(block_linears(a.model), a.rows, a.repeats)
     forms = next(iter(layers.values()))["seconds"]  # each form measure() times, by name
     total = {k: sum(v["seconds"][k] for v in layers.values()) for k in forms}
-    from llmclassify.precision import int8_product
-
     label = caps.get("ONEDNN_MAX_CPU_ISA", "no caps (all of this CPU)") + f"; Int8Linear by {int8_product()}"
     rows = add_row(Path(a.out), {"data": label, "machine": machine, "caps": caps, "rows": a.rows, "layers": layers,
                                  "total": total, "trunk_dtype": "-"})

@@ -212,7 +212,7 @@ class Int8Linear(torch.nn.Module):
         self._packed = None
 
     def __getstate__(self):  # oneDNN's packed weight cannot be copied; a copy packs its own
-        return {**super().__getstate__(), "_packed": None}
+        return {**self.__dict__, "_packed": None}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features).float()
