@@ -236,14 +236,16 @@ class Int8Linear(torch.nn.Module):
                                                   self._zero_points, None, 1.0, 0, torch.float32, "none", [], "")
 
 
-def quantize_int8(module: torch.nn.Module) -> torch.nn.Module:
+def quantize_int8(module: torch.nn.Module, product: str | None = None) -> torch.nn.Module:
     """Swap every Linear layer of `module`, in place, for an Int8Linear: the int8 trunk's blocks,
-    and `--quantize int8` at prediction (the whole classifier, head included)."""
+    and `--quantize int8` at prediction (the whole classifier, head included). The product
+    (int8_product()) is chosen once for all of them."""
+    product = product or int8_product()
     for name, child in list(module.named_children()):
         if isinstance(child, torch.nn.Linear):
-            setattr(module, name, Int8Linear(child))
+            setattr(module, name, Int8Linear(child, product))
         else:
-            quantize_int8(child)
+            quantize_int8(child, product)
     return module
 
 
