@@ -132,6 +132,32 @@ def test_csv_headerless_text_label(tmp_path):
     assert t.texts[0] == "a long text one" and t.labels == ["x", "y", "x"]
 
 
+
+def test_a_semicolon_csv_reads_like_its_comma_twin(tmp_path):
+    """A spreadsheet's CSV in a locale whose decimal mark is a comma: fields split on ';',
+    texts full of commas. With a header, without one, and with a named column."""
+    rows = [("Hello, world; how are you", "greeting"), ("Win £100, call now, 18+ only", "spam"),
+            ("See you at 5", "greeting"), ("Free entry, txt WIN", "spam")]
+    comma = read_table(write(tmp_path, "c.csv", "text,label\n" + "".join(f'"{t}",{c}\n' for t, c in rows)))
+    semi = read_table(write(tmp_path, "s.csv", "text;label\n" + "".join(f'"{t}";{c}\n' for t, c in rows)))
+    assert (semi.texts, semi.labels, semi.header) == (comma.texts, comma.labels, True)
+    bare = read_table(write(tmp_path, "b.csv", "".join(f"{t.replace(';', '')};{c}\n" for t, c in rows)))
+    assert (bare.texts, bare.labels, bare.header) == ([t.replace(";", "") for t, _ in rows], comma.labels, False)
+    named = write(tmp_path, "n.csv", "id;body;tag\n" + "".join(f"{i};{t.replace(';', '')};{c}\n"
+                                                              for i, (t, c) in enumerate(rows)))
+    assert read_table(named, text_column="body", label_column="tag").labels == comma.labels
+    assert [t for chunk in iter_texts(named, text_column="body") for t in chunk][0] == "Hello, world how are you"
+
+
+def test_a_comma_csv_whose_texts_hold_semicolons_stays_a_comma_csv(tmp_path):
+    # A semicolon in every text of the first lines, commas between the fields: the header
+    # decides, and without one the commas split every line evenly.
+    texts = ["a; b", "c; d", "e; f"]
+    p = write(tmp_path, "h.csv", "text,label\n" + "".join(f"{t},x\n" for t in texts))
+    assert read_table(p).texts == texts
+    p = write(tmp_path, "n.csv", "".join(f"{t},{lab}\n" for t, lab in zip(texts, "xyx")))
+    assert read_table(p).texts == texts
+
 @pytest.mark.parametrize("sep", [",", "\t"])
 def test_a_first_row_whose_label_no_other_row_has_is_the_header(tmp_path, sep, caplog):
     rows = ["phrase" + sep + "feeling", "i love it" + sep + "joy", "so sad" + sep + "sadness",

@@ -8,9 +8,11 @@ Reading rules:
   lines, `.parquet` Parquet (needs pyarrow), `.txt` one text per line (unlabelled, for
   `iter_texts` only). Any other extension: sniffed from the first non-blank line (`{` -> JSONL,
   a tab -> TSV, a comma -> CSV, otherwise plain text).
-- CSV uses the csv module with standard double-quote rules. TSV is split on tabs with quoting
-  OFF, because real TSV files (SMSSpamCollection among them) hold unbalanced `"` in their texts;
-  a quoting reader silently merges lines (5,572 rows instead of 5,574). `quoting=True` turns
+- CSV uses the csv module with standard double-quote rules; its delimiter is a comma, or a
+  semicolon where the first lines say so (`_csv_delimiter`: spreadsheets in locales whose
+  decimal mark is a comma write those). TSV is split on tabs with quoting OFF, because real
+  TSV files (SMSSpamCollection among them) hold unbalanced `"` in their texts; a quoting
+  reader silently merges lines (5,572 rows instead of 5,574). `quoting=True` turns
   CSV quote rules on for TSV too; that is how `pandas.read_csv(sep="\\t")` reads, and the book.
 - CSV: a quoted field still open at the end of the file (an unbalanced `"`) is an error naming
   the line it opened on, not one giant text holding the rest of the file.
@@ -42,6 +44,7 @@ Reading rules:
 from __future__ import annotations
 
 import codecs
+import csv
 import itertools
 import logging
 import os
@@ -287,10 +290,47 @@ def _parquet_records(path, opt: ReadOptions) -> Records:
 
 def _delimited_rows(path, fmt: str, opt: ReadOptions):
     if fmt == "csv":
-        return _csv_rows(path, ",", opt.encoding, opt.stats)
+        return _csv_rows(path, _csv_delimiter(path, opt), opt.encoding, opt.stats)
     if opt.quoting:
         return _csv_rows(path, "\t", opt.encoding, opt.stats)
     return _tsv_rows(path, opt.encoding, opt.stats)
+
+
+DELIMITER_SAMPLE = 20  # first lines of a CSV file that decide its delimiter
+
+
+def _csv_delimiter(path, opt: ReadOptions) -> str:
+    """A comma, or a semicolon where the file's first lines say so: the CSV that spreadsheets
+    write in locales whose decimal mark is a comma. By the header (a well-known or the named
+    column) when one of the two splits gives one and the other does not; otherwise a semicolon
+    only when the first DELIMITER_SAMPLE lines split on it into the same number (two or more)
+    of fields and split on commas do not: texts hold commas, seldom a semicolon in each. Where
+    both split evenly, a comma (a header removes the doubt)."""
+    if os.fspath(path) == STDIN:
+        return ","  # standard input cannot be read twice
+    lines = list(itertools.islice((x for _, x in _decoded_lines(path, opt.encoding) if x.strip()), DELIMITER_SAMPLE))
+    if not lines:
+        return ","
+    named = {c for c in (opt.text_column, opt.label_column) if c is not None}
+
+    def split(delimiter: str) -> list[list[str]]:
+        try:
+            return list(csv.reader(lines, delimiter=delimiter))
+        except csv.Error:
+            return []
+
+    def is_header(rows: list[list[str]]) -> bool:
+        row = rows[0] if rows else []
+        return any(f.strip() in named for f in row) if named else _is_header(row, None, None)
+
+    def even(rows: list[list[str]]) -> bool:  # a quoted field open at the sample's end aside
+        widths = {len(r) for r in rows[:-1] or rows}
+        return len(widths) == 1 and widths.pop() > 1
+
+    by_comma, by_semicolon = split(","), split(";")
+    if is_header(by_comma) != is_header(by_semicolon):
+        return ";" if is_header(by_semicolon) else ","
+    return ";" if even(by_semicolon) and not even(by_comma) else ","
 
 
 def _delimited_records(path, fmt: str, opt: ReadOptions) -> Records:
