@@ -223,6 +223,30 @@ def test_jsonl_errors(tmp_path):
         read_table(p)
 
 
+def test_a_json_array_of_records_reads_like_its_jsonl_twin(tmp_path):
+    """`.json`: what `json.dump(records)` and pandas' `to_json(orient="records")` write, each
+    row's line the one its object opens on; JSON lines in a `.json` file (`datasets`'
+    `to_json`) read as JSON lines."""
+    records = [{"text": "hi, there", "label": "ham"}, {"text": "WIN [now]", "label": "spam", "id": 3},
+               {"text": "a\nb", "label": "ham"}]
+    jsonl = read_table(write(tmp_path, "d.jsonl", "".join(json.dumps(r) + "\n" for r in records)))
+    pretty = read_table(write(tmp_path, "p.json", json.dumps(records, indent=2)))
+    assert (pretty.texts, pretty.labels) == (jsonl.texts, jsonl.labels)
+    assert pretty.lines == [2, 6, 11]
+    assert read_table(write(tmp_path, "c.json", json.dumps(records))).lines == [1, 1, 1]
+    assert read_table(write(tmp_path, "l.json", "".join(json.dumps(r) + "\n" for r in records))).lines == [1, 2, 3]
+    assert data.detect_format(write(tmp_path, "noext", json.dumps(records))) == "json"
+    arr = write(tmp_path, "t.json", json.dumps([{"sentence": "a"}, {"sentence": "b"}]))
+    assert list(iter_texts(arr)) == [["a", "b"]]
+    for bad, match in [('[{"text": "a", "label": "x"},\n 7]', r"b\.json, line 2: expected an array of JSON objects"),
+                       ('[{"text": "a", "label": "x"}\n{"text": "b"}]', r"line 2: expected ',' or '\]'"),
+                       ('[{"text": "a", "label": "x"},\n', r"line 2: not valid JSON"),
+                       ('[{"text": "a", "label": "x"}]\n[]', r"line 2: more text after the JSON array"),
+                       ("[]", r"empty")]:
+        with pytest.raises(DataError, match=match):
+            read_table(write(tmp_path, "b.json", bad))
+
+
 def test_bom_and_crlf(tmp_path):
     p = write(tmp_path, "d.csv", b"\xef\xbb\xbftext,label\r\nhello,a\r\nworld,b\r\n")
     t = read_table(p)

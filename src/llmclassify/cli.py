@@ -11,6 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
+from .data.readers import FORMATS as DATA_FORMATS
+from .data.readers import LABELLED_FORMATS
 from .errors import Interrupted, UserError
 
 log = logging.getLogger("llmclassify.cli")
@@ -131,7 +133,7 @@ def add_evaluate(sub) -> None:
     p.add_argument("--data", help="labelled file (default: the run's own test split)")
     p.add_argument("--text-column")
     p.add_argument("--label-column")
-    p.add_argument("--format", dest="data_format", choices=["csv", "tsv", "jsonl", "parquet"])
+    p.add_argument("--format", dest="data_format", choices=LABELLED_FORMATS)
     p.add_argument("--encoding", default="utf-8", help="text encoding of the file: utf-8 (default), latin-1, cp1252, utf-16, ...")
     p.add_argument("--json", dest="json_out", help="also write the metrics to this JSON file")
     p.set_defaults(func=cmd_evaluate)
@@ -174,9 +176,9 @@ def add_predict(sub) -> None:
     p = sub.add_parser("predict", help="classify texts with a saved run (or its ONNX export)")
     p.add_argument("run", help="run directory, or a directory written by export --format onnx")
     p.add_argument("texts", nargs="*", help="texts to classify")
-    p.add_argument("--input", "-i", help="file of texts (.txt one per line, CSV/TSV/JSONL), or - for stdin")
+    p.add_argument("--input", "-i", help="file of texts (.txt one per line, CSV/TSV/JSON/JSONL/Parquet), or - for stdin")
     p.add_argument("--text-column")
-    p.add_argument("--format", dest="data_format", choices=["txt", "csv", "tsv", "jsonl", "parquet"])
+    p.add_argument("--format", dest="data_format", choices=DATA_FORMATS)
     p.add_argument("--encoding", default="utf-8", help="text encoding of the file: utf-8 (default), latin-1, cp1252, utf-16, ...")
     p.add_argument("--output", "-o", help="write JSONL predictions here, one row per input row with its "
                                           "input line (default: print)")

@@ -5,9 +5,10 @@ reading (`read_table`, training and evaluation) and for text-only reading (`iter
 Reading rules:
 
 - Format from `fmt` or the extension: `.csv` CSV, `.tsv`/`.tab` TSV, `.jsonl`/`.ndjson` JSON
-  lines, `.parquet` Parquet (needs pyarrow), `.txt` one text per line (unlabelled, for
-  `iter_texts` only). Any other extension: sniffed from the first non-blank line (`{` -> JSONL,
-  a tab -> TSV, a comma -> CSV, otherwise plain text).
+  lines, `.json` a JSON array of objects (or JSON lines, as `datasets` writes them), `.parquet`
+  Parquet (needs pyarrow), `.txt` one text per line (unlabelled, for `iter_texts` only). Any
+  other extension: sniffed from the first non-blank line (`{` -> JSONL, `[` -> JSON, a tab ->
+  TSV, a comma -> CSV, otherwise plain text).
 - CSV uses the csv module with standard double-quote rules; its delimiter is a comma, or a
   semicolon where the first lines say so (`_csv_delimiter`: spreadsheets in locales whose
   decimal mark is a comma write those). TSV is split on tabs with quoting OFF, because real
@@ -71,6 +72,7 @@ from .rows import (
     _count_blank,
     _csv_rows,
     _decoded_lines,
+    _json_rows,
     _jsonl_rows,
     _lf_is_byte,
     _strip_eol,
@@ -79,11 +81,13 @@ from .rows import (
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("csv", "tsv", "jsonl", "parquet", "txt")
+FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "txt")
+LABELLED_FORMATS = tuple(f for f in FORMATS if f != "txt")  # what --data may be
 _EXTENSIONS = {
     ".csv": "csv",
     ".tsv": "tsv",
     ".tab": "tsv",
+    ".json": "json",
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
     ".parquet": "parquet",
@@ -152,6 +156,8 @@ def _sniff(lines: Iterator[str]) -> str:
             continue
         if line.startswith("{"):
             return "jsonl"
+        if line.startswith("["):
+            return "json"
         if "\t" in line:
             return "tsv"
         if "," in line:
@@ -204,8 +210,8 @@ def open_records(path: str, fmt: str, opt: ReadOptions) -> Records:
     """The reader of `fmt` on `path`. An empty file is an error when labelled, else no rows."""
     if fmt == "txt":
         return _txt_records(path, opt)
-    if fmt == "jsonl":
-        return _jsonl_records(path, opt)
+    if fmt in ("json", "jsonl"):
+        return _json_records(path, fmt, opt)
     if fmt == "parquet":
         return _parquet_records(path, opt)
     return _delimited_records(path, fmt, opt)
@@ -236,9 +242,10 @@ def _txt_records(path, opt: ReadOptions) -> Records:
     return Records(["text"], "text", None, False, rows())
 
 
-def _jsonl_records(path, opt: ReadOptions) -> Records:
-    """JSON lines: the columns are the keys of the first object."""
-    rows_iter = _jsonl_rows(path, opt.encoding, opt.stats)
+def _json_records(path, fmt: str, opt: ReadOptions) -> Records:
+    """JSON lines, or a JSON array of objects (`fmt` json): the columns are the keys of the
+    first object."""
+    rows_iter = (_json_rows if fmt == "json" else _jsonl_rows)(path, opt.encoding, opt.stats)
     first = next(rows_iter, None)
     if first is None:
         return _no_rows(path, opt, True)
@@ -374,7 +381,7 @@ def _headerless_records(path, fmt, opt: ReadOptions, first, rows_iter) -> Record
             file=path,
         )
     if ncols > 2:
-        names = ", ".join(["text", "label"] + ["x"] * (ncols - 2))
+        names = ", ".join(["text", "label"] + ["x"] * min(ncols - 2, 2)) + (", ..." if ncols > 4 else "")
         what = (f"the text and label columns (e.g. {names})" if opt.labelled else "the text column")
         raise DataError(
             f"has {ncols} columns and no header row; add a header naming {what}",
@@ -419,7 +426,7 @@ def read_table(
     quoting: bool | None = None,
     encoding: str = "utf-8",
 ) -> Table:
-    """Read a labelled CSV / TSV / JSONL / Parquet file into a `Table` (rules: module docstring).
+    """Read a labelled CSV / TSV / JSON / JSONL / Parquet file into a `Table` (rules: module docstring).
 
     `quoting` only affects TSV (default off; True reads it the way pandas does). Raises
     `DataError` (a `UserError`) with a one-line message naming the file, line and field.

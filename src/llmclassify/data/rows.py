@@ -195,6 +195,52 @@ def _jsonl_rows(path, encoding, stats: dict | None = None) -> Iterator[tuple[int
         yield i, obj
 
 
+def _json_rows(path, encoding, stats: dict | None = None) -> Iterator[tuple[int, dict]]:
+    """A `.json` file: an array of objects (`json.dump` of records, pandas'
+    `to_json(orient="records")`), each with the line it starts on; or, when it does not start
+    with `[`, one object per line (what `datasets`' `to_json` writes), as `_jsonl_rows`."""
+    first = next((line for _, line in _decoded_lines(path, encoding) if line.strip()), "")
+    if not first.lstrip().startswith("["):
+        yield from _jsonl_rows(path, encoding, stats)
+        return
+    text = "".join(line for _, line in _decoded_lines(path, encoding))
+    pos = _skip_space(text, 0)
+    counted = [0, 1]  # a position and its line: positions only grow, so lines are counted once
+
+    def line_at(p: int) -> int:
+        counted[1] += text.count("\n", counted[0], p)
+        counted[0] = p
+        return counted[1]
+
+    decoder = json.JSONDecoder()
+    pos = _skip_space(text, pos + 1)
+    while text[pos:pos + 1] != "]":  # `[]`: no rows
+        try:
+            obj, end = decoder.raw_decode(text, pos)
+        except (ValueError, RecursionError) as e:
+            raise DataError(f"not valid JSON: {e}", file=path, line=line_at(pos)) from None
+        if not isinstance(obj, dict):
+            raise DataError(f"expected an array of JSON objects, found a {type(obj).__name__} in it",
+                            file=path, line=line_at(pos))
+        yield line_at(pos), obj
+        pos = _skip_space(text, end)
+        if text[pos:pos + 1] == "]":
+            break
+        if text[pos:pos + 1] != ",":
+            raise DataError("expected ',' or ']' after an object of the array", file=path, line=line_at(pos))
+        pos = _skip_space(text, pos + 1)
+    rest = _skip_space(text, pos + 1)
+    if rest < len(text):
+        raise DataError("more text after the JSON array", file=path, line=line_at(rest))
+
+
+def _skip_space(text: str, pos: int) -> int:
+    """The first position from `pos` that is not JSON whitespace (len(text) at the end)."""
+    while pos < len(text) and text[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
 def _cells(path, fmt, row: list[str], ncols: int, text_idx: int, line: int, allow_join: bool):
     """Pad or fold a delimited row to `ncols` fields."""
     if len(row) > ncols:

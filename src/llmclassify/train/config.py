@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+from ..data.readers import LABELLED_FORMATS
 from ..errors import UserError
 from ..inputs import TEMPLATE_AUTO, TRUNCATE, check_template
 from ..loaders.presets import DEFAULT_MODEL
@@ -109,7 +110,7 @@ class TrainConfig:
     text_column: str | None = option(None, "the text column (default: found by name)")
     label_column: str | None = option(None, "the label column (default: found by name)")
     data_format: str | None = option(None, "file format (default: from the extension)", flags=("--format",),
-                                     choices=("csv", "tsv", "jsonl", "parquet"))
+                                     choices=LABELLED_FORMATS)
     encoding: str = option("utf-8", "text encoding of the file: utf-8, latin-1, cp1252, utf-16, ...")
     split: tuple[float, float, float] = option((0.7, 0.1, 0.2), "train,validation,test fractions",
                                                type=_split_arg)
