@@ -247,6 +247,22 @@ def test_a_json_array_of_records_reads_like_its_jsonl_twin(tmp_path):
             read_table(write(tmp_path, "b.json", bad))
 
 
+def test_gzip_files_read_decompressed_and_workbooks_are_named(tmp_path):
+    import gzip
+
+    content = "text,label\nhello there,a\nworld,b\n"
+    plain = read_table(write(tmp_path, "d.csv", content))
+    packed = read_table(write(tmp_path, "d.csv.gz", gzip.compress(content.encode())))
+    assert (packed.texts, packed.labels, packed.lines) == (plain.texts, plain.labels, plain.lines)
+    assert data.detect_format(write(tmp_path, "d.jsonl.gz", gzip.compress(b"{}"))) == "jsonl"
+    assert list(iter_texts(write(tmp_path, "t.txt.gz", gzip.compress(b"one\ntwo\n")))) == [["one", "two"]]
+    for name, head, what in [("book.xlsx", b"PK\x03\x04\x14\x00", "ZIP archive"),
+                             ("book.csv", b"PK\x03\x04\x14\x00", "ZIP archive"),
+                             ("old.xls", b"\xd0\xcf\x11\xe0\xa1\xb1", r"Excel \.xls workbook")]:
+        with pytest.raises(DataError, match=rf"{name}: is an? {what}"):
+            read_table(write(tmp_path, name, head + bytes(64)))
+
+
 def test_bom_and_crlf(tmp_path):
     p = write(tmp_path, "d.csv", b"\xef\xbb\xbftext,label\r\nhello,a\r\nworld,b\r\n")
     t = read_table(p)

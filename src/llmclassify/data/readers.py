@@ -8,7 +8,9 @@ Reading rules:
   lines, `.json` a JSON array of objects (or JSON lines, as `datasets` writes them), `.parquet`
   Parquet (needs pyarrow), `.txt` one text per line (unlabelled, for `iter_texts` only). Any
   other extension: sniffed from the first non-blank line (`{` -> JSONL, `[` -> JSON, a tab ->
-  TSV, a comma -> CSV, otherwise plain text).
+  TSV, a comma -> CSV, otherwise plain text). A gzip file (`data.csv.gz`) is read decompressed,
+  its format that of the name without `.gz`; a ZIP archive (an `.xlsx` workbook) or an `.xls`
+  workbook is a one-line error saying so (`rows.open_bytes`).
 - CSV uses the csv module with standard double-quote rules; its delimiter is a comma, or a
   semicolon where the first lines say so (`_csv_delimiter`: spreadsheets in locales whose
   decimal mark is a comma write those). TSV is split on tabs with quoting OFF, because real
@@ -77,6 +79,7 @@ from .rows import (
     _lf_is_byte,
     _strip_eol,
     _tsv_rows,
+    open_bytes,
 )
 
 log = logging.getLogger(__name__)
@@ -140,11 +143,13 @@ def detect_format(path: str | os.PathLike, fmt: str | None = None, encoding: str
     if os.fspath(path) == STDIN:
         return "txt"  # standard input cannot be sniffed without consuming it
     ext = Path(path).suffix.lower()
+    if ext == ".gz":  # data.csv.gz: the format of what it holds (open_bytes decompresses)
+        ext = Path(path).with_suffix("").suffix.lower()
     if ext in _EXTENSIONS:
         return _EXTENSIONS[ext]
     _check_file(path)
     if _lf_is_byte(_codec(encoding)):  # ASCII-compatible: sniff the raw bytes, decode nothing
-        with open(path, "rb") as fh:
+        with open_bytes(path) as fh:
             lines = (raw.lstrip(codecs.BOM_UTF8).strip().decode("latin-1") for raw in fh)
             return _sniff(lines)
     return _sniff(line.strip() for _, line in _decoded_lines(path, encoding))

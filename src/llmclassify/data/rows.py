@@ -30,6 +30,28 @@ def _check_file(path) -> None:
         raise DataError("cannot read the file (permission denied)", file=path)
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+# Files that are no text table, by their first bytes: a one-line error says what they are.
+BINARY_MAGIC = {b"PK\x03\x04": "a ZIP archive (an Excel .xlsx workbook is one): save the sheet as CSV, "
+                                 "or unzip it",
+                b"\xd0\xcf\x11\xe0": "an Excel .xls workbook: save the sheet as CSV"}
+
+
+def open_bytes(path):
+    """The file's bytes, decompressed when it is gzip (`data.csv.gz`); a file that is no text
+    table by its first bytes (BINARY_MAGIC) is a one-line error saying what it is."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    for magic, what in BINARY_MAGIC.items():
+        if head.startswith(magic):
+            raise DataError(f"is {what}", file=path)
+    if head.startswith(GZIP_MAGIC):
+        import gzip
+
+        return gzip.open(path, "rb")
+    return open(path, "rb")
+
+
 def _codec(encoding: str) -> codecs.CodecInfo:
     """The codec of an encoding name, or a one-line error for a name Python does not know."""
     try:
@@ -60,7 +82,7 @@ def _decoded_lines(path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
     _check_file(path)
     stdin = os.fspath(path) == STDIN
     name = "<stdin>" if stdin else path
-    with contextlib.nullcontext(sys.stdin.buffer) if stdin else open(path, "rb") as fh:
+    with contextlib.nullcontext(sys.stdin.buffer) if stdin else open_bytes(path) as fh:
         if _lf_is_byte(codec):
             yield from _byte_lines(fh, codec, encoding, name)
         else:
