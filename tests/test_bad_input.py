@@ -235,8 +235,8 @@ def test_predict_refuses_unusable_input(tmp_path, capsys, tiny_run, name, conten
 def test_predict_missing_paths(tmp_path, capsys, tiny_run):
     rc, _, err = cli(capsys, "predict", tiny_run, "--input", tmp_path / "nope.txt")
     assert_one_line_error(rc, err, "nope.txt: no such file")
-    rc, _, err = cli(capsys, "predict", tiny_run, "--input", tmp_path)
-    assert_one_line_error(rc, err, "is a directory, not a data file")
+    rc, _, err = cli(capsys, "predict", tiny_run, "--input", tmp_path)  # a folder: each file below it a text
+    assert_one_line_error(rc, err, "is a folder without files")
     f = write(tmp_path, "t.txt", "hello\n")
     rc, _, err = cli(capsys, "predict", tiny_run, "--input", f, "-o", tmp_path / "no" / "out.jsonl")
     assert_one_line_error(rc, err, "out.jsonl: folder", "does not exist")

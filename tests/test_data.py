@@ -263,6 +263,32 @@ def test_gzip_files_read_decompressed_and_workbooks_are_named(tmp_path):
             read_table(write(tmp_path, name, head + bytes(64)))
 
 
+def test_a_folder_of_class_folders_is_a_labelled_table(tmp_path):
+    """scikit-learn's load_files layout: root/LABEL/FILE, one text per file; files at the top
+    and names starting with '.' are not rows; a file that does not decode is named."""
+    root = tmp_path / "corpus"
+    for rel, text in [("pos/b.txt", "fine film\n"), ("pos/a.txt", "great, loved it\r\n"),
+                      ("neg/sub/c.txt", "dull\nand long\n"), ("neg/.hidden.txt", "x"),
+                      (".git/HEAD", "ref"), ("README", "about the corpus")]:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(text.encode())
+    t = read_table(root)
+    assert (t.texts, t.labels, t.lines) == (["dull\nand long", "great, loved it", "fine film"],
+                                            ["neg", "pos", "pos"], [1, 2, 3])
+    assert [x for chunk in iter_texts(root / "pos") for x in chunk] == ["great, loved it", "fine film"]
+    (tmp_path / "none").mkdir()
+    with pytest.raises(DataError, match="is a folder without files"):
+        list(iter_texts(tmp_path / "none"))
+    (root / "neg" / "bad.txt").write_bytes(b"caf\xe9")
+    with pytest.raises(DataError, match=r"bad\.txt, line 1: not valid UTF-8"):
+        read_table(root)
+    assert read_table(root, encoding="latin-1").texts[0] == "café"
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / "a.txt").write_text("a text")
+    with pytest.raises(DataError, match="flat: is a folder without class folders"):
+        read_table(tmp_path / "flat")
+
+
 def test_bom_and_crlf(tmp_path):
     p = write(tmp_path, "d.csv", b"\xef\xbb\xbftext,label\r\nhello,a\r\nworld,b\r\n")
     t = read_table(p)

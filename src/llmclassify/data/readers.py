@@ -10,7 +10,8 @@ Reading rules:
   other extension: sniffed from the first non-blank line (`{` -> JSONL, `[` -> JSON, a tab ->
   TSV, a comma -> CSV, otherwise plain text). A gzip file (`data.csv.gz`) is read decompressed,
   its format that of the name without `.gz`; a ZIP archive (an `.xlsx` workbook) or an `.xls`
-  workbook is a one-line error saying so (`rows.open_bytes`).
+  workbook is a one-line error saying so (`rows.open_bytes`). A directory is a folder of texts,
+  one per file, labelled by the subfolder that holds them (`_folder_records`).
 - CSV uses the csv module with standard double-quote rules; its delimiter is a comma, or a
   semicolon where the first lines say so (`_csv_delimiter`: spreadsheets in locales whose
   decimal mark is a comma write those). TSV is split on tabs with quoting OFF, because real
@@ -86,6 +87,7 @@ log = logging.getLogger(__name__)
 
 FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "txt")
 LABELLED_FORMATS = tuple(f for f in FORMATS if f != "txt")  # what --data may be
+FOLDER = "folder"  # a directory: one text per file, labelled by the folder it is in (_folder_records)
 _EXTENSIONS = {
     ".csv": "csv",
     ".tsv": "tsv",
@@ -103,7 +105,7 @@ class Table:
     """Labelled texts as read from one file, in file order.
 
     `labels[i]` is a string, or a sorted list of strings when `multi_label`. `lines[i]` is the
-    1-based line (record start) of row i in `source`, or the row number for Parquet.
+    1-based line (record start) of row i in `source`, or the row number for Parquet and folders.
     """
 
     texts: list[str]
@@ -142,6 +144,8 @@ def detect_format(path: str | os.PathLike, fmt: str | None = None, encoding: str
         return f
     if os.fspath(path) == STDIN:
         return "txt"  # standard input cannot be sniffed without consuming it
+    if Path(path).is_dir():
+        return FOLDER
     ext = Path(path).suffix.lower()
     if ext == ".gz":  # data.csv.gz: the format of what it holds (open_bytes decompresses)
         ext = Path(path).with_suffix("").suffix.lower()
@@ -219,6 +223,8 @@ def open_records(path: str, fmt: str, opt: ReadOptions) -> Records:
         return _json_records(path, fmt, opt)
     if fmt == "parquet":
         return _parquet_records(path, opt)
+    if fmt == FOLDER:
+        return _folder_records(path, opt)
     return _delimited_records(path, fmt, opt)
 
 
@@ -262,6 +268,37 @@ def _json_records(path, fmt: str, opt: ReadOptions) -> Records:
             yield line, obj.get(text_col), (obj.get(label_col) if label_col is not None else None)
 
     return Records(columns, text_col, label_col, True, rows())
+
+
+def _folder_records(path, opt: ReadOptions) -> Records:
+    """A directory, read as scikit-learn's `load_files` and Keras' `text_dataset_from_directory`
+    read one: each file a text (its trailing line ends dropped), labelled by the name of the
+    folder under `path` that holds it (`path/spam/0001.txt` -> spam). Text-only reading takes
+    every file below `path`. Names starting with '.' are skipped; files in name order; a row's
+    "line" is its number. A file that does not decode is an error naming it."""
+    root = Path(path)
+    if opt.labelled:
+        classes = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+        if not classes:
+            raise DataError("is a folder without class folders: put each label's texts, one per "
+                            "file, in a folder named after the label (spam/0001.txt, ham/0002.txt)", file=path)
+        files = [(f, d.name) for d in classes for f in _files_below(d)]
+    else:
+        files = [(f, None) for f in _files_below(root)]
+        if not files:
+            raise DataError("is a folder without files: each file below it is one text", file=path)
+
+    def rows():
+        for n, (f, label) in enumerate(files, 1):
+            yield n, "".join(line for _, line in _decoded_lines(f, opt.encoding)).rstrip("\r\n"), label
+
+    return Records(["text", "label"], "text", "label" if opt.labelled else None, False, rows())
+
+
+def _files_below(folder: Path) -> list[Path]:
+    """The files below `folder` at any depth, in name order, none under a name starting with '.'."""
+    return sorted(f for f in folder.rglob("*")
+                  if f.is_file() and not any(part.startswith(".") for part in f.relative_to(folder).parts))
 
 
 def _import_pyarrow_parquet(path):

@@ -242,7 +242,7 @@ def _json_rows(path, encoding, stats: dict | None = None) -> Iterator[tuple[int,
         except (ValueError, RecursionError) as e:
             raise DataError(f"not valid JSON: {e}", file=path, line=line_at(pos)) from None
         if not isinstance(obj, dict):
-            raise DataError(f"expected an array of JSON objects, found a {type(obj).__name__} in it",
+            raise DataError(f"expected an array of JSON objects, found {type(obj).__name__}",
                             file=path, line=line_at(pos))
         yield line_at(pos), obj
         pos = _skip_space(text, end)

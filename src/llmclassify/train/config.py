@@ -74,7 +74,8 @@ class TrainConfig:
     each field's help, flag and type from its metadata); tests build it directly."""
 
     model: str = option(DEFAULT_MODEL, "preset name, HF model directory, Hub id or GGUF file")
-    data: str = option("sms-spam", "built-in data set (sms-spam) or a CSV / TSV / JSONL / Parquet file")
+    data: str = option("sms-spam", "built-in data set (sms-spam), a CSV / TSV / JSON / JSONL / Parquet file "
+                             "(gzipped or not), or a folder of class folders, one text per file")
     test_data: str | None = option(None, "a labelled file that is the test split as it is (same columns as "
                                    "--data); --data then gives train and validation, in the ratio of --split's "
                                    "first two fractions", metavar="FILE")
