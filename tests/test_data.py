@@ -256,6 +256,8 @@ def test_gzip_files_read_decompressed_and_workbooks_are_named(tmp_path):
     assert (packed.texts, packed.labels, packed.lines) == (plain.texts, plain.labels, plain.lines)
     assert data.detect_format(write(tmp_path, "d.jsonl.gz", gzip.compress(b"{}"))) == "jsonl"
     assert list(iter_texts(write(tmp_path, "t.txt.gz", gzip.compress(b"one\ntwo\n")))) == [["one", "two"]]
+    with pytest.raises(DataError, match=r"cut\.csv\.gz: is a damaged gzip file"):
+        read_table(write(tmp_path, "cut.csv.gz", gzip.compress(content.encode())[:-9]))
     for name, head, what in [("book.xlsx", b"PK\x03\x04\x14\x00", "ZIP archive"),
                              ("book.csv", b"PK\x03\x04\x14\x00", "ZIP archive"),
                              ("old.xls", b"\xd0\xcf\x11\xe0\xa1\xb1", r"Excel \.xls workbook")]:

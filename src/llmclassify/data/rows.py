@@ -37,19 +37,28 @@ BINARY_MAGIC = {b"PK\x03\x04": "a ZIP archive (an Excel .xlsx workbook is one): 
                 b"\xd0\xcf\x11\xe0": "an Excel .xls workbook: save the sheet as CSV"}
 
 
+@contextlib.contextmanager
 def open_bytes(path):
-    """The file's bytes, decompressed when it is gzip (`data.csv.gz`); a file that is no text
-    table by its first bytes (BINARY_MAGIC) is a one-line error saying what it is."""
+    """The file's bytes, decompressed when it is gzip (`data.csv.gz`): a damaged gzip stream is
+    a one-line error. A file that is no text table by its first bytes (BINARY_MAGIC) is a
+    one-line error saying what it is."""
     with open(path, "rb") as fh:
         head = fh.read(4)
     for magic, what in BINARY_MAGIC.items():
         if head.startswith(magic):
             raise DataError(f"is {what}", file=path)
-    if head.startswith(GZIP_MAGIC):
-        import gzip
+    if not head.startswith(GZIP_MAGIC):
+        with open(path, "rb") as fh:
+            yield fh
+        return
+    import gzip
+    import zlib
 
-        return gzip.open(path, "rb")
-    return open(path, "rb")
+    with gzip.open(path, "rb") as fh:
+        try:
+            yield fh
+        except (EOFError, OSError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+            raise DataError(f"is a damaged gzip file ({e})", file=path) from None
 
 
 def _codec(encoding: str) -> codecs.CodecInfo:
