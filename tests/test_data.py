@@ -236,6 +236,11 @@ def test_a_json_array_of_records_reads_like_its_jsonl_twin(tmp_path):
     assert read_table(write(tmp_path, "c.json", json.dumps(records))).lines == [1, 1, 1]
     assert read_table(write(tmp_path, "l.json", "".join(json.dumps(r) + "\n" for r in records))).lines == [1, 2, 3]
     assert data.detect_format(write(tmp_path, "noext", json.dumps(records))) == "json"
+    # pandas' default to_json(): one object of columns, each {index: value}; or a dict of lists
+    columns = {k: {str(i): r[k] for i, r in enumerate(records)} for k in ("text", "label")}
+    for name, obj in [("pd.json", columns), ("lists.json", {k: list(v.values()) for k, v in columns.items()})]:
+        t = read_table(write(tmp_path, name, json.dumps(obj)))
+        assert (t.texts, t.labels, t.lines) == (jsonl.texts, jsonl.labels, [1, 2, 3])
     arr = write(tmp_path, "t.json", json.dumps([{"sentence": "a"}, {"sentence": "b"}]))
     assert list(iter_texts(arr)) == [["a", "b"]]
     for bad, match in [('[{"text": "a", "label": "x"},\n 7]', r"b\.json, line 2: expected an array of JSON objects"),

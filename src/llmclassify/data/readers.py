@@ -5,9 +5,9 @@ reading (`read_table`, training and evaluation) and for text-only reading (`iter
 Reading rules:
 
 - Format from `fmt` or the extension: `.csv` CSV, `.tsv`/`.tab` TSV, `.jsonl`/`.ndjson` JSON
-  lines, `.json` a JSON array of objects (or JSON lines, as `datasets` writes them), `.parquet`
-  Parquet (needs pyarrow), `.txt` one text per line (unlabelled, for `iter_texts` only). Any
-  other extension: sniffed from the first non-blank line (`{` -> JSONL, `[` -> JSON, a tab ->
+  lines, `.json` a JSON array of objects (or JSON lines, as `datasets` writes them, or one
+  object of columns, as pandas' `to_json()` does), `.parquet` Parquet (needs pyarrow), `.txt`
+  one text per line (unlabelled, for `iter_texts` only). Any other extension: sniffed from the first non-blank line (`{` -> JSONL, `[` -> JSON, a tab ->
   TSV, a comma -> CSV, otherwise plain text). A gzip file (`data.csv.gz`) is read decompressed,
   its format that of the name without `.gz`; a ZIP archive (an `.xlsx` workbook) or an `.xls`
   workbook is a one-line error saying so (`rows.open_bytes`). A directory is a folder of texts,

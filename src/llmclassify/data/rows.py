@@ -229,10 +229,11 @@ def _jsonl_rows(path, encoding, stats: dict | None = None) -> Iterator[tuple[int
 def _json_rows(path, encoding, stats: dict | None = None) -> Iterator[tuple[int, dict]]:
     """A `.json` file: an array of objects (`json.dump` of records, pandas'
     `to_json(orient="records")`), each with the line it starts on; or, when it does not start
-    with `[`, one object per line (what `datasets`' `to_json` writes), as `_jsonl_rows`."""
+    with `[`, one object per line (what `datasets`' `to_json` writes), as `_jsonl_rows`, or
+    one object of columns (pandas' default `to_json()`: `_columns_or_lines`)."""
     first = next((line for _, line in _decoded_lines(path, encoding) if line.strip()), "")
     if not first.lstrip().startswith("["):
-        yield from _jsonl_rows(path, encoding, stats)
+        yield from _columns_or_lines(_jsonl_rows(path, encoding, stats), path)
         return
     text = "".join(line for _, line in _decoded_lines(path, encoding))
     pos = _skip_space(text, 0)
@@ -263,6 +264,23 @@ def _json_rows(path, encoding, stats: dict | None = None) -> Iterator[tuple[int,
     rest = _skip_space(text, pos + 1)
     if rest < len(text):
         raise DataError("more text after the JSON array", file=path, line=line_at(rest))
+
+
+def _columns_or_lines(rows: Iterator[tuple[int, dict]], path) -> Iterator[tuple[int, dict]]:
+    """JSON lines as they are; or, when the file is one object whose every value is an object
+    or a list (pandas' `to_json()`: {"text": {"0": ..., "1": ...}, "label": {...}}; or a dict of
+    lists), its columns as rows, each row's "line" its number."""
+    first = next(rows, None)
+    second = next(rows, None) if first is not None else None
+    columns = first[1] if first is not None and second is None else {}
+    if not columns or not all(isinstance(v, (dict, list)) for v in columns.values()):
+        yield from (r for r in (first, second) if r is not None)
+        yield from rows
+        return
+    as_dicts = {k: v if isinstance(v, dict) else dict(enumerate(v)) for k, v in columns.items()}
+    index = list(dict.fromkeys(i for v in as_dicts.values() for i in v))  # pandas' index, in order
+    for n, i in enumerate(index, 1):
+        yield n, {k: v.get(i) for k, v in as_dicts.items()}
 
 
 def _skip_space(text: str, pos: int) -> int:
