@@ -353,6 +353,32 @@ def test_cli_models_lists_presets_with_cache_state(tmp_path, monkeypatch, capsys
     assert all(" no " in line for line in rows.values())
 
 
+def test_a_folder_trains_and_its_files_are_named_beside_their_predictions(tiny_model_dir, small_data,
+                                                                         tmp_path, capsys):
+    """A folder of class folders trains as the same texts in a file do; predicting a folder
+    names each file beside its prediction, printed and in the JSONL rows."""
+    from llmclassify.data import read_table
+
+    table = read_table(small_data)
+    corpus = tmp_path / "corpus"
+    for i, (text, label) in enumerate(zip(table.texts, table.labels)):
+        (corpus / label).mkdir(parents=True, exist_ok=True)
+        (corpus / label / f"{i:04d}.txt").write_text(text + "\n")
+    run = tmp_path / "run"
+    assert main(["train", "--model", str(tiny_model_dir), "--data", str(corpus), "-o", str(run),
+                 "--recipe", "probe", "--baseline", "none", "--quiet"]) == 0
+    capsys.readouterr()
+    spam = sorted(p.name for p in (corpus / "spam").iterdir())
+    assert main(["predict", str(run), "--input", str(corpus / "spam")]) == 0
+    printed = [line.split("\t") for line in capsys.readouterr().out.strip().splitlines()]
+    assert [p[0] for p in printed] == spam
+    outp = tmp_path / "out.jsonl"
+    assert main(["predict", str(run), "--input", str(corpus / "spam"), "-o", str(outp)]) == 0
+    rows = [json.loads(x) for x in outp.read_text().splitlines()]
+    assert [(r["line"], r["file"], r["label"]) for r in rows] == [(n, f, p[1]) for n, (f, p) in
+                                                                  enumerate(zip(spam, printed), 1)]
+
+
 def test_int8_prediction_quantizes_every_linear_and_keeps_labels(tiny_run):
     """`--quantize int8`: every Linear of the loaded run (head included) becomes an int8 one
     (precision.Int8Linear), and the labels stay those of float32 on nearly every text."""

@@ -212,10 +212,13 @@ def _predict(a, main: bool = True, shared: bool = False) -> int:
         from .checkpoint import check_output_file
 
         check_output_file(Path(a.output))
+    files = None  # a folder's files, row n the n-th: named in the output beside their predictions
     if a.input and a.input != "-":
-        from .data import detect_format
+        from .data import FOLDER, detect_format, folder_files
 
-        detect_format(a.input, a.data_format, a.encoding)  # a missing or unreadable file fails before the model loads
+        # a missing or unreadable file fails before the model loads
+        if detect_format(a.input, a.data_format, a.encoding) == FOLDER:
+            files = [str(f.relative_to(a.input)) for f in folder_files(a.input)]
     clf = open_classifier(a.run, dtype=a.dtype, quantize=a.quantize)
     stats: dict = {}
     if a.input:
@@ -236,11 +239,12 @@ def _predict(a, main: bool = True, shared: bool = False) -> int:
     if a.output:
         from .predict import write_predictions
 
-        n = write_predictions(Path(a.output), preds)
+        n = write_predictions(Path(a.output), preds, files)
         print(f"wrote {n} predictions to {a.output}")
     else:
-        for _, pr in preds:
-            print(f"{pr.label}\t{printed_probabilities(pr.probabilities)}" + ("\t(truncated)" if pr.truncated else ""))
+        for line, pr in preds:
+            print((f"{files[line - 1]}\t" if files else "") + f"{pr.label}\t{printed_probabilities(pr.probabilities)}"
+                  + ("\t(truncated)" if pr.truncated else ""))
     src = (a.input if a.input != "-" else "<stdin>") if a.input else "arguments"
     if stats.get("blank_lines"):
         log.warning("%s: skipped %d blank line%s (each output row records its input line)", src,

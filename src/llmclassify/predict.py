@@ -354,10 +354,12 @@ def open_classifier(path, *, dtype: str = "float32", quantize: str | None = None
     return Classifier.load(path, dtype=dtype, quantize=quantize)
 
 
-def write_predictions(path: Path, preds: Iterable[Prediction | tuple[int, Prediction]]) -> int:
+def write_predictions(path: Path, preds: Iterable[Prediction | tuple[int, Prediction]],
+                      files: list[str] | None = None) -> int:
     """Stream predictions to `path` as JSONL via a temporary file renamed at the end, so an
     interrupted run leaves no partial file. Items may be `(line, prediction)` pairs (from
-    `predict_records`); then each row also records the input line it belongs to."""
+    `predict_records`); then each row also records the input line it belongs to, and with
+    `files` (a folder's, `data.folder_files`: row n the n-th) the file it was read from."""
     from .files import atomic_open
 
     path = Path(path)
@@ -370,7 +372,7 @@ def write_predictions(path: Path, preds: Iterable[Prediction | tuple[int, Predic
             if p.labels is not None:  # multi-label: the decision
                 row["labels"] = p.labels
             if line is not None:
-                row = {"line": line, **row}
+                row = {"line": line, **({"file": files[line - 1]} if files else {}), **row}
             f.write(json.dumps(row) + "\n")
             n += 1
     return n

@@ -21,11 +21,22 @@ from .builtin import (
 )
 from .columns import KNOWN_COLUMN_NAMES, LABEL_COLUMN_NAMES, TEXT_COLUMN_NAMES
 from .labels import LabelMap
-from .readers import FORMATS, STDIN, Table, detect_format, iter_records, iter_texts, read_table
+from .readers import (
+    FOLDER,
+    FORMATS,
+    STDIN,
+    Table,
+    detect_format,
+    folder_files,
+    iter_records,
+    iter_texts,
+    read_table,
+)
 from .split import Prepared, Split, parse_split, prepare, reference_split
 
 __all__ = [
     "BUILTIN_DATASETS",
+    "FOLDER",
     "FORMATS",
     "KNOWN_COLUMN_NAMES",
     "LABEL_COLUMN_NAMES",
@@ -41,6 +52,7 @@ __all__ = [
     "builtin_path",
     "detect_format",
     "download_sms_spam",
+    "folder_files",
     "iter_records",
     "iter_texts",
     "load_dataset",

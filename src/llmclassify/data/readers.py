@@ -282,9 +282,9 @@ def _folder_records(path, opt: ReadOptions) -> Records:
         if not classes:
             raise DataError("is a folder without class folders: put each label's texts, one per "
                             "file, in a folder named after the label (spam/0001.txt, ham/0002.txt)", file=path)
-        files = [(f, d.name) for d in classes for f in _files_below(d)]
+        files = [(f, d.name) for d in classes for f in folder_files(d)]
     else:
-        files = [(f, None) for f in _files_below(root)]
+        files = [(f, None) for f in folder_files(root)]
         if not files:
             raise DataError("is a folder without files: each file below it is one text", file=path)
 
@@ -295,8 +295,10 @@ def _folder_records(path, opt: ReadOptions) -> Records:
     return Records(["text", "label"], "text", "label" if opt.labelled else None, False, rows())
 
 
-def _files_below(folder: Path) -> list[Path]:
-    """The files below `folder` at any depth, in name order, none under a name starting with '.'."""
+def folder_files(folder) -> list[Path]:
+    """The files below `folder` at any depth, in name order, none under a name starting with
+    '.': the texts of a folder read text-only, row n the n-th of them."""
+    folder = Path(folder)
     return sorted(f for f in folder.rglob("*")
                   if f.is_file() and not any(part.startswith(".") for part in f.relative_to(folder).parts))
 
