@@ -236,6 +236,8 @@ def test_a_json_array_of_records_reads_like_its_jsonl_twin(tmp_path):
     assert read_table(write(tmp_path, "c.json", json.dumps(records))).lines == [1, 1, 1]
     assert read_table(write(tmp_path, "l.json", "".join(json.dumps(r) + "\n" for r in records))).lines == [1, 2, 3]
     assert data.detect_format(write(tmp_path, "noext", json.dumps(records))) == "json"
+    assert data.detect_format(write(tmp_path, "pretty", json.dumps(records, indent=1))) == "json"
+    assert data.detect_format(write(tmp_path, "note", "[URGENT] call now\n")) == "txt"
     # pandas' default to_json(): one object of columns, each {index: value}; or a dict of lists
     columns = {k: {str(i): r[k] for i, r in enumerate(records)} for k in ("text", "label")}
     for name, obj in [("pd.json", columns), ("lists.json", {k: list(v.values()) for k, v in columns.items()})]:

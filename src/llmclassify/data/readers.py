@@ -7,7 +7,7 @@ Reading rules:
 - Format from `fmt` or the extension: `.csv` CSV, `.tsv`/`.tab` TSV, `.jsonl`/`.ndjson` JSON
   lines, `.json` a JSON array of objects (or JSON lines, as `datasets` writes them, or one
   object of columns, as pandas' `to_json()` does), `.parquet` Parquet (needs pyarrow), `.txt`
-  one text per line (unlabelled, for `iter_texts` only). Any other extension: sniffed from the first non-blank line (`{` -> JSONL, `[` -> JSON, a tab ->
+  one text per line (unlabelled, for `iter_texts` only). Any other extension: sniffed from the first non-blank line (`{` -> JSONL, `[{` -> JSON, a tab ->
   TSV, a comma -> CSV, otherwise plain text). A gzip file (`data.csv.gz`) is read decompressed,
   its format that of the name without `.gz`; a ZIP archive (an `.xlsx` workbook) or an `.xls`
   workbook is a one-line error saying so (`rows.open_bytes`). A directory is a folder of texts,
@@ -165,7 +165,7 @@ def _sniff(lines: Iterator[str]) -> str:
             continue
         if line.startswith("{"):
             return "jsonl"
-        if line.startswith("["):
+        if line == "[" or line.startswith("[{"):  # an array of objects, not "[URGENT] call now"
             return "json"
         if "\t" in line:
             return "tsv"
@@ -254,7 +254,7 @@ def _txt_records(path, opt: ReadOptions) -> Records:
 
 
 def _json_records(path, fmt: str, opt: ReadOptions) -> Records:
-    """JSON lines, or a JSON array of objects (`fmt` json): the columns are the keys of the
+    """JSON lines, or (`fmt` json) what `rows._json_rows` reads: the columns are the keys of the
     first object."""
     rows_iter = (_json_rows if fmt == "json" else _jsonl_rows)(path, opt.encoding, opt.stats)
     first = next(rows_iter, None)
