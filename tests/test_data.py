@@ -292,6 +292,9 @@ def test_a_folder_of_class_folders_is_a_labelled_table(tmp_path):
     with pytest.raises(DataError, match=r"bad\.txt, line 1: not valid UTF-8"):
         read_table(root)
     assert read_table(root, encoding="latin-1").texts[0] == "café"
+    (root / "dataset_dict.json").write_text('{"splits": ["train", "test"]}')  # datasets' save_to_disk
+    with pytest.raises(DataError, match="corpus: is a Hugging Face datasets folder"):
+        read_table(root)
     (tmp_path / "flat").mkdir()
     (tmp_path / "flat" / "a.txt").write_text("a text")
     with pytest.raises(DataError, match="flat: is a folder without class folders"):

@@ -271,6 +271,9 @@ def _json_records(path, fmt: str, opt: ReadOptions) -> Records:
     return Records(columns, text_col, label_col, True, rows())
 
 
+HF_DATASET_FILES = ("dataset_dict.json", "state.json", "dataset_info.json")  # what save_to_disk writes
+
+
 def _folder_records(path, opt: ReadOptions) -> Records:
     """A directory, read as scikit-learn's `load_files` and Keras' `text_dataset_from_directory`
     read one: each file a text (its trailing line ends dropped), labelled by the name of the
@@ -278,6 +281,9 @@ def _folder_records(path, opt: ReadOptions) -> Records:
     every file below `path`. Names starting with '.' are skipped; files in name order; a row's
     "line" is its number. A file that does not decode is an error naming it."""
     root = Path(path)
+    if any((root / name).is_file() for name in HF_DATASET_FILES):
+        raise DataError("is a Hugging Face datasets folder (save_to_disk), not a folder of texts: write "
+                        "each split with Dataset.to_json('train.jsonl') and pass that file", file=path)
     if opt.labelled:
         classes = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
         if not classes:
