@@ -44,21 +44,21 @@ def open_bytes(path):
     one-line error saying what it is."""
     with open(path, "rb") as fh:
         head = fh.read(4)
-    for magic, what in BINARY_MAGIC.items():
-        if head.startswith(magic):
-            raise DataError(f"is {what}", file=path)
-    if not head.startswith(GZIP_MAGIC):
-        with open(path, "rb") as fh:
+        fh.seek(0)
+        for magic, what in BINARY_MAGIC.items():
+            if head.startswith(magic):
+                raise DataError(f"is {what}", file=path)
+        if not head.startswith(GZIP_MAGIC):
             yield fh
-        return
-    import gzip
-    import zlib
+            return
+        import gzip
+        import zlib
 
-    with gzip.open(path, "rb") as fh:
-        try:
-            yield fh
-        except (EOFError, OSError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
-            raise DataError(f"is a damaged gzip file ({e})", file=path) from None
+        with gzip.GzipFile(fileobj=fh, mode="rb") as unpacked:
+            try:
+                yield unpacked
+            except (EOFError, OSError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+                raise DataError(f"is a damaged gzip file ({e})", file=path) from None
 
 
 def _codec(encoding: str) -> codecs.CodecInfo:
