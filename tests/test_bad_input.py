@@ -288,6 +288,30 @@ def test_predict_rows_line_up_and_warnings_count(tmp_path, capsys, tiny_run):
     assert rc == 0 and stdout.splitlines()[0].endswith("\t(truncated)")
 
 
+def test_predict_output_table_by_suffix(tmp_path, capsys, tiny_run):
+    """`-o x.csv` / `x.tsv` writes a table (a column per class's probability) holding what the
+    JSON lines hold, row for row; any other name JSON lines."""
+    import csv
+
+    f = write(tmp_path, "in.csv", 'id,text\n1,hello there\n2,"WIN a prize, now"\n3,\n')
+    rc, _, err = cli(capsys, "predict", tiny_run, "--input", f, "-o", tmp_path / "p.jsonl")
+    assert rc == 0, err
+    want = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    labels = list(want[0]["probabilities"])
+    for name, delimiter in (("p.csv", ","), ("p.TSV", "\t")):
+        rc, stdout, err = cli(capsys, "predict", tiny_run, "--input", f, "-o", tmp_path / name)
+        assert rc == 0 and "wrote 3 predictions" in stdout, err
+        with open(tmp_path / name, newline="") as fh:
+            rows = list(csv.DictReader(fh, delimiter=delimiter))
+        assert list(rows[0]) == ["line", "label", *(f"p_{lab}" for lab in labels), "truncated"]
+        assert [int(r["line"]) for r in rows] == [w["line"] for w in want] == [2, 3, 4]
+        assert [r["label"] for r in rows] == [w["label"] for w in want]
+        for r, w in zip(rows, want):
+            assert [float(r[f"p_{lab}"]) for lab in labels] == pytest.approx(list(w["probabilities"].values()),
+                                                                                 abs=1e-6)
+    assert not list(tmp_path.glob(".p.*")), "temporary file left behind"
+
+
 def test_predict_crlf_bom_same_as_plain(tmp_path, capsys, tiny_run):
     texts = HAM[:5] + SPAM[:5]
     outs = []

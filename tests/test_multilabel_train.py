@@ -84,6 +84,13 @@ def test_multilabel_predict_follows_thresholds_and_reload(ml_run, tmp_path):
     write_predictions(out, preds)
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert [r["labels"] for r in rows] == [p.labels for p in preds]
+    table = tmp_path / "p.csv"  # a table: the decision's labels joined in one cell
+    write_predictions(table, preds)
+    import csv
+
+    with open(table, newline="") as fh:
+        cells = [r["labels"] for r in csv.DictReader(fh)]
+    assert cells == ["|".join(p.labels) for p in preds]
 
 
 def test_multilabel_evaluate_on_file_and_split(ml_run, tmp_path):

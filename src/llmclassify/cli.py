@@ -180,8 +180,9 @@ def add_predict(sub) -> None:
     p.add_argument("--text-column")
     p.add_argument("--format", dest="data_format", choices=DATA_FORMATS)
     p.add_argument("--encoding", default="utf-8", help="text encoding of the file: utf-8 (default), latin-1, cp1252, utf-16, ...")
-    p.add_argument("--output", "-o", help="write JSONL predictions here, one row per input row with its "
-                                          "input line (default: print)")
+    p.add_argument("--output", "-o", help="write the predictions here, one row per input row with its input "
+                                          "line: a table with a column per class's probability where the name "
+                                          "ends .csv or .tsv, else JSON lines (default: print)")
     p.add_argument("--threshold", type=_probability,
                    help="two classes: probability of the second label needed to pick it")
     p.add_argument("--batch-size", type=_positive_int, default=32)

@@ -354,26 +354,63 @@ def open_classifier(path, *, dtype: str = "float32", quantize: str | None = None
     return Classifier.load(path, dtype=dtype, quantize=quantize)
 
 
-def write_predictions(path: Path, preds: Iterable[Prediction | tuple[int, Prediction]],
-                      files: list[str] | None = None) -> int:
-    """Stream predictions to `path` as JSONL via a temporary file renamed at the end, so an
-    interrupted run leaves no partial file. Items may be `(line, prediction)` pairs (from
+# `--output`'s format, by the file's suffix: a table for a spreadsheet or pandas, else JSON lines.
+TABLE_DELIMITERS = {".csv": ",", ".tsv": "\t"}
+PROBABILITY_COLUMN = "p_{}"  # a table's column of one class's probability
+LABELS_JOIN = "|"  # a table's cell of a multi-label decision: the labels joined
+
+
+def prediction_rows(preds: Iterable[Prediction | tuple[int, Prediction]], files: list[str] | None = None
+                    ) -> Iterator[dict]:
+    """What `--output` writes of each prediction: `label`, `probabilities`, `truncated` (and the
+    decision `labels` of a multi-label run). Items may be `(line, prediction)` pairs (from
     `predict_records`); then each row also records the input line it belongs to, and with
     `files` (a folder's, `data.folder_files`: row n the n-th) the file it was read from."""
+    for item in preds:
+        line, p = item if isinstance(item, tuple) else (None, item)
+        row = {"label": p.label, "probabilities": p.probabilities, "truncated": p.truncated}
+        if p.labels is not None:  # multi-label: the decision
+            row["labels"] = p.labels
+        if line is not None:
+            row = {"line": line, **({"file": files[line - 1]} if files else {}), **row}
+        yield row
+
+
+def table_row(row: dict) -> dict:
+    """A prediction row (prediction_rows) flat, for a CSV / TSV: one PROBABILITY_COLUMN per
+    class in the run's order, the multi-label decision LABELS_JOIN-ed."""
+    flat = {k: v for k, v in row.items() if k not in ("probabilities", "truncated")}
+    if "labels" in flat:
+        flat["labels"] = LABELS_JOIN.join(flat["labels"])
+    flat.update({PROBABILITY_COLUMN.format(k): f"{v:.6f}" for k, v in row["probabilities"].items()})
+    flat["truncated"] = row["truncated"]
+    return flat
+
+
+def write_predictions(path: Path, preds: Iterable[Prediction | tuple[int, Prediction]],
+                      files: list[str] | None = None) -> int:
+    """Stream predictions to `path` via a temporary file renamed at the end, so an interrupted
+    run leaves no partial file: a CSV / TSV table where the name ends so (TABLE_DELIMITERS;
+    table_row), else JSON lines (prediction_rows). The number of rows written."""
+    import csv
+
     from .files import atomic_open
 
     path = Path(path)
     checkpoint.check_output_file(path)
+    delimiter = TABLE_DELIMITERS.get(path.suffix.lower())
     n = 0
     with atomic_open(path, "w") as f:
-        for item in preds:
-            line, p = item if isinstance(item, tuple) else (None, item)
-            row = {"label": p.label, "probabilities": p.probabilities, "truncated": p.truncated}
-            if p.labels is not None:  # multi-label: the decision
-                row["labels"] = p.labels
-            if line is not None:
-                row = {"line": line, **({"file": files[line - 1]} if files else {}), **row}
-            f.write(json.dumps(row) + "\n")
+        table = None
+        for row in prediction_rows(preds, files):
+            if delimiter is None:
+                f.write(json.dumps(row) + "\n")
+            else:
+                row = table_row(row)
+                if table is None:
+                    table = csv.DictWriter(f, fieldnames=list(row), delimiter=delimiter, lineterminator="\n")
+                    table.writeheader()
+                table.writerow(row)
             n += 1
     return n
 
