@@ -365,6 +365,24 @@ def test_skips_empty_texts_and_missing_labels(tmp_path, caplog):
         read_table(p)
 
 
+def test_labels_typed_two_ways_are_warned_of_and_integral_numbers_are_integers(tmp_path, caplog):
+    p = write(tmp_path, "d.csv", "text,label\na,spam\nb,ham\nc,Spam\nd,spam\ne,not  ham\nf,Not ham\ng,ham\n")
+    with caplog.at_level(logging.WARNING, logger="llmclassify.data"):
+        t = read_table(p)
+    assert t.labels == ["spam", "ham", "Spam", "spam", "not  ham", "Not ham", "ham"]  # kept as written
+    assert ("d.csv: labels 'spam' (2 rows, first at line 2) and 'Spam' (1 row, first at line 4) differ only in "
+            "case or spacing and are 2 classes; if they are one, write them one way") in caplog.text
+    assert "labels 'not  ham' (1 row, first at line 6) and 'Not ham' (1 row, first at line 7)" in caplog.text
+    assert "'ham' (2 rows" not in caplog.text  # a label typed one way is not named
+    caplog.clear()
+    # JSON numbers: 1.0 is the label 1 (pandas writes an integer column with a gap as floats)
+    p = write(tmp_path, "n.jsonl", '{"text": "a", "label": 1.0}\n{"text": "b", "label": 1}\n'
+                                   '{"text": "c", "label": 0.5}\n{"text": "d", "label": 0}\n')
+    with caplog.at_level(logging.WARNING, logger="llmclassify.data"):
+        assert read_table(p).labels == ["1", "1", "0.5", "0"]
+    assert "differ only" not in caplog.text
+
+
 def test_extra_fields(tmp_path):
     p = write(tmp_path, "d.csv", "text,label\nhello,a,\nhi,b,extra\n")
     with pytest.raises(DataError, match=r"line 3: expected 2 fields, found 3"):

@@ -33,6 +33,8 @@ def _label_scalar(v, path, line, column) -> str:
     if isinstance(v, str):
         return v.strip()
     if isinstance(v, (bool, int, float)) and not (isinstance(v, float) and math.isnan(v)):
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)  # 1.0 -> "1": what pandas writes of an integer column that has a missing value
         return json.dumps(v)  # 1 -> "1", true -> "true": integer labels stay as their string
     if v is None:
         return ""
@@ -42,6 +44,19 @@ def _label_scalar(v, path, line, column) -> str:
         line=line,
         field=column,
     )
+
+
+def case_variants(labels: Iterable, lines: Sequence[int]) -> list[list[tuple[str, int, int]]]:
+    """Label names that differ only in case or spacing ('Spam', 'spam', ' SPAM'), grouped: each
+    group a list of (name, rows, first line), most rows first. Such names are distinct classes
+    to training, which is what `read_table` warns of; most often they are one class typed two
+    ways."""
+    seen: dict[str, dict[str, list[int]]] = {}
+    for lab, line in zip(labels, lines):
+        for name in lab if isinstance(lab, list) else [lab]:
+            seen.setdefault(" ".join(name.casefold().split()), {}).setdefault(name, [0, line])[0] += 1
+    return [sorted(((n, c, first) for n, (c, first) in names.items()), key=lambda g: (-g[1], g[2]))
+            for names in seen.values() if len(names) > 1]
 
 
 _INT_RE = re.compile(r"[+-]?\d+\Z")

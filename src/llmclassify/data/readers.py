@@ -67,7 +67,7 @@ from .columns import (
     _resolve_text_column,
     _warn_near_miss,
 )
-from .labels import _label_value
+from .labels import _label_value, case_variants
 from .rows import (
     STDIN,
     _cells,
@@ -533,6 +533,10 @@ def _table(path: str, records: Records, label_sep: str | None) -> Table:
         labels = [lab if isinstance(lab, list) else [lab] for lab in labels]
     if first_skip is not None:
         _warn_skipped(path, skipped, first_skip)
+    for group in case_variants(labels, lines):
+        log.warning("%s: labels %s differ only in case or spacing and are %d classes; if they are one, write "
+                    "them one way", path, " and ".join(f"'{n}' ({c} row{'' if c == 1 else 's'}, first at line {first})"
+                                                       for n, c, first in group), len(group))
     return Table(texts=texts, labels=labels, lines=lines, source=path, text_column=text_col,
                  label_column=label_col, columns=records.columns, header=records.header,
                  multi_label=multi, skipped=skipped)
