@@ -84,8 +84,8 @@ BAD_LABELLED = [
 TRAIN_ONLY = [
     ("one_class.csv", csv_text(rows(n_spam=0)), [],
      ["one_class.csv: only one class ('ham') in label column 'label'", "needs at least two"]),
-    ("few.csv", csv_text(rows(n_spam=1)), [],
-     ["few.csv: class 'spam' has only 1 example", "need at least 3 per class for a 0.7/0.1/0.2 split"]),
+    ("few.csv", csv_text(rows(n_spam=1)), [],  # two classes, one too small to split: one left
+     ["few.csv: only one class ('ham') in label column 'label'", "leaving out 1 with too few texts ('spam' 1)"]),
     ("three.csv", "text,label\n" + "".join(f"text number {i},{('a', 'b', 'c')[i % 3]}\n" for i in range(30)),
      ["--tune-threshold", "f1"], ["--tune-threshold f1 needs two classes; the data has 3"]),
 ]

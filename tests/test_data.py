@@ -624,14 +624,41 @@ def test_prepare_errors():
     with pytest.raises(DataError, match=r"only one class \('a'\)"):
         prepare(make_table(["1", "2", "3"], ["a"] * 3))
     t = make_table([f"t{i}" for i in range(12)], ["a"] * 10 + ["b"] * 2)
-    with pytest.raises(DataError, match="class 'b' has only 2 examples.*need at least 3"):
+    with pytest.raises(DataError, match=r"only one class \('a'\).*leaving out 1 with too few texts \('b' 2\)"):
         prepare(t)
     p = prepare(t, split="0.5,0.5,0")
-    assert p.report["splits"]["test"] == {"a": 0, "b": 0}
-    with pytest.raises(DataError, match="class 'b' has only 2"):
+    assert p.report["splits"]["test"] == {"a": 0, "b": 0} and p.report["classes_left_out"] == {}
+    with pytest.raises(DataError, match="leaving out 1 with too few texts"):
         prepare(t, split="0.5,0.5,0", min_per_class=5)
     with pytest.raises(UserError, match="balance"):
         prepare(t, split="0.5,0.5,0", balance="oversample")
+
+
+def test_classes_too_small_to_split_are_left_out_and_named(caplog):
+    """A class with fewer texts than non-empty splits cannot be trained and measured: it is
+    left out with its rows, named in a warning and the report; the rest split as without it.
+    Multi-label: an error (a text holds several labels)."""
+    texts = [f"t{i}" for i in range(40)]
+    labels = ["a"] * 20 + ["e"] * 10 + ["b"] * 2 + ["c"] + ["d"] * 7
+    with caplog.at_level(logging.WARNING, logger="llmclassify.data"):
+        p = prepare(make_table(texts, labels))
+    assert p.label_map.names == ["a", "d", "e"]
+    assert p.report["classes_left_out"] == {"c": 1, "b": 2}
+    assert ("left out 2 classes with fewer than 3 texts after deduplication (one per split of 0.7/0.1/0.2): "
+            "'c' 1, 'b' 2; add texts to keep them") in caplog.text
+    kept = [(x, y) for x, y in zip(texts, labels) if y not in ("b", "c")]
+    alone = prepare(make_table([x for x, _ in kept], [y for _, y in kept]))
+    for name in ("train", "val", "test"):
+        assert getattr(p, name).texts == getattr(alone, name).texts
+    assert sum(len(getattr(p, n).texts) for n in ("train", "val", "test")) == 37
+    # a test file holding a class left out says so
+    # a test file holding a class left out says so (train and validation need two texts a class)
+    with pytest.raises(DataError, match=r"label 'c' \(line 2\) has 1 training text, too few to train it"):
+        prepare(make_table(texts, labels), test_table=make_table(["u1", "u2"], ["b", "c"]))
+    multi = Table(texts=texts, labels=[[y] for y in labels], lines=list(range(1, 41)), source="mem",
+                  text_column="text", label_column="labels", multi_label=True)
+    with pytest.raises(DataError, match=r"label 'c' has fewer than 3 texts after deduplication \(1\)"):
+        prepare(multi)
 
 
 def test_a_test_file_is_the_test_split_as_it_is():

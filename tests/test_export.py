@@ -386,6 +386,20 @@ def test_estimator_fit_predict_save_load(tiny_model_dir, small_data, tmp_path, c
         est.fit(texts, y[:-1])
 
 
+def test_estimator_keeps_a_class_too_small_to_train_as_a_column_of_zeros(tiny_model_dir, small_data):
+    pytest.importorskip("sklearn")
+    from llmclassify import LLMClassifier
+
+    texts, y = sms(small_data)
+    texts, y = texts + ["a lone text of its own class"], y + [2]  # one text: too few to split
+    est = LLMClassifier(model=str(tiny_model_dir), recipe="finetune", epochs=1, lr=1e-3, baseline="none").fit(texts, y)
+    assert est.classes_.tolist() == [0, 1, 2] and est.classifier_.labels == ["0", "1"]
+    assert est.metrics_["data"]["classes_left_out"] == {"2": 1}
+    p = est.predict_proba(texts)
+    assert p.shape == (len(texts), 3) and (p[:, 2] == 0).all() and np.allclose(p.sum(1), 1, atol=1e-5)
+    assert set(est.predict(texts).tolist()) <= {0, 1}
+
+
 def test_cross_val_score_runs_on_the_tiny_model(tiny_model_dir, small_data):
     pytest.importorskip("sklearn")
     from sklearn.model_selection import cross_val_score

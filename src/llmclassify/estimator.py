@@ -124,7 +124,9 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
 
     def _open(self, run_dir: Path, classes: np.ndarray) -> LLMClassifier:
         """The fitted state: the run's predictor, its metrics, `classes_` and where each class
-        is among the run's labels (the run sorts its label names its own way)."""
+        is among the run's labels (the run sorts its label names its own way). A class of `y`
+        too small to split, which training left out (data.prepare), stays a class of
+        `classes_`, one that is never predicted: its probability column is zero."""
         from .predict import Classifier
 
         self.run_dir_ = Path(run_dir)
@@ -132,16 +134,21 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
         self.metrics_ = self.classifier_.metrics
         self.classes_ = classes
         names = [_name(c) for c in classes]
-        if sorted(names) != sorted(self.classifier_.labels):
+        if not set(self.classifier_.labels) <= set(names):
             raise UserError(f"{run_dir}: its labels ({', '.join(self.classifier_.labels)}) are not the "
                             f"estimator's classes ({', '.join(names)})")
-        self._columns = [self.classifier_.labels.index(n) for n in names]
+        self._columns = [(i, self.classifier_.labels.index(n)) for i, n in enumerate(names)
+                         if n in self.classifier_.labels]
         return self
 
     # --- prediction -----------------------------------------------------------------------------
     def predict_proba(self, X) -> np.ndarray:
         """(N, n_classes) probabilities, columns in the order of `classes_`."""
-        return self.classifier_.predict_proba(_texts(X)).numpy()[:, self._columns]
+        run = self.classifier_.predict_proba(_texts(X)).numpy()
+        out = np.zeros((len(run), len(self.classes_)), dtype=run.dtype)
+        for column, label in self._columns:
+            out[:, column] = run[:, label]
+        return out
 
     def predict(self, X) -> np.ndarray:
         """The run's decision for each text (its tuned threshold, if any), as a class of `classes_`."""

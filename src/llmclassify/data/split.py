@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +14,8 @@ import numpy as np
 from ..errors import DataError, UserError
 from .labels import LabelMap
 from .readers import Table
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -108,8 +111,10 @@ def prepare(
       result depends only on the table's rows, their order and the seed.
     - `balance="undersample"` undersamples every class of the TRAIN split to its smallest class;
       val and test keep the natural distribution.
-    - A class with fewer than `min_per_class` rows (default: one per non-empty split) is an
-      error naming the class; so is a table with one class.
+    - A class with fewer than `min_per_class` rows (default: one per non-empty split) cannot
+      be trained and measured: single-label, it is left out (its rows with it), with a warning
+      naming it, as AutoGluon does with a label too rare to split (multi-label: an error naming
+      it). A table with one class left is an error.
     - `test_table` (a file of its own, `--test-data`) is the test split as it is, cleaned by the
       same rule; `table` then gives train and validation only, in the ratio of the split's first
       two fractions, less (with `dedupe`) any text that is also a test text. A test label that
@@ -134,8 +139,15 @@ def prepare(
     if in_test:  # a test text in training inflates the test figures: the test file keeps it
         keep = [i for i in keep if table.texts[i] not in test_texts]
     kept_labels = [table.labels[i] for i in keep]
+    left_out, why = _too_small(table, kept_labels, fracs, dedupe, min_per_class)
+    if left_out:
+        keep = [i for i in keep if table.labels[i] not in left_out]
+        kept_labels = [table.labels[i] for i in keep]
     label_map = LabelMap.from_labels(kept_labels)
-    class_counts = _check_classes(table, label_map, kept_labels, fracs, dedupe, min_per_class)
+    class_counts = _check_classes(table, label_map, kept_labels, dedupe, left_out)
+    if left_out:
+        log.warning("%s: left out %d class%s with %s: %s; add texts to keep %s", table.source, len(left_out),
+                    "" if len(left_out) == 1 else "es", why, _named(left_out), "it" if len(left_out) == 1 else "them")
 
     ids = label_map.encode(kept_labels)
     rng = np.random.default_rng(seed)  # one generator: the split, then the undersampling
@@ -155,7 +167,7 @@ def prepare(
 
     splits = [make(p) for p in parts]
     if test_table is not None:
-        splits[2] = _test_split(test_table, test_keep, label_map, table.multi_label)
+        splits[2] = _test_split(test_table, test_keep, label_map, table.multi_label, left_out)
     report = {
         "source": table.source,
         "rows_read": len(table),
@@ -173,6 +185,7 @@ def prepare(
         },
         "balance": balance,
         "undersampled": undersampled,
+        "classes_left_out": left_out,
     }
     if test_table is not None:
         report |= {"test_source": test_table.source, "test_rows_read": len(test_table),
@@ -181,8 +194,10 @@ def prepare(
     return Prepared(*splits, label_map=label_map, report=report)
 
 
-def _test_split(test_table: Table, keep: list[int], label_map: LabelMap, multi: bool) -> Split:
-    """The rows `keep` of a test file as a split, its labels encoded by the training data's map."""
+def _test_split(test_table: Table, keep: list[int], label_map: LabelMap, multi: bool, left_out: dict[str, int]
+                ) -> Split:
+    """The rows `keep` of a test file as a split, its labels encoded by the training data's map
+    (`left_out`: the training data's classes too small to train, _too_small)."""
     if test_table.multi_label != multi:
         raise DataError("single-label and multi-label files mixed: the test file's labels are "
                         + ("lists" if test_table.multi_label else "single names"), file=test_table.source)
@@ -190,6 +205,10 @@ def _test_split(test_table: Table, keep: list[int], label_map: LabelMap, multi: 
     for i in keep:
         lab = test_table.labels[i]
         unknown = sorted(set(lab if isinstance(lab, list) else [lab]) - known)
+        if unknown and unknown[0] in left_out:
+            n = left_out[unknown[0]]
+            raise DataError(f"label '{unknown[0]}' (line {test_table.lines[i]}) has {n} training text"
+                            f"{'' if n == 1 else 's'}, too few to train it, and was left out", file=test_table.source)
         if unknown:
             raise DataError(f"label '{unknown[0]}' (line {test_table.lines[i]}) is not in the training data "
                             f"({', '.join(label_map.names)})", file=test_table.source)
@@ -221,8 +240,39 @@ def _dedupe(table: Table, dedupe: bool) -> tuple[list[int], int, int, int]:
     return keep, len(conflicting), conflict_rows, duplicates
 
 
-def _check_classes(table, label_map, kept_labels, fracs, dedupe, min_per_class) -> Counter:
-    """Rows per class; an error for a single class or a class too small for the split."""
+def _too_small(table: Table, kept_labels: list, fracs, dedupe: bool, min_per_class: int | None
+               ) -> tuple[dict[str, int], str]:
+    """({class: rows}, why) of the classes with fewer rows than `min_per_class` (default: one
+    per non-empty split), which a single-label table leaves out; in a multi-label one (a text
+    holds several labels) an error naming the first."""
+    need = sum(f > 0 for f in fracs) if min_per_class is None else int(min_per_class)
+    counts: Counter = Counter()
+    for lab in kept_labels:
+        counts.update(lab if isinstance(lab, list) else [lab])
+    small = {name: counts[name] for name in sorted(counts, key=lambda n: (counts[n], n)) if counts[name] < need}
+    if not small:
+        return {}, ""
+    fewer = f"fewer than {need} texts" + (" after deduplication" if dedupe else "")
+    if table.multi_label:
+        name = next(iter(small))
+        raise DataError(f"label '{name}' has {fewer} ({small[name]}); need at least {need} per label"
+                        + (f" for a {'/'.join(f'{f:g}' for f in fracs)} split (one per split)" if min_per_class is None
+                           else "") + "; add examples, remove the label or change --split", file=table.source)
+    where = f" (one per split of {'/'.join(f'{f:g}' for f in fracs)})" if min_per_class is None else ""
+    return small, fewer + where
+
+
+LEFT_OUT_SHOWN = 10  # classes a message names of those left out (the report holds every one)
+
+
+def _named(left_out: dict[str, int]) -> str:
+    """"'c' 1, 'b' 2 and 3 more": the classes left out with their texts, the first LEFT_OUT_SHOWN."""
+    shown = ", ".join(f"'{n}' {c}" for n, c in list(left_out.items())[:LEFT_OUT_SHOWN])
+    return shown + (f" and {len(left_out) - LEFT_OUT_SHOWN} more" if len(left_out) > LEFT_OUT_SHOWN else "")
+
+
+def _check_classes(table, label_map, kept_labels, dedupe, left_out: dict[str, int]) -> Counter:
+    """Rows per class; an error for a single class."""
     class_counts: Counter = Counter()
     for lab in kept_labels:
         class_counts.update(lab if isinstance(lab, list) else [lab])
@@ -230,26 +280,10 @@ def _check_classes(table, label_map, kept_labels, fracs, dedupe, min_per_class) 
         raise DataError(
             f"only one class ('{label_map.names[0]}') in label column '{table.label_column}'"
             + (" after removing duplicates and conflicts" if dedupe else "")
+            + (f" and leaving out {len(left_out)} with too few texts ({_named(left_out)})" if left_out else "")
             + "; a classifier needs at least two",
             file=table.source,
         )
-    nonzero = sum(f > 0 for f in fracs)
-    need = nonzero if min_per_class is None else int(min_per_class)
-    for name in label_map.names:
-        if class_counts[name] < need:
-            raise DataError(
-                f"class '{name}' has only {class_counts[name]} example"
-                f"{'s' if class_counts[name] != 1 else ''}"
-                + (" after deduplication" if dedupe else "")
-                + f"; need at least {need} per class"
-                + (
-                    f" for a {'/'.join(f'{f:g}' for f in fracs)} split (one per split)"
-                    if min_per_class is None
-                    else ""
-                )
-                + "; add examples, remove the class or change --split",
-                file=table.source,
-            )
     return class_counts
 
 

@@ -72,6 +72,10 @@ def describe_report(r: dict) -> str:
     if r.get("conflicting_texts"):
         parts.append(f"{r['conflicting_texts']} texts with conflicting labels dropped "
                      f"({r.get('conflicting_rows_removed', '?')} rows)")
+    if r.get("classes_left_out"):
+        n = len(r["classes_left_out"])
+        parts.append(f"{n} class{'' if n == 1 else 'es'} with too few texts left out "
+                     f"({sum(r['classes_left_out'].values())} texts)")
     if r.get("undersampled"):
         parts.append(f"undersampled {r['undersampled']}")
     splits = r.get("splits") or {}
