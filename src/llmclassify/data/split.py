@@ -3,10 +3,10 @@ balancing) and `reference_split` (the book's chapter-6 split, row for row). No t
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-import logging
 from dataclasses import dataclass
 
 import numpy as np
