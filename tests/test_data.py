@@ -383,6 +383,32 @@ def test_labels_typed_two_ways_are_warned_of_and_integral_numbers_are_integers(t
     assert "differ only" not in caplog.text
 
 
+def test_a_title_column_is_read_above_the_text_and_text_columns_may_be_named_together(tmp_path):
+    """AG News, DBpedia, Amazon reviews, e-mails: a title / headline / subject column beside the
+    text column found by name is read with it, above it; --text-column names one column, or
+    several joined in the order given."""
+    p = write(tmp_path, "ag.csv", 'title,description,label\nWall St rallies,"Stocks rose, sharply",business\n'
+                                  ",The home side won,sport\n")
+    t = read_table(p)
+    assert t.texts == ["Wall St rallies\nStocks rose, sharply", "The home side won"]  # a blank title: the text alone
+    assert t.text_column == "title + description"
+    assert [x for chunk in data.iter_records(p) for _, x in chunk] == t.texts  # predict reads it so too
+    assert read_table(p, text_column="description").texts == ["Stocks rose, sharply", "The home side won"]
+    assert read_table(p, text_column="description,title").texts[0] == "Stocks rose, sharply\nWall St rallies"
+    assert read_table(p, text_column="title").texts == ["Wall St rallies"]  # a blank text is skipped
+    with pytest.raises(DataError, match="no column 'desc'"):
+        read_table(p, text_column="title,desc")
+    p = write(tmp_path, "e.jsonl", '{"subject": "WIN", "body": "claim a prize", "label": "spam"}\n'
+                                   '{"subject": "lunch", "body": "at noon?", "label": "ham"}\n')
+    assert read_table(p).texts == ["WIN\nclaim a prize", "lunch\nat noon?"]
+    # the label column is never read as a title; a title-only file is read as it is
+    p = write(tmp_path, "t.csv", "text,title\nfirst,a\nsecond,b\n")
+    assert read_table(p, label_column="title").texts == ["first", "second"]
+    assert read_table(write(tmp_path, "h.tsv", "headline\tlabel\nrates up\tbiz\n")).texts == ["rates up"]
+    with pytest.raises(DataError, match="text and label columns are the same column 'title'"):
+        read_table(p, text_column="text,title", label_column="title")
+
+
 def test_extra_fields(tmp_path):
     p = write(tmp_path, "d.csv", "text,label\nhello,a,\nhi,b,extra\n")
     with pytest.raises(DataError, match=r"line 3: expected 2 fields, found 3"):

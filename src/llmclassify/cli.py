@@ -131,7 +131,7 @@ def add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="metrics of a saved run on its test split or any labelled file")
     p.add_argument("run", help="run directory")
     p.add_argument("--data", help="labelled file (default: the run's own test split)")
-    p.add_argument("--text-column")
+    p.add_argument("--text-column", help=TEXT_COLUMN_HELP)
     p.add_argument("--label-column")
     p.add_argument("--format", dest="data_format", choices=LABELLED_FORMATS)
     p.add_argument("--encoding", default="utf-8", help="text encoding of the file: utf-8 (default), latin-1, cp1252, utf-16, ...")
@@ -162,6 +162,9 @@ def cmd_evaluate(a) -> int:
 PRINTED_CLASSES = 5  # a printed prediction's probabilities; --output's rows hold every class's
 
 
+TEXT_COLUMN_HELP = "the text column, or columns joined in order: title,body (default: found by name)"
+
+
 def printed_probabilities(probabilities: dict[str, float]) -> str:
     """'ham=0.0100  spam=0.9900': every class in the run's order; with more than PRINTED_CLASSES,
     the most probable of them, highest first, and how many more `--output` would hold."""
@@ -177,7 +180,7 @@ def add_predict(sub) -> None:
     p.add_argument("run", help="run directory, or a directory written by export --format onnx")
     p.add_argument("texts", nargs="*", help="texts to classify")
     p.add_argument("--input", "-i", help="file of texts (.txt one per line, CSV/TSV/JSON/JSONL/Parquet), or - for stdin")
-    p.add_argument("--text-column")
+    p.add_argument("--text-column", help=TEXT_COLUMN_HELP)
     p.add_argument("--format", dest="data_format", choices=DATA_FORMATS)
     p.add_argument("--encoding", default="utf-8", help="text encoding of the file: utf-8 (default), latin-1, cp1252, utf-16, ...")
     p.add_argument("--output", "-o", help="write the predictions here, one row per input row with its input "

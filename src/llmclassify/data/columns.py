@@ -24,6 +24,11 @@ TEXT_COLUMN_NAMES = ("text", "sentence", "message", "content", "review", "body",
 LABEL_COLUMN_NAMES = ("label", "labels", "class", "category", "target", "sentiment", "intent", "emotion",
                       "topic", "polarity", "stance", "genre")
 KNOWN_COLUMN_NAMES = frozenset(TEXT_COLUMN_NAMES + LABEL_COLUMN_NAMES)
+# A column of one of these names beside the text column found by name is read with it, above it:
+# a news item's title over its description (AG News), an e-mail's subject over its body, a
+# review's title over its text (Amazon, Yelp), an article's title over its content (DBpedia).
+TITLE_COLUMN_NAMES = ("title", "headline", "subject")
+TEXT_JOIN = "\n"  # between the fields of a text read from several columns
 
 
 def _close(name: str, choices: Sequence[str]) -> str | None:
@@ -32,24 +37,36 @@ def _close(name: str, choices: Sequence[str]) -> str | None:
     return lowered[hits[0]] if hits else None
 
 
-def _resolve_columns(path, columns, text_column, label_column) -> tuple[str, str]:
-    """The text and label column names of a file with a header, or a DataError that names
-    the missing one and suggests the closest column."""
-    text_col = _find_column(path, columns, text_column, TEXT_COLUMN_NAMES, "text", "--text-column")
+def _resolve_columns(path, columns, text_column, label_column) -> tuple[tuple[str, ...], str]:
+    """The text columns (_text_columns) and the label column of a file with a header, or a
+    DataError that names the missing one and suggests the closest column."""
     label_col = _find_column(path, columns, label_column, LABEL_COLUMN_NAMES, "label", "--label-column")
-    if text_col is None:
-        raise _missing_column_error(path, columns, TEXT_COLUMN_NAMES, "text", "--text-column", taken=label_col)
+    text_cols = _text_columns(path, columns, text_column, label_col)
     if label_col is None:
-        raise _missing_column_error(path, columns, LABEL_COLUMN_NAMES, "label", "--label-column", taken=text_col)
-    return text_col, label_col
+        raise _missing_column_error(path, columns, LABEL_COLUMN_NAMES, "label", "--label-column", taken=text_cols[-1])
+    if label_col in text_cols:
+        raise DataError(f"text and label columns are the same column '{label_col}'", file=path)
+    return text_cols, label_col
 
 
-def _resolve_text_column(path, columns, text_column) -> str:
-    """The text column of a file with a header (text-only reading: no label column needed)."""
-    col = _find_column(path, columns, text_column, TEXT_COLUMN_NAMES, "text", "--text-column")
+def _resolve_text_column(path, columns, text_column) -> tuple[str, ...]:
+    """The text columns of a file with a header (text-only reading: no label column needed)."""
+    return _text_columns(path, columns, text_column, None)
+
+
+def _text_columns(path, columns, wanted: str | None, label_col: str | None) -> tuple[str, ...]:
+    """The columns a text is read from, joined by TEXT_JOIN when several: `wanted` (a column, or
+    columns named with commas: 'title,description'), else the first of TEXT_COLUMN_NAMES with a
+    column of TITLE_COLUMN_NAMES (not the label column) above it. A DataError where none is found."""
+    if wanted is not None and "," in wanted and wanted not in columns:
+        return tuple(_find_column(path, columns, w.strip(), (), "text", "--text-column") for w in wanted.split(","))
+    col = _find_column(path, columns, wanted, TEXT_COLUMN_NAMES, "text", "--text-column")
     if col is None:
-        raise _missing_column_error(path, columns, TEXT_COLUMN_NAMES, "text", "--text-column")
-    return col
+        raise _missing_column_error(path, columns, TEXT_COLUMN_NAMES, "text", "--text-column", taken=label_col)
+    if wanted is not None or col.strip().lower() in TITLE_COLUMN_NAMES:
+        return (col,)
+    title = _find_column(path, [c for c in columns if c not in (col, label_col)], None, TITLE_COLUMN_NAMES, "", "")
+    return (col,) if title is None else (title, col)
 
 
 def _find_column(

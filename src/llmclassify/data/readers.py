@@ -39,6 +39,9 @@ Reading rules:
   row read as data that holds a near miss of a known name ('txt', 'lable') logs a warning.
 - Columns default to the first well-known name present; a name that is not there is an error
   suggesting the closest one: `data.csv: no column 'lable'; did you mean 'label'? (columns: ...)`.
+  A title column (`TITLE_COLUMN_NAMES`: title, headline, subject) beside the text column found
+  so is read with it, above it (`title\ndescription`); `text_column="a,b"` names several
+  columns, read in that order (columns._text_columns).
 - Rows with an empty or whitespace-only text, or no label, are skipped and counted
   (`Table.skipped`, one logged warning); if every row is skipped that is an error. Blank lines
   are ignored. Labels are stripped of surrounding spaces; texts are kept exactly as written.
@@ -60,6 +63,7 @@ from pathlib import Path
 
 from ..errors import DataError, UserError
 from .columns import (
+    TEXT_JOIN,
     _header_by_labels,
     _headerless_columns,
     _is_header,
@@ -229,10 +233,25 @@ def open_records(path: str, fmt: str, opt: ReadOptions) -> Records:
     return _delimited_records(path, fmt, opt)
 
 
-def _pick_columns(path, columns: list[str], opt: ReadOptions) -> tuple[str, str | None]:
+def _pick_columns(path, columns: list[str], opt: ReadOptions) -> tuple[tuple[str, ...], str | None]:
+    """(text columns, label column or None when text-only): columns._resolve_columns."""
     if opt.labelled:
         return _resolve_columns(path, columns, opt.text_column, opt.label_column)
     return _resolve_text_column(path, columns, opt.text_column), None
+
+
+def _joined(values: list, path, line: int, text_cols: tuple[str, ...]):
+    """A row's text from its text columns' values: the value itself from one column (checked
+    by _text_value later), else the non-blank ones joined by TEXT_JOIN (a title above its body)."""
+    if len(text_cols) == 1:
+        return values[0]
+    parts = [_text_value(v, path, line, c) for v, c in zip(values, text_cols)]
+    return TEXT_JOIN.join(p for p in parts if p.strip())
+
+
+def _text_name(text_cols: tuple[str, ...]) -> str:
+    """How messages name the text column(s): 'text', 'title + description'."""
+    return " + ".join(text_cols)
 
 
 def _no_rows(path, opt: ReadOptions, header: bool) -> Records:
@@ -262,13 +281,14 @@ def _json_records(path, fmt: str, opt: ReadOptions) -> Records:
     if first is None:
         return _no_rows(path, opt, True)
     columns = [str(k) for k in first[1]]
-    text_col, label_col = _pick_columns(path, columns, opt)
+    text_cols, label_col = _pick_columns(path, columns, opt)
 
     def rows():
         for line, obj in itertools.chain([first], rows_iter):
-            yield line, obj.get(text_col), (obj.get(label_col) if label_col is not None else None)
+            yield (line, _joined([obj.get(c) for c in text_cols], path, line, text_cols),
+                   obj.get(label_col) if label_col is not None else None)
 
-    return Records(columns, text_col, label_col, True, rows())
+    return Records(columns, _text_name(text_cols), label_col, True, rows())
 
 
 HF_DATASET_FILES = ("dataset_dict.json", "state.json", "dataset_info.json")  # what save_to_disk writes
@@ -331,19 +351,19 @@ def _parquet_records(path, opt: ReadOptions) -> Records:
         columns = list(pf.schema_arrow.names)
     except Exception as e:  # pyarrow raises its own exception types
         raise DataError(f"cannot read Parquet: {e}", file=path) from None
-    text_col, label_col = _pick_columns(path, columns, opt)
-    wanted = [text_col] if label_col is None else [text_col, label_col]
+    text_cols, label_col = _pick_columns(path, columns, opt)
+    wanted = list(text_cols) + ([] if label_col is None else [label_col])
 
     def rows():
         n = 0
         for batch in pf.iter_batches(columns=wanted):
-            texts = batch.column(0).to_pylist()
-            labels = batch.column(1).to_pylist() if label_col is not None else [None] * len(texts)
-            for text, label in zip(texts, labels):
+            fields = list(zip(*(batch.column(i).to_pylist() for i in range(len(text_cols)))))
+            labels = batch.column(len(text_cols)).to_pylist() if label_col is not None else [None] * len(fields)
+            for values, label in zip(fields, labels):
                 n += 1
-                yield n, text, label
+                yield n, _joined(list(values), path, n, text_cols), label
 
-    return Records(columns, text_col, label_col, True, rows())
+    return Records(columns, _text_name(text_cols), label_col, True, rows())
 
 
 def _delimited_rows(path, fmt: str, opt: ReadOptions):
@@ -405,19 +425,17 @@ def _delimited_records(path, fmt: str, opt: ReadOptions) -> Records:
 
 def _header_records(path, fmt, opt: ReadOptions, row0: list[str], rows_iter) -> Records:
     columns = [c.strip() for c in row0]
-    text_col, label_col = _pick_columns(path, columns, opt)
-    if text_col == label_col:
-        raise DataError(f"text and label columns are the same column '{text_col}'", file=path)
-    ti, ncols = columns.index(text_col), len(columns)
+    text_cols, label_col = _pick_columns(path, columns, opt)
+    tis, ncols = [columns.index(c) for c in text_cols], len(columns)
     li = columns.index(label_col) if label_col is not None else None
     allow_join = fmt == "tsv" and not opt.quoting
 
     def rows():
         for line, row in rows_iter:
-            row = _cells(path, fmt, row, ncols, ti, line, allow_join)
-            yield line, row[ti], (row[li] if li is not None else None)
+            row = _cells(path, fmt, row, ncols, tis[-1], line, allow_join)
+            yield line, _joined([row[i] for i in tis], path, line, text_cols), (row[li] if li is not None else None)
 
-    return Records(columns, text_col, label_col, True, rows())
+    return Records(columns, _text_name(text_cols), label_col, True, rows())
 
 
 def _headerless_records(path, fmt, opt: ReadOptions, first, rows_iter) -> Records:

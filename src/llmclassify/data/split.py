@@ -170,6 +170,7 @@ def prepare(
         splits[2] = _test_split(test_table, test_keep, label_map, table.multi_label, left_out)
     report = {
         "source": table.source,
+        "text_column": table.text_column,
         "rows_read": len(table),
         "skipped": dict(table.skipped),
         "dedupe": dedupe,

@@ -108,7 +108,8 @@ class TrainConfig:
                              choices=("windows", *TRUNCATE))
     output_dir: str | None = option(None, "run directory (default: runs/<model>-<data>-<time>)",
                                     flags=("--output", "-o"))
-    text_column: str | None = option(None, "the text column (default: found by name)")
+    text_column: str | None = option(None, "the text column, or columns joined in order: title,body (default: "
+                                           "found by name, with a title column above it)")
     label_column: str | None = option(None, "the label column (default: found by name)")
     data_format: str | None = option(None, "file format (default: from the extension)", flags=("--format",),
                                      choices=LABELLED_FORMATS)

@@ -66,7 +66,8 @@ def one_blas_thread():
 
 def describe_report(r: dict) -> str:
     """One line on what the data step did: rows, duplicates, conflicts, split sizes."""
-    parts = [f"data: {r.get('rows_read', '?')} rows read"]
+    parts = [f"data: {r.get('rows_read', '?')} rows read"
+             + (f" (text: {r['text_column']})" if " + " in (r.get("text_column") or "") else "")]
     if r.get("duplicates_removed"):
         parts.append(f"{r['duplicates_removed']} exact duplicates removed")
     if r.get("conflicting_texts"):
