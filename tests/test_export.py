@@ -386,7 +386,7 @@ def test_estimator_fit_predict_save_load(tiny_model_dir, small_data, tmp_path, c
         est.fit(texts, y[:-1])
 
 
-def test_estimator_keeps_a_class_too_small_to_train_as_a_column_of_zeros(tiny_model_dir, small_data):
+def test_estimator_keeps_a_class_too_small_to_train_as_a_column_of_zeros(tiny_model_dir, small_data, tmp_path):
     pytest.importorskip("sklearn")
     from llmclassify import LLMClassifier
 
@@ -398,6 +398,14 @@ def test_estimator_keeps_a_class_too_small_to_train_as_a_column_of_zeros(tiny_mo
     p = est.predict_proba(texts)
     assert p.shape == (len(texts), 3) and (p[:, 2] == 0).all() and np.allclose(p.sum(1), 1, atol=1e-5)
     assert set(est.predict(texts).tolist()) <= {0, 1}
+    # evaluating the run on a file that holds the class says why the run does not know it
+    from llmclassify.errors import UserError
+    from llmclassify.predict import evaluate_run
+
+    f = tmp_path / "eval.jsonl"
+    f.write_text('{"text": "hello", "label": "0"}\n{"text": "another lone text", "label": "2"}\n')
+    with pytest.raises(UserError, match="label '2' had 1 training text, too few to split, and the run left it out"):
+        evaluate_run(est.run_dir_, data=str(f))
 
 
 def test_cross_val_score_runs_on_the_tiny_model(tiny_model_dir, small_data):

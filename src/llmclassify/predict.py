@@ -441,6 +441,10 @@ def evaluate_run(run_dir, *, data: str | None = None, text_column=None, label_co
             labels = [str(x) for x in labels]
         seen = {n for lab in labels for n in (lab if isinstance(lab, list) else [lab])}
         unknown = sorted(seen - set(clf.labels))
+        left_out = ((clf.metrics or {}).get("data") or {}).get("classes_left_out") or {}
+        if unknown and unknown[0] in left_out:
+            raise UserError(f"{data}: label '{unknown[0]}' had {left_out[unknown[0]]} training text"
+                            f"{'' if left_out[unknown[0]] == 1 else 's'}, too few to split, and the run left it out")
         if unknown:
             raise UserError(f"{data}: label '{unknown[0]}' was not among the run's labels ({', '.join(clf.labels)})")
     lm = LabelMap(clf.labels)
