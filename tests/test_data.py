@@ -649,12 +649,15 @@ def test_prepare_conflicts_and_duplicates():
 def test_prepare_errors():
     with pytest.raises(DataError, match=r"only one class \('a'\)"):
         prepare(make_table(["1", "2", "3"], ["a"] * 3))
-    t = make_table([f"t{i}" for i in range(12)], ["a"] * 10 + ["b"] * 2)
     with pytest.raises(DataError, match=r"only one class \('a'\).*leaving out 1 with too few texts \('b' 2\)"):
+        prepare(make_table([f"t{i}" for i in range(32)], ["a"] * 30 + ["b"] * 2))
+    t = make_table([f"t{i}" for i in range(12)], ["a"] * 10 + ["b"] * 2)
+    with pytest.raises(DataError, match=r"2 of 12 texts are in 1 class with fewer than 3 texts .* too many to "
+                                        r"leave out: is 'label' the class column\? \(a score or an id is not: 'b' 2\)"):
         prepare(t)
     p = prepare(t, split="0.5,0.5,0")
     assert p.report["splits"]["test"] == {"a": 0, "b": 0} and p.report["classes_left_out"] == {}
-    with pytest.raises(DataError, match="leaving out 1 with too few texts"):
+    with pytest.raises(DataError, match="too many to leave out"):
         prepare(t, split="0.5,0.5,0", min_per_class=5)
     with pytest.raises(UserError, match="balance"):
         prepare(t, split="0.5,0.5,0", balance="oversample")
@@ -681,6 +684,10 @@ def test_classes_too_small_to_split_are_left_out_and_named(caplog):
     # a test file holding a class left out says so (train and validation need two texts a class)
     with pytest.raises(DataError, match=r"label 'c' \(line 2\) has 1 training text, too few to train it"):
         prepare(make_table(texts, labels), test_table=make_table(["u1", "u2"], ["b", "c"]))
+    # a column of scores or ids is not a long tail of classes: past LEFT_OUT_MAX of the texts, an error
+    scores = [f"{i / 100}" for i in range(len(texts))]
+    with pytest.raises(DataError, match=r"40 of 40 texts are in 40 classes .* too many to leave out"):
+        prepare(make_table(texts, scores))
     multi = Table(texts=texts, labels=[[y] for y in labels], lines=list(range(1, 41)), source="mem",
                   text_column="text", label_column="labels", multi_label=True)
     with pytest.raises(DataError, match=r"label 'c' has fewer than 3 texts after deduplication \(1\)"):

@@ -260,7 +260,18 @@ def _too_small(table: Table, kept_labels: list, fracs, dedupe: bool, min_per_cla
                         + (f" for a {'/'.join(f'{f:g}' for f in fracs)} split (one per split)" if min_per_class is None
                            else "") + "; add examples, remove the label or change --split", file=table.source)
     where = f" (one per split of {'/'.join(f'{f:g}' for f in fracs)})" if min_per_class is None else ""
+    rows = sum(small.values())
+    if rows > LEFT_OUT_MAX * len(kept_labels):
+        raise DataError(f"{rows} of {len(kept_labels)} texts are in {len(small)} class{'' if len(small) == 1 else 'es'} "
+                        f"with {fewer}{where}, "
+                        f"too many to leave out: is '{table.label_column}' the class column? (a score or an id "
+                        f"is not: {_named(small)})", file=table.source)
     return small, fewer + where
+
+
+# The most of the texts that classes too small to split may hold and be left out: past it the
+# label column is more likely not a class at all (a score, an id) than a class with a long tail.
+LEFT_OUT_MAX = 0.1
 
 
 LEFT_OUT_SHOWN = 10  # classes a message names of those left out (the report holds every one)
