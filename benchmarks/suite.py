@@ -50,7 +50,7 @@ RECIPES = {
 }
 SEARCHES = {"auto", "windows", "head", "head-tail"}  # their hybrid candidate needs the run's own baseline
 TRAIN_FRACTION = 0.7  # llmclassify train's default --split 0.7,0.1,0.2
-MIN_PER_CLASS = 3  # one text per split for every class, or train refuses the class
+MIN_PER_CLASS = 3  # one text per split for every class, or train leaves the class out (data.prepare)
 
 # The child: llmclassify's CLI in-process, then its own wall time, CPU time and peak RSS
 # (ru_maxrss of this process alone, so every run's memory is its own).
