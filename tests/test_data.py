@@ -186,6 +186,25 @@ def test_tsv_headerless_label_text_with_quotes_and_tabs(tmp_path):
     assert t.labels == ["ham", "spam", "ham"]
 
 
+def test_a_tsv_quoted_by_csv_rules_is_read_by_them(tmp_path):
+    """What pandas' to_csv(sep="\\t") writes: a text holding a line end, a tab or a quote in
+    double quotes, inner quotes doubled. Read by CSV rules where every quote follows them;
+    raw TSV (quotes unbalanced, or a quote that would swallow rows) keeps quoting off."""
+    p = write(tmp_path, "pd.tsv", 'text\tlabel\n"first line\nsecond line"\ta\nplain one\tb\n'
+                                  '"has ""quotes"" inside"\ta\n"tab\there"\tb\n\n')
+    t = read_table(p)
+    assert t.texts == ["first line\nsecond line", "plain one", 'has "quotes" inside', "tab\there"]
+    assert t.labels == ["a", "b", "a", "b"] and t.lines == [2, 4, 5, 6]
+    assert [x for chunk in data.iter_records(p) for _, x in chunk] == t.texts  # predict reads it so too
+    with pytest.raises(DataError, match="line 6: expected 2 fields, found 3"):  # quoting off, as asked
+        read_table(p, quoting=False)
+    # a quote that closes after a run of rows is raw text, not a quoted field
+    raw = write(tmp_path, "raw.tsv", 'text\tlabel\n"she said\ta\nok\tb\nthen left"\ta\n')
+    assert read_table(raw).texts == ['"she said', "ok", 'then left"']
+    raw = write(tmp_path, "raw2.tsv", 'text\tlabel\n"quoted" and more\ta\nok\tb\n')  # text after a closing quote
+    assert read_table(raw).texts == ['"quoted" and more', "ok"]
+
+
 def test_tsv_with_header_and_named_columns(tmp_path):
     p = write(tmp_path, "d.tsv", "Sentence\tCategory\nfoo bar\tA\nbaz\tB\n")
     t = read_table(p)

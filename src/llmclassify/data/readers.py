@@ -17,8 +17,10 @@ Reading rules:
   semicolon where the first lines say so (`_csv_delimiter`: spreadsheets in locales whose
   decimal mark is a comma write those). TSV is split on tabs with quoting OFF, because real
   TSV files (SMSSpamCollection among them) hold unbalanced `"` in their texts; a quoting
-  reader silently merges lines (5,572 rows instead of 5,574). `quoting=True` turns
-  CSV quote rules on for TSV too; that is how `pandas.read_csv(sep="\\t")` reads, and the book.
+  reader silently merges lines (5,572 rows instead of 5,574); but a TSV whose quotes all
+  follow CSV rules (what pandas writes: texts holding tabs or line ends in double quotes) is
+  read by them (`_tsv_quoted`). `quoting=True` (or False) decides instead: True is how
+  `pandas.read_csv(sep="\\t")` reads, and the book.
 - CSV: a quoted field still open at the end of the file (an unbalanced `"`) is an error naming
   the line it opened on, not one giant text holding the rest of the file.
 - `iter_texts` / `iter_records` (prediction input) also read `-`: standard input, as bytes.
@@ -374,6 +376,33 @@ def _delimited_rows(path, fmt: str, opt: ReadOptions):
     return _tsv_rows(path, opt.encoding, opt.stats)
 
 
+def _tsv_quoted(path, encoding: str) -> bool:
+    """Whether a TSV file is quoted by CSV rules, as pandas' `to_csv(sep="\\t")` writes one (a
+    text holding a tab, a line end or a `"` in double quotes, inner quotes doubled): only where
+    some field opens with `"` and the whole file then parses under the strict rules (every
+    quoted field closed, nothing after its closing quote but a tab or the line's end) into
+    records of one width, no quoted line end followed by a line that is a row of its own (as
+    many tabs as a row has). Raw TSV with quotes in its texts fails that (SMSSpamCollection: a
+    message opens a quote it never closes, and the rows after it would become its text) and
+    keeps quoting off; standard input is not read twice (off)."""
+    if os.fspath(path) == STDIN:
+        return False
+    if not any(line.startswith('"') or '\t"' in line for _, line in _decoded_lines(path, encoding)):
+        return False
+    width = None
+    try:
+        for record in csv.reader((line for _, line in _decoded_lines(path, encoding)), delimiter="\t", strict=True):
+            if not record:  # a blank line
+                continue
+            width = width or len(record)
+            if len(record) != width or any(piece.count("\t") >= width - 1 for field in record
+                                           for piece in field.split("\n")[1:]):
+                return False
+    except csv.Error:
+        return False
+    return True
+
+
 DELIMITER_SAMPLE = 20  # first lines of a CSV file that decide its delimiter
 
 
@@ -413,6 +442,8 @@ def _csv_delimiter(path, opt: ReadOptions) -> str:
 
 def _delimited_records(path, fmt: str, opt: ReadOptions) -> Records:
     """CSV / TSV: with a header row (see the header rule), or headerless."""
+    if fmt == "tsv" and opt.quoting is None:
+        opt = replace(opt, quoting=_tsv_quoted(path, opt.encoding))
     rows_iter = _delimited_rows(path, fmt, opt)
     first = next(rows_iter, None)
     if first is None:
