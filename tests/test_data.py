@@ -479,6 +479,21 @@ def test_unbalanced_quote_in_csv_is_an_error_or_one_row(tmp_path):
         read_table(p)
 
 
+def test_labels_written_as_list_literals_are_multi_label(tmp_path, caplog):
+    """pandas' to_csv of a column of lists writes "['sport', 'politics']": every label so written
+    is a multi-label row ('[]' none, skipped as a JSON [] is), not a class per combination."""
+    p = write(tmp_path, "ml.csv", "text,labels\nvote,\"['politics']\"\nmatch and minister,\"['sport', 'politics']\"\n"
+                                  'none,[]\ngoal,"[""sport"", 3]"\n')
+    with caplog.at_level(logging.WARNING, logger="llmclassify.data"):
+        t = read_table(p)
+    assert t.multi_label and t.labels == [["politics"], ["politics", "sport"], ["3", "sport"]]
+    assert t.lines == [2, 3, 5] and t.skipped["missing_label"] == 1
+    assert "skipped 1 row: 1 with no label (first at line 4)" in caplog.text
+    # one label that is not a list literal: every label is a name as written
+    p = write(tmp_path, "mixed.csv", "text,label\na,\"['x']\"\nb,[URGENT]\n")
+    assert read_table(p).labels == ["['x']", "[URGENT]"] and not read_table(p).multi_label
+
+
 def test_multi_label(tmp_path):
     p = write(tmp_path, "d.csv", "text,labels\na,x|y\nb,y\nc, y | x |\nd,z\n")
     t = read_table(p, label_sep="|")

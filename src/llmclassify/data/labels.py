@@ -46,6 +46,28 @@ def _label_scalar(v, path, line, column) -> str:
     )
 
 
+def list_literals(labels: Sequence) -> list | None:
+    """Every label of a single-label read parsed as a list, where each is one written as a list
+    literal: `['sport', 'politics']` (what pandas' to_csv writes of a column of lists) or
+    `["sport", "politics"]`; else None. A multi-label file written that way is multi-label
+    (each list sorted, each name once: `_label_value`'s form), not one class per combination."""
+    import ast
+
+    if not labels or not all(isinstance(lab, str) and lab.startswith("[") and lab.endswith("]") for lab in labels):
+        return None
+    parsed = []
+    for lab in labels:
+        try:
+            value = ast.literal_eval(lab)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            return None
+        if not isinstance(value, list) or not all(isinstance(v, (str, int)) and not isinstance(v, bool)
+                                                  for v in value):
+            return None
+        parsed.append(sorted({str(v).strip() for v in value if str(v).strip()}))
+    return parsed
+
+
 def case_variants(labels: Iterable, lines: Sequence[int]) -> list[list[tuple[str, int, int]]]:
     """Label names that differ only in case or spacing ('Spam', 'spam', ' SPAM'), grouped: each
     group a list of (name, rows, first line), most rows first. Such names are distinct classes

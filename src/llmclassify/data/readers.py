@@ -73,7 +73,7 @@ from .columns import (
     _resolve_text_column,
     _warn_near_miss,
 )
-from .labels import _label_value, case_variants
+from .labels import _label_value, case_variants, list_literals
 from .rows import (
     STDIN,
     _cells,
@@ -528,7 +528,8 @@ def read_table(
 ) -> Table:
     """Read a labelled CSV / TSV / JSON / JSONL / Parquet file into a `Table` (rules: module docstring).
 
-    `quoting` only affects TSV (default off; True reads it the way pandas does). Raises
+    `quoting` only affects TSV (default: by the file, `_tsv_quoted`; True reads it the way
+    pandas does, False splits on every tab). Raises
     `DataError` (a `UserError`) with a one-line message naming the file, line and field.
     """
     path = os.fspath(path)
@@ -570,6 +571,16 @@ def _table(path: str, records: Records, label_sep: str | None) -> Table:
         labels.append(label)
         lines.append(line)
 
+    if multi:
+        labels = [lab if isinstance(lab, list) else [lab] for lab in labels]
+    elif (lists := list_literals(labels)) is not None:  # pandas' CSV of a column of lists: multi-label
+        keep = [i for i, lab in enumerate(lists) if lab]  # '[]': no label, as a JSON []
+        if len(keep) < len(lists):
+            skipped["missing_label"] += len(lists) - len(keep)
+            first_empty = next(lines[i] for i, lab in enumerate(lists) if not lab)
+            first_skip = first_empty if first_skip is None else min(first_skip, first_empty)
+        texts, labels, lines, multi = [texts[i] for i in keep], [lists[i] for i in keep], [lines[i] for i in keep], True
+
     if n_rows == 0:
         raise DataError("has a header row but no data rows" if records.header else "is empty", file=path)
     if not texts:
@@ -578,8 +589,6 @@ def _table(path: str, records: Records, label_sep: str | None) -> Table:
             f"{skipped['missing_label']} with no label in column '{label_col}'",
             file=path,
         )
-    if multi:
-        labels = [lab if isinstance(lab, list) else [lab] for lab in labels]
     if first_skip is not None:
         _warn_skipped(path, skipped, first_skip)
     for group in case_variants(labels, lines):
