@@ -402,6 +402,24 @@ def test_labels_typed_two_ways_are_warned_of_and_integral_numbers_are_integers(t
     assert "differ only" not in caplog.text
 
 
+def test_columns_named_in_one_word_with_a_known_name_are_found(tmp_path):
+    """Kaggle-style headers: review_text, comment_text, label_id, rating. A known name that is a
+    word of exactly one column's name picks that column, and makes the first row a header; an
+    exact name comes first; a name with spaces is a text, not a header."""
+    t = read_table(write(tmp_path, "k.csv", "id,review_text,rating\n1,great value,5\n2,broke after a day,1\n"))
+    assert (t.text_column, t.label_column, t.texts, t.labels) == ("review_text", "rating", ["great value",
+                                                                  "broke after a day"], ["5", "1"])
+    t = read_table(write(tmp_path, "j.csv", "tweet_id,tweet_text,label_id\n7,hi,0\n8,bye,1\n"))
+    assert (t.text_column, t.label_column) == ("tweet_text", "label_id")  # 'text' before 'tweet', one column each
+    t = read_table(write(tmp_path, "e.csv", "text_id,content,label\n1,hello,a\n2,bye,b\n"))
+    assert t.text_column == "content"  # an exact name before a word
+    with pytest.raises(DataError, match="no text column found"):  # 'text' is a word of two columns' names
+        read_table(write(tmp_path, "two.csv", "text_a,text_b,label\nx,y,a\nz,w,b\n"))
+    # a first row of texts with spaces is data, not a header
+    t = read_table(write(tmp_path, "h.csv", "the text of it,a\nmore text here,b\nand more,a\n"))
+    assert t.texts[0] == "the text of it" and not t.header
+
+
 def test_a_title_column_is_read_above_the_text_and_text_columns_may_be_named_together(tmp_path):
     """AG News, DBpedia, Amazon reviews, e-mails: a title / headline / subject column beside the
     text column found by name is read with it, above it; --text-column names one column, or

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import re
 from collections import Counter
 from collections.abc import Sequence
 
@@ -22,7 +23,7 @@ TEXT_COLUMN_NAMES = ("text", "sentence", "message", "content", "review", "body",
                      "comment", "utterance", "question", "query", "description", "abstract", "headline",
                      "title", "email", "post")
 LABEL_COLUMN_NAMES = ("label", "labels", "class", "category", "target", "sentiment", "intent", "emotion",
-                      "topic", "polarity", "stance", "genre")
+                      "topic", "polarity", "stance", "genre", "rating", "stars")
 KNOWN_COLUMN_NAMES = frozenset(TEXT_COLUMN_NAMES + LABEL_COLUMN_NAMES)
 # A column of one of these names beside the text column found by name is read with it, above it:
 # a news item's title over its description (AG News), an e-mail's subject over its body, a
@@ -65,14 +66,27 @@ def _text_columns(path, columns, wanted: str | None, label_col: str | None) -> t
         raise _missing_column_error(path, columns, TEXT_COLUMN_NAMES, "text", "--text-column", taken=label_col)
     if wanted is not None or col.strip().lower() in TITLE_COLUMN_NAMES:
         return (col,)
-    title = _find_column(path, [c for c in columns if c not in (col, label_col)], None, TITLE_COLUMN_NAMES, "", "")
+    title = _find_column(path, [c for c in columns if c not in (col, label_col)], None, TITLE_COLUMN_NAMES, "", "",
+                         by_word=False)
     return (col,) if title is None else (title, col)
 
 
+IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,39}\Z")  # a column name written as one word: review_text
+
+
+def name_words(name: str) -> set[str]:
+    """The words of a column name written as one identifier ('review_text' -> review, text;
+    'Label-Id' -> label, id); none for a name with spaces, which a text is more likely to be."""
+    name = name.strip()
+    return set(re.split(r"[^a-z0-9]+", name.lower())) - {""} if IDENTIFIER.match(name) else set()
+
+
 def _find_column(
-    path, columns: list[str], wanted: str | None, defaults: Sequence[str], kind: str, flag: str
+    path, columns: list[str], wanted: str | None, defaults: Sequence[str], kind: str, flag: str, by_word: bool = True
 ) -> str | None:
-    """Resolve a column name: exact, then case-insensitive; None when not given and not found."""
+    """Resolve a column name: exact, then case-insensitive; not given, the first of `defaults`
+    that is a column's name, else (`by_word`) one that is a word of exactly one column's name
+    (review_text, label_id, tweet_text); None when none is."""
     listing = f"(columns: {', '.join(columns)})"
     if wanted is not None:
         if wanted in columns:
@@ -87,6 +101,10 @@ def _find_column(
         for c in columns:
             if c.strip().lower() == name:
                 return c
+    for name in defaults if by_word else ():
+        hits = [c for c in columns if name in name_words(c)]
+        if len(hits) == 1:
+            return hits[0]
     return None
 
 
@@ -131,7 +149,7 @@ def _is_header(first_row: list[str], text_column, label_column) -> bool:
     a field is a well-known column name."""
     if text_column is not None or label_column is not None:
         return True
-    return any(f.strip().lower() in KNOWN_COLUMN_NAMES for f in first_row)
+    return any(f.strip().lower() in KNOWN_COLUMN_NAMES or KNOWN_COLUMN_NAMES & name_words(f) for f in first_row)
 
 
 def _header_by_labels(rows: Sequence[list[str]], label: int) -> bool:

@@ -31,7 +31,8 @@ Reading rules:
   unknown name is a one-line `UserError`.
 - Header rule for CSV/TSV: the first row is a header when `text_column` or `label_column` is
   given, or when one of its fields is a well-known column name (`KNOWN_COLUMN_NAMES`: text,
-  sentence, message, tweet, question, label, class, category, intent, ...; case-insensitive).
+  sentence, message, tweet, question, label, class, category, intent, ...; case-insensitive),
+  or a one-word name holding one as a word (review_text, label_id: columns.name_words).
   Otherwise the file is headerless and must have one column (texts, unlabelled) or two; of two
   columns the label column is the one with fewer distinct values (ties: the one with shorter
   values, then the first), so both `label<TAB>text` (SMSSpamCollection) and `text,label` work.
@@ -39,7 +40,8 @@ Reading rules:
   every other label recurs ('phrase,feeling' over rows of joy and sadness; logged; text-only
   reading judges on its sample of rows, so `predict` reads such a file as `train` does). A first
   row read as data that holds a near miss of a known name ('txt', 'lable') logs a warning.
-- Columns default to the first well-known name present; a name that is not there is an error
+- Columns default to the first well-known name present, else to the one column whose one-word
+  name holds it (review_text, comment_text, label_id); a name that is not there is an error
   suggesting the closest one: `data.csv: no column 'lable'; did you mean 'label'? (columns: ...)`.
   A title column (`TITLE_COLUMN_NAMES`: title, headline, subject) beside the text column found
   so is read with it, above it (`title\ndescription`); `text_column="a,b"` names several
