@@ -241,11 +241,18 @@ def _dedupe(table: Table, dedupe: bool) -> tuple[list[int], int, int, int]:
     return keep, len(conflicting), conflict_rows, duplicates
 
 
+# The most of the texts that classes too small to split may hold and be left out: past it the
+# label column is more likely not a class at all (a score, an id) than a class with a long tail.
+LEFT_OUT_MAX = 0.1
+LEFT_OUT_SHOWN = 10  # classes a message names of those left out (the report holds every one)
+
+
 def _too_small(table: Table, kept_labels: list, fracs, dedupe: bool, min_per_class: int | None
                ) -> tuple[dict[str, int], str]:
     """({class: rows}, why) of the classes with fewer rows than `min_per_class` (default: one
-    per non-empty split), which a single-label table leaves out; in a multi-label one (a text
-    holds several labels) an error naming the first."""
+    per non-empty split), which a single-label table leaves out while they hold at most
+    LEFT_OUT_MAX of its rows (past it an error asks whether the label column is one); in a
+    multi-label table (a text holds several labels) an error naming the first."""
     need = sum(f > 0 for f in fracs) if min_per_class is None else int(min_per_class)
     counts: Counter = Counter()
     for lab in kept_labels:
@@ -267,14 +274,6 @@ def _too_small(table: Table, kept_labels: list, fracs, dedupe: bool, min_per_cla
                         f"too many to leave out: is '{table.label_column}' the class column? (a score or an id "
                         f"is not: {_named(small)})", file=table.source)
     return small, fewer + where
-
-
-# The most of the texts that classes too small to split may hold and be left out: past it the
-# label column is more likely not a class at all (a score, an id) than a class with a long tail.
-LEFT_OUT_MAX = 0.1
-
-
-LEFT_OUT_SHOWN = 10  # classes a message names of those left out (the report holds every one)
 
 
 def _named(left_out: dict[str, int]) -> str:
