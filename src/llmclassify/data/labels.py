@@ -47,10 +47,10 @@ def _label_scalar(v, path, line, column) -> str:
 
 
 def list_literals(labels: Sequence) -> list | None:
-    """Every label of a single-label read parsed as a list, where each is one written as a list
-    literal: `['sport', 'politics']` (what pandas' to_csv writes of a column of lists) or
-    `["sport", "politics"]`; else None. A multi-label file written that way is multi-label
-    (each list sorted, each name once: `_label_value`'s form), not one class per combination."""
+    """Every label of a single-label read parsed as the list it is written as, where each is a
+    list literal of names or numbers: `['sport', 'politics']` (what pandas' to_csv writes of a
+    column of lists) or `["sport", "politics"]`; else None. Such a file is multi-label (its
+    lists go through `_label_value` as a JSON list does), not one class per combination."""
     import ast
 
     if not labels or not all(isinstance(lab, str) and lab.startswith("[") and lab.endswith("]") for lab in labels):
@@ -64,7 +64,7 @@ def list_literals(labels: Sequence) -> list | None:
         if not isinstance(value, list) or not all(isinstance(v, (str, int)) and not isinstance(v, bool)
                                                   for v in value):
             return None
-        parsed.append(sorted({str(v).strip() for v in value if str(v).strip()}))
+        parsed.append(value)
     return parsed
 
 

@@ -576,10 +576,11 @@ def _table(path: str, records: Records, label_sep: str | None) -> Table:
     if multi:
         labels = [lab if isinstance(lab, list) else [lab] for lab in labels]
     elif (lists := list_literals(labels)) is not None:  # pandas' CSV of a column of lists: multi-label
-        keep = [i for i, lab in enumerate(lists) if lab]  # '[]': no label, as a JSON []
+        lists = [_label_value(v, None, path, line, label_col) for v, line in zip(lists, lines)]
+        keep = [i for i, lab in enumerate(lists) if lab is not None]  # '[]': no label, as a JSON []
         if len(keep) < len(lists):
             skipped["missing_label"] += len(lists) - len(keep)
-            first_empty = next(lines[i] for i, lab in enumerate(lists) if not lab)
+            first_empty = next(lines[i] for i, lab in enumerate(lists) if lab is None)
             first_skip = first_empty if first_skip is None else min(first_skip, first_empty)
         texts, labels, lines, multi = [texts[i] for i in keep], [lists[i] for i in keep], [lines[i] for i in keep], True
 

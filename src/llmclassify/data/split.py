@@ -139,12 +139,15 @@ def prepare(
     if in_test:  # a test text in training inflates the test figures: the test file keeps it
         keep = [i for i in keep if table.texts[i] not in test_texts]
     kept_labels = [table.labels[i] for i in keep]
-    left_out, why = _too_small(table, kept_labels, fracs, dedupe, min_per_class)
+    class_counts: Counter = Counter()  # rows per class (per label, multi-label)
+    for lab in kept_labels:
+        class_counts.update(lab if isinstance(lab, list) else [lab])
+    left_out, why = _too_small(table, class_counts, len(kept_labels), fracs, dedupe, min_per_class)
     if left_out:
         keep = [i for i in keep if table.labels[i] not in left_out]
         kept_labels = [table.labels[i] for i in keep]
     label_map = LabelMap.from_labels(kept_labels)
-    class_counts = _check_classes(table, label_map, kept_labels, dedupe, left_out)
+    _check_classes(table, label_map, dedupe, left_out)
     if left_out:
         log.warning("%s: left out %d class%s with %s: %s; add texts to keep %s", table.source, len(left_out),
                     "" if len(left_out) == 1 else "es", why, _named(left_out), "it" if len(left_out) == 1 else "them")
@@ -247,16 +250,13 @@ LEFT_OUT_MAX = 0.1
 LEFT_OUT_SHOWN = 10  # classes a message names of those left out (the report holds every one)
 
 
-def _too_small(table: Table, kept_labels: list, fracs, dedupe: bool, min_per_class: int | None
+def _too_small(table: Table, counts: Counter, n_rows: int, fracs, dedupe: bool, min_per_class: int | None
                ) -> tuple[dict[str, int], str]:
     """({class: rows}, why) of the classes with fewer rows than `min_per_class` (default: one
     per non-empty split), which a single-label table leaves out while they hold at most
     LEFT_OUT_MAX of its rows (past it an error asks whether the label column is one); in a
     multi-label table (a text holds several labels) an error naming the first."""
     need = sum(f > 0 for f in fracs) if min_per_class is None else int(min_per_class)
-    counts: Counter = Counter()
-    for lab in kept_labels:
-        counts.update(lab if isinstance(lab, list) else [lab])
     small = {name: counts[name] for name in sorted(counts, key=lambda n: (counts[n], n)) if counts[name] < need}
     if not small:
         return {}, ""
@@ -268,8 +268,8 @@ def _too_small(table: Table, kept_labels: list, fracs, dedupe: bool, min_per_cla
                            else "") + "; add examples, remove the label or change --split", file=table.source)
     where = f" (one per split of {'/'.join(f'{f:g}' for f in fracs)})" if min_per_class is None else ""
     rows = sum(small.values())
-    if rows > LEFT_OUT_MAX * len(kept_labels):
-        raise DataError(f"{rows} of {len(kept_labels)} texts are in {len(small)} class{'' if len(small) == 1 else 'es'} "
+    if rows > LEFT_OUT_MAX * n_rows:
+        raise DataError(f"{rows} of {n_rows} texts are in {len(small)} class{'' if len(small) == 1 else 'es'} "
                         f"with {fewer}{where}, "
                         f"too many to leave out: is '{table.label_column}' the class column? (a score or an id "
                         f"is not: {_named(small)})", file=table.source)
@@ -282,11 +282,8 @@ def _named(left_out: dict[str, int]) -> str:
     return shown + (f" and {len(left_out) - LEFT_OUT_SHOWN} more" if len(left_out) > LEFT_OUT_SHOWN else "")
 
 
-def _check_classes(table, label_map, kept_labels, dedupe, left_out: dict[str, int]) -> Counter:
-    """Rows per class; an error for a single class."""
-    class_counts: Counter = Counter()
-    for lab in kept_labels:
-        class_counts.update(lab if isinstance(lab, list) else [lab])
+def _check_classes(table, label_map, dedupe, left_out: dict[str, int]) -> None:
+    """An error for a single class (left after `left_out`, _too_small's)."""
     if len(label_map) < 2:
         raise DataError(
             f"only one class ('{label_map.names[0]}') in label column '{table.label_column}'"
@@ -295,7 +292,6 @@ def _check_classes(table, label_map, kept_labels, dedupe, left_out: dict[str, in
             + "; a classifier needs at least two",
             file=table.source,
         )
-    return class_counts
 
 
 def _stratified_parts(ids: list, fracs, rng, multi: bool) -> list[list[int]]:
