@@ -96,20 +96,19 @@ def standardiser(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 SEARCH_TOL = 1e-4  # the solver's tolerance along the C path of the search (LogisticPath)
-# The solver of LogisticPath, by the kind of features (the same objective either way). Dense
-# pooled vectors (576 to a few thousand columns): L-BFGS, fastest on one BLAS thread. Sparse
-# n-gram counts (the baseline: hundreds of thousands of columns): Newton steps with conjugate-
-# gradient inner solves, where L-BFGS took many costly iterations: the baseline of 20newsgroups
-# (2,285 texts, 20 classes, 300,034 n-grams) was 352 s of a 706 s run with L-BFGS
-# (benchmarks/results/logistic-solver.md: both solvers side by side).
-DENSE_SOLVER = "lbfgs"
+# The solver of LogisticPath's sparse features (the baseline's n-gram counts: hundreds of
+# thousands of columns): Newton steps with conjugate-gradient inner solves, where L-BFGS took
+# many costly iterations: the baseline of 20newsgroups (2,285 texts, 20 classes, 300,034
+# n-grams) was 352 s of a 706 s run with L-BFGS (benchmarks/results/logistic-solver.md: both
+# solvers side by side). Dense pooled vectors go to logistic.DenseLogistic: the same objective.
 SPARSE_SOLVER = "newton-cg"
 
 
 class LogisticPath:
-    """Multinomial L2 logistic regression (scikit-learn; DENSE_SOLVER or SPARSE_SOLVER by the
-    features) fitted along a grid of C on the same rows: each fit starts from the previous
-    one's solution, so a grid in ascending C costs less than independent fits. The tolerance
+    """Multinomial L2 logistic regression (scikit-learn's objective) fitted along a grid of C on
+    the same rows: each fit starts from the previous one's solution, so a grid in ascending C
+    costs less than independent fits. Dense rows: logistic.DenseLogistic (preconditioned
+    L-BFGS); sparse rows: scikit-learn's LogisticRegression with SPARSE_SOLVER. The tolerance
     is scikit-learn's default, 1e-4: at 1e-3 the previous C's solution already passed the
     solver's gradient test (the gradient of the mean loss moves by only (1/C_prev - 1/C) |w| / n),
     so on reuters-r8 the baseline's C=100 took zero iterations and returned the C=10 model
@@ -117,18 +116,35 @@ class LogisticPath:
     FINAL_TOL."""
 
     def __init__(self, n_classes: int, balanced: bool = False, tol: float = SEARCH_TOL):
-        from sklearn.linear_model import LogisticRegression
-
-        self.n_classes = n_classes
-        self.lr = LogisticRegression(max_iter=MAX_ITER, tol=tol, warm_start=True,
-                                     class_weight="balanced" if balanced else None)
+        self.n_classes, self.balanced, self.tol = n_classes, balanced, tol
+        self.solver = None  # made at the first fit, for the kind of rows it gets
 
     def fit(self, z, y: np.ndarray, C: float) -> tuple[np.ndarray, np.ndarray]:
         """(weight (n_classes, F), bias (n_classes,)) for every class even when the rows lack
         one (its row stays at a -inf-like bias)."""
         from scipy.sparse import issparse
 
-        lr = self.lr.set_params(C=C, solver=SPARSE_SOLVER if issparse(z) else DENSE_SOLVER)
+        if issparse(z):
+            classes, coef, icpt = self._fit_sparse(z, y, C)
+        else:
+            if self.solver is None:
+                from .logistic import DenseLogistic
+
+                self.solver = DenseLogistic(self.balanced, self.tol, MAX_ITER)
+            classes, coef, icpt = self.solver.fit(z, y, C)
+        weight = np.zeros((self.n_classes, z.shape[1]), dtype=np.float32)
+        bias = np.full(self.n_classes, -30.0, dtype=np.float32)
+        weight[classes] = coef
+        bias[classes] = icpt
+        return weight, bias
+
+    def _fit_sparse(self, z, y: np.ndarray, C: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self.solver is None:
+            from sklearn.linear_model import LogisticRegression
+
+            self.solver = LogisticRegression(max_iter=MAX_ITER, tol=self.tol, warm_start=True, solver=SPARSE_SOLVER,
+                                             class_weight="balanced" if self.balanced else None)
+        lr = self.solver.set_params(C=C)
         with warnings.catch_warnings():
             # Newton-CG's line search gives up on a flat stretch (a few texts a class that the
             # n-grams separate: 60 texts of 20 topics) and says so twice on stderr; the solution it
@@ -136,15 +152,11 @@ class LogisticPath:
             warnings.filterwarnings("ignore", message="The line search algorithm did not converge")
             warnings.filterwarnings("ignore", message="Line Search failed")
             lr.fit(z, y)
-        weight = np.zeros((self.n_classes, z.shape[1]), dtype=np.float32)
-        bias = np.full(self.n_classes, -30.0, dtype=np.float32)
         coef, icpt = lr.coef_, lr.intercept_
         if len(lr.classes_) == 2:  # scikit-learn's binary form: one row for class 1
             coef = np.vstack([-coef / 2, coef / 2])
             icpt = np.array([-icpt[0] / 2, icpt[0] / 2])
-        weight[lr.classes_] = coef
-        bias[lr.classes_] = icpt
-        return weight, bias
+        return lr.classes_, coef, icpt
 
 
 # The tolerance of a model that is kept (a refit on train + validation, the baseline): at the
