@@ -17,8 +17,8 @@ layers (4,032 columns, 15 intents of ATIS, 3,039 rows) took 220 iterations at th
 first C. Here the weights are W = M U with M = P^(-1/2), P = CURVATURE * (the weighted second
 moment of the features, its RANK largest directions exact, the rest at the RANK-th) + the
 penalty: L-BFGS on U sees a nearly round problem (the same one: only the coordinates change)
-and took 25 iterations there (benchmarks/results/dense-solver.md). P costs one randomized SVD
-of the rows (RANK directions), computed once for every C a path fits on the same rows.
+(benchmarks/results/dense-solver-sweep.md). P costs one randomized SVD of the rows (RANK
+directions). probes.LogisticPath uses it for a path's first fit only (PRECONDITIONED_MAX_C).
 """
 
 from __future__ import annotations
@@ -106,67 +106,45 @@ def objective(z: np.ndarray, y: np.ndarray, k: int, weight: np.ndarray, penalty:
     return value_and_gradient
 
 
-class DenseLogistic:
-    """Fits along a grid of C on the same rows (`fit` again with another C starts from the last
-    solution); the preconditioner's directions are found once. `tol` as scikit-learn's
-    (STOP_SHARE)."""
+def fit(z: np.ndarray, y: np.ndarray, C: float, balanced: bool, tol: float, max_iter: int
+        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """One fit from zero: (classes present (k,), weight, bias, L-BFGS iterations) in scikit-
+    learn's form (two classes: one row of weights, one bias, for the second class). `tol` as
+    scikit-learn's (STOP_SHARE)."""
+    from scipy import optimize
+    from sklearn.exceptions import ConvergenceWarning
 
-    def __init__(self, balanced: bool, tol: float, max_iter: int):
-        self.balanced, self.tol, self.max_iter = balanced, STOP_SHARE * tol, max_iter
-        self._pre = None  # the preconditioner, from the first fit's rows
-        self._last = None  # the last solution (W, b), where the next fit starts
-        self.n_iter = 0
+    classes, y_idx = np.unique(y, return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError(f"logistic regression needs rows of at least 2 classes; got {len(classes)}")
+    k = 1 if len(classes) == 2 else len(classes)
+    weight = class_weights(y_idx, len(classes), balanced)
+    penalty = 1.0 / (C * weight.sum())
+    f = objective(z, y_idx, k, weight, penalty)
+    to_w = Preconditioner(z, weight).powers(penalty, -0.5)
+    n_w = z.shape[1] * k
+    tol = STOP_SHARE * tol
+    last = {}  # the last point evaluated and its gradient's largest entry
 
-    def fit(self, z: np.ndarray, y: np.ndarray, C: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(classes present (k,), weight (k, F), bias (k,)); with two classes present, scikit-
-        learn's binary model written as two rows (the second class's logit minus the first's is
-        the binary logit)."""
-        from scipy import optimize
-        from sklearn.exceptions import ConvergenceWarning
+    def value_and_gradient(x: np.ndarray):
+        w = to_w(x[:n_w].reshape(-1, k))
+        value, grad_w, grad_b = f(w, x[n_w:])
+        last.update(x=x.copy(), largest=max(np.abs(grad_w).max(), np.abs(grad_b).max()))
+        return value, np.concatenate([to_w(grad_w).ravel(), grad_b])  # the chain rule: M is symmetric
 
-        classes, y_idx = np.unique(y, return_inverse=True)
-        if len(classes) < 2:
-            raise ValueError(f"logistic regression needs rows of at least 2 classes; got {len(classes)}")
-        k = 1 if len(classes) == 2 else len(classes)
-        weight = class_weights(y_idx, len(classes), self.balanced)
-        if self._pre is None:  # any rows would give the same optimum; these give the fewest iterations
-            self._pre = Preconditioner(z, weight)
-            self._last = (np.zeros((z.shape[1], k)), np.zeros(k))
-        w0, b0 = self._last
-        penalty = 1.0 / (C * weight.sum())
-        f = objective(z, y_idx, k, weight, penalty)
-        to_w, from_w = self._pre.powers(penalty, -0.5), self._pre.powers(penalty, 0.5)
-        n_w = w0.size
-        last = {}  # the last point evaluated and its gradient's largest entry
+    def largest_entry(x: np.ndarray) -> float:
+        if "x" not in last or not np.array_equal(x, last["x"]):
+            value_and_gradient(x)
+        return last["largest"]
 
-        def value_and_gradient(x: np.ndarray):
-            w = to_w(x[:n_w].reshape(w0.shape))
-            value, grad_w, grad_b = f(w, x[n_w:])
-            last.update(x=x.copy(), largest=max(np.abs(grad_w).max(), np.abs(grad_b).max()))
-            return value, np.concatenate([to_w(grad_w).ravel(), grad_b])  # the chain rule: M is symmetric
+    def stop_at_tolerance(intermediate_result):
+        if largest_entry(intermediate_result.x) <= tol:
+            raise StopIteration
 
-        def largest_entry(x: np.ndarray) -> float:
-            if "x" not in last or not np.array_equal(x, last["x"]):
-                value_and_gradient(x)
-            return last["largest"]
-
-        def stop_at_tolerance(intermediate_result):
-            if largest_entry(intermediate_result.x) <= self.tol:
-                raise StopIteration
-
-        x0 = np.concatenate([from_w(w0).ravel(), b0])
-        if largest_entry(x0) <= self.tol:  # already there: a C close to the last one (scikit-learn's test too)
-            w, b, self.n_iter = w0, b0, 0
-        else:
-            res = optimize.minimize(
-                value_and_gradient, x0, method="L-BFGS-B", jac=True, callback=stop_at_tolerance,
-                options={"maxiter": self.max_iter, "maxls": 50, "gtol": 0.0, "ftol": 64 * np.finfo(float).eps})
-            x, self.n_iter = res.x, res.nit
-            if largest_entry(x) > self.tol and res.nit >= self.max_iter:
-                warnings.warn(f"lbfgs failed to converge after {res.nit} iterations (largest gradient entry "
-                              f"{last['largest']:.2e} > tol {self.tol:g})", ConvergenceWarning, stacklevel=3)
-            w, b = to_w(x[:n_w].reshape(w0.shape)), x[n_w:]
-        self._last = (w, b)
-        if k == 1:  # binary: logit(second) - logit(first) = w z + b
-            return classes, np.vstack([-w[:, 0] / 2, w[:, 0] / 2]), np.array([-b[0] / 2, b[0] / 2])
-        return classes, w.T, b
+    res = optimize.minimize(
+        value_and_gradient, np.zeros(n_w + k), method="L-BFGS-B", jac=True, callback=stop_at_tolerance,
+        options={"maxiter": max_iter, "maxls": 50, "gtol": 0.0, "ftol": 64 * np.finfo(float).eps})
+    if largest_entry(res.x) > tol and res.nit >= max_iter:
+        warnings.warn(f"lbfgs failed to converge after {res.nit} iterations (largest gradient entry "
+                      f"{last['largest']:.2e} > tol {tol:g})", ConvergenceWarning, stacklevel=2)
+    return classes, to_w(res.x[:n_w].reshape(-1, k)).T, res.x[n_w:], res.nit

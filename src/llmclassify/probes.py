@@ -96,67 +96,71 @@ def standardiser(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 SEARCH_TOL = 1e-4  # the solver's tolerance along the C path of the search (LogisticPath)
-# The solver of LogisticPath's sparse features (the baseline's n-gram counts: hundreds of
-# thousands of columns): Newton steps with conjugate-gradient inner solves, where L-BFGS took
-# many costly iterations: the baseline of 20newsgroups (2,285 texts, 20 classes, 300,034
-# n-grams) was 352 s of a 706 s run with L-BFGS (benchmarks/results/logistic-solver.md: both
-# solvers side by side). Dense pooled vectors go to logistic.DenseLogistic: the same objective.
+# The solver of LogisticPath, by the kind of features (the same objective either way). Dense
+# pooled vectors (576 to a few thousand columns): L-BFGS, fastest on one BLAS thread. Sparse
+# n-gram counts (the baseline: hundreds of thousands of columns): Newton steps with conjugate-
+# gradient inner solves, where L-BFGS took many costly iterations: the baseline of 20newsgroups
+# (2,285 texts, 20 classes, 300,034 n-grams) was 352 s of a 706 s run with L-BFGS
+# (benchmarks/results/logistic-solver.md: both solvers side by side).
+DENSE_SOLVER = "lbfgs"
 SPARSE_SOLVER = "newton-cg"
+# Where a path's first fit starts from zero on dense rows of three classes or more at a strong
+# penalty (C at most this: the grid's first), it is solved by L-BFGS in
+# preconditioned coordinates, the same objective; logistic.fit) and scikit-learn's L-BFGS goes on
+# from there.
+# Correlated layer vectors make that fit most of a path's iterations (ATIS's concatenation:
+# 220 of 341). Only there: at a weak penalty L-BFGS stopping at the search's tolerance is part of
+# what the search chose by, and solving those fits in preconditioned coordinates (closer to the
+# optimum) moved ATIS's pick from 0.8682 to 0.8600 test macro-F1 and the book's split from
+# 98.33% to 97.33% (benchmarks/results/dense-solver.md); two classes take 20 to 30 iterations there.
+PRECONDITIONED_MAX_C = C_GRID[0]
 
 
 class LogisticPath:
-    """Multinomial L2 logistic regression (scikit-learn's objective) fitted along a grid of C on
-    the same rows: each fit starts from the previous one's solution, so a grid in ascending C
-    costs less than independent fits. Dense rows: logistic.DenseLogistic (preconditioned
-    L-BFGS); sparse rows: scikit-learn's LogisticRegression with SPARSE_SOLVER. The tolerance
-    is scikit-learn's default, 1e-4: at 1e-3 the previous C's solution already passed the
-    solver's gradient test (the gradient of the mean loss moves by only (1/C_prev - 1/C) |w| / n),
-    so on reuters-r8 the baseline's C=100 took zero iterations and returned the C=10 model
-    (test macro-F1 0.8269 instead of 0.8591). A model that is kept (fit_logistic) is solved to
-    FINAL_TOL."""
+    """Multinomial L2 logistic regression (scikit-learn; DENSE_SOLVER or SPARSE_SOLVER by the
+    features, PRECONDITIONED_MAX_C) fitted along a grid of C on the same rows: each fit starts
+    from the previous one's solution, so a grid in ascending C costs less than independent fits.
+    The tolerance is scikit-learn's default, 1e-4: at 1e-3 the previous C's solution already
+    passed the solver's gradient test (the gradient of the mean loss moves by only
+    (1/C_prev - 1/C) |w| / n), so on reuters-r8 the baseline's C=100 took zero iterations and
+    returned the C=10 model (test macro-F1 0.8269 instead of 0.8591). A model that is kept
+    (fit_logistic) is solved to FINAL_TOL."""
 
     def __init__(self, n_classes: int, balanced: bool = False, tol: float = SEARCH_TOL):
-        self.n_classes, self.balanced, self.tol = n_classes, balanced, tol
-        self.solver = None  # made at the first fit, for the kind of rows it gets
+        from sklearn.linear_model import LogisticRegression
+
+        self.n_classes = n_classes
+        self.lr = LogisticRegression(max_iter=MAX_ITER, tol=tol, warm_start=True,
+                                     class_weight="balanced" if balanced else None)
 
     def fit(self, z, y: np.ndarray, C: float) -> tuple[np.ndarray, np.ndarray]:
         """(weight (n_classes, F), bias (n_classes,)) for every class even when the rows lack
         one (its row stays at a -inf-like bias)."""
         from scipy.sparse import issparse
 
-        if issparse(z):
-            classes, coef, icpt = self._fit_sparse(z, y, C)
-        else:
-            if self.solver is None:
-                from .logistic import DenseLogistic
+        lr = self.lr.set_params(C=C, solver=SPARSE_SOLVER if issparse(z) else DENSE_SOLVER)
+        if not hasattr(lr, "coef_") and not issparse(z) and C <= PRECONDITIONED_MAX_C and len(np.unique(y)) > 2:
+            from . import logistic
 
-                self.solver = DenseLogistic(self.balanced, self.tol, MAX_ITER)
-            classes, coef, icpt = self.solver.fit(z, y, C)
+            lr.classes_, lr.coef_, lr.intercept_, _ = logistic.fit(z, y, C, lr.class_weight == "balanced", lr.tol,
+                                                                   MAX_ITER)
+        else:
+            with warnings.catch_warnings():
+                # Newton-CG's line search gives up on a flat stretch (a few texts a class that the
+                # n-grams separate: 60 texts of 20 topics) and says so twice on stderr; the solution it
+                # returns is the model. A ConvergenceWarning (MAX_ITER spent) still shows.
+                warnings.filterwarnings("ignore", message="The line search algorithm did not converge")
+                warnings.filterwarnings("ignore", message="Line Search failed")
+                lr.fit(z, y)
         weight = np.zeros((self.n_classes, z.shape[1]), dtype=np.float32)
         bias = np.full(self.n_classes, -30.0, dtype=np.float32)
-        weight[classes] = coef
-        bias[classes] = icpt
-        return weight, bias
-
-    def _fit_sparse(self, z, y: np.ndarray, C: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if self.solver is None:
-            from sklearn.linear_model import LogisticRegression
-
-            self.solver = LogisticRegression(max_iter=MAX_ITER, tol=self.tol, warm_start=True, solver=SPARSE_SOLVER,
-                                             class_weight="balanced" if self.balanced else None)
-        lr = self.solver.set_params(C=C)
-        with warnings.catch_warnings():
-            # Newton-CG's line search gives up on a flat stretch (a few texts a class that the
-            # n-grams separate: 60 texts of 20 topics) and says so twice on stderr; the solution it
-            # returns is the model. A ConvergenceWarning (MAX_ITER spent) still shows.
-            warnings.filterwarnings("ignore", message="The line search algorithm did not converge")
-            warnings.filterwarnings("ignore", message="Line Search failed")
-            lr.fit(z, y)
         coef, icpt = lr.coef_, lr.intercept_
         if len(lr.classes_) == 2:  # scikit-learn's binary form: one row for class 1
             coef = np.vstack([-coef / 2, coef / 2])
             icpt = np.array([-icpt[0] / 2, icpt[0] / 2])
-        return lr.classes_, coef, icpt
+        weight[lr.classes_] = coef
+        bias[lr.classes_] = icpt
+        return weight, bias
 
 
 # The tolerance of a model that is kept (a refit on train + validation, the baseline): at the
