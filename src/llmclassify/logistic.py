@@ -7,18 +7,19 @@ The objective is LogisticRegression's (solver lbfgs), so that a probe means what
 
 with loss_i the cross-entropy of row i (softmax over the classes present; with two classes,
 scikit-learn's binary form: one weight vector and a sigmoid), s_i its class weight (1, or
-n / (k n_class) where balanced), S their sum, and an unpenalised intercept. A fit stops where
-scikit-learn's does: when the largest entry of this objective's gradient is at most `tol`.
+n / (k n_class) where balanced), S their sum, and an unpenalised intercept. A fit stops by
+scikit-learn's test, the largest entry of this objective's gradient, at STOP_SHARE x `tol`.
 
 Why not scikit-learn's own L-BFGS: standardised hidden states of nearby layers are strongly
-correlated, so the objective's curvature spans a few hundred times its penalty along a handful
-of directions. Plain L-BFGS spends most of its iterations there: a concatenation of seven
-layers (4,032 columns, 15 intents of ATIS, 3,039 rows) took 220 iterations at the grid's
-first C. Here the weights are W = M U with M = P^(-1/2), P = CURVATURE * (the weighted second
-moment of the features, its RANK largest directions exact, the rest at the RANK-th) + the
-penalty: L-BFGS on U sees a nearly round problem (the same one: only the coordinates change)
+correlated, so the objective's curvature is far larger along a handful of directions than
+elsewhere, and plain L-BFGS spends most of its iterations there: from zero at the search's
+first C on a fold of ATIS (3,472 rows, 15 intents) it took 117 iterations on one layer's
+vector, 199 on the concatenation of seven (4,032 columns). Here the weights are W = M U with
+M = P^(-1/2), P = CURVATURE * (the weighted second moment of the rows, its RANK largest
+directions exact, the rest at the RANK-th) + the penalty: L-BFGS on U sees a rounder problem
+(the same one: only the coordinates change) and took 32 and 36 iterations there
 (benchmarks/results/dense-solver-sweep.md). P costs one randomized SVD of the rows (RANK
-directions). probes.LogisticPath uses it for a path's first fit only (PRECONDITIONED_MAX_C).
+directions). probes.LogisticPath uses this for a path's first fit only (PRECONDITIONED_MAX_C).
 """
 
 from __future__ import annotations
@@ -27,27 +28,26 @@ import warnings
 
 import numpy as np
 
-# The preconditioner: how many of the features' largest directions it takes exactly, and the
+# The preconditioner: how many of the rows' largest directions it takes exactly, and the
 # curvature it assumes of the loss along them (a cross-entropy's is at most 1/4 a class; more
-# flattens the directions L-BFGS finds hardest faster). Chosen on ATIS's and sms-spam's probes
-# (1 to 7 layers): 16 to 64 directions and 1 to 4 within a tenth of each other, a few hundred
-# directions or 1/4 slower (benchmarks/results/dense-solver.md).
+# flattens the directions L-BFGS finds hardest). Chosen on ATIS's probes (1, 3 and 7 vectors):
+# 16 to 64 directions at 1 to 4 took 28 to 48 iterations, 0.25 or 256 directions 46 to 122
+# (benchmarks/results/dense-solver-sweep.md).
 RANK = 32
 CURVATURE = 2.0
 SEED = 0  # the randomized SVD's: the same rows get the same preconditioner
 # A fit given scikit-learn's tolerance `tol` stops at STOP_SHARE x tol. The gradient test says
 # little about the flat directions (those the penalty alone holds), and preconditioned steps
-# reach the test with more of the distance left there: at the same tol a fit on 600 rows,
-# 40 columns, C 10 ended 11% of the weights' scale from the optimum where scikit-learn's ended
-# 4%. At 0.3 x tol every fit measured ends nearer the optimum than scikit-learn's at tol (its
-# held-out labels too, on ATIS's probes), still 1.5x to 3.5x faster there.
+# reach it with more of the distance to the optimum left there than scikit-learn's; a little
+# further, the fit hands LogisticPath's next fits a start at least as near the optimum as
+# scikit-learn's own would have (ATIS: the same out-of-fold scores to the last digit,
+# benchmarks/results/dense-solver.md).
 STOP_SHARE = 0.3
 
 
 class Preconditioner:
     """P = CURVATURE * V diag(e) V^T (+ the rest of the space at e's last) + penalty * I, where
-    V diag(e) V^T is the top of the weighted second moment of the rows; applies P^(-1/2) and
-    P^(1/2) for one penalty."""
+    V diag(e) V^T is the top of the weighted second moment of the rows."""
 
     def __init__(self, z: np.ndarray, weight: np.ndarray):
         from sklearn.utils.extmath import randomized_svd
@@ -62,10 +62,10 @@ class Preconditioner:
         self.top = CURVATURE * s.astype(np.float64) ** 2  # curvature along V's directions
         self.rest = self.top[-1]  # and along every other
 
-    def powers(self, penalty: float, p: float):
-        """x -> P^p x, for (F, k) arrays."""
-        top = (self.top + penalty) ** p
-        rest = (self.rest + penalty) ** p
+    def inverse_root(self, penalty: float):
+        """x -> P^(-1/2) x, for (F, k) arrays: M, from the coordinates L-BFGS moves in to W."""
+        top = (self.top + penalty) ** -0.5
+        rest = (self.rest + penalty) ** -0.5
         v = self.v
         return lambda x: v @ ((top - rest)[:, None] * (v.T @ x)) + rest * x
 
@@ -121,7 +121,7 @@ def fit(z: np.ndarray, y: np.ndarray, C: float, balanced: bool, tol: float, max_
     weight = class_weights(y_idx, len(classes), balanced)
     penalty = 1.0 / (C * weight.sum())
     f = objective(z, y_idx, k, weight, penalty)
-    to_w = Preconditioner(z, weight).powers(penalty, -0.5)
+    to_w = Preconditioner(z, weight).inverse_root(penalty)
     n_w = z.shape[1] * k
     tol = STOP_SHARE * tol
     last = {}  # the last point evaluated and its gradient's largest entry
