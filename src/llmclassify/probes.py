@@ -105,14 +105,14 @@ SEARCH_TOL = 1e-4  # the solver's tolerance along the C path of the search (Logi
 DENSE_SOLVER = "lbfgs"
 SPARSE_SOLVER = "newton-cg"
 # Where a path's first fit starts from zero on dense rows of three classes or more at a strong
-# penalty (C at most this: the grid's first), it is solved by L-BFGS in
-# preconditioned coordinates, the same objective; logistic.fit) and scikit-learn's L-BFGS goes on
-# from there.
-# Correlated layer vectors make that fit most of a path's iterations (ATIS's concatenation:
-# 220 of 341). Only there: at a weak penalty L-BFGS stopping at the search's tolerance is part of
-# what the search chose by, and solving those fits in preconditioned coordinates (closer to the
-# optimum) moved ATIS's pick from 0.8682 to 0.8600 test macro-F1 and the book's split from
-# 98.33% to 97.33% (benchmarks/results/dense-solver.md); two classes take 20 to 30 iterations there.
+# penalty (C at most this: the grid's first), it is solved in preconditioned coordinates
+# (logistic.fit: the same objective), and scikit-learn's L-BFGS goes on from its solution.
+# Correlated layer vectors make that fit long (ATIS's concatenation: 199 L-BFGS iterations,
+# 36 preconditioned; ATIS's search 1.60x faster with the same pick: dense-solver.md). Only
+# there: at a weak penalty L-BFGS stopping at the search's tolerance is part of what the search
+# chose by, and solving those fits nearer the optimum moved ATIS's pick from 0.8682 to 0.8600
+# test macro-F1 and the book's split from 98.33% to 97.33% (dense-solver-everywhere.md); two
+# classes take 19 to 32 iterations there, and the SVD cost more than it saved (dense-solver-sweep.md).
 PRECONDITIONED_MAX_C = C_GRID[0]
 
 
