@@ -70,14 +70,6 @@ class Preconditioner:
         return lambda x: v @ ((top - rest)[:, None] * (v.T @ x)) + rest * x
 
 
-def class_weights(y: np.ndarray, n_present: int, balanced: bool) -> np.ndarray:
-    """Each row's weight: 1, or scikit-learn's 'balanced' n / (classes x rows of its class)."""
-    if not balanced:
-        return np.ones(len(y))
-    counts = np.bincount(y, minlength=n_present)
-    return (len(y) / (n_present * counts))[y]
-
-
 def objective(z: np.ndarray, y: np.ndarray, k: int, weight: np.ndarray, penalty: float):
     """(W (F, k), b (k,)) -> (value, gradient of W, gradient of b) of scikit-learn's objective,
     `y` in 0..k-1 (k = 1: the binary form, y in 0/1). Matrix products in z's precision, sums in
@@ -113,12 +105,14 @@ def fit(z: np.ndarray, y: np.ndarray, C: float, balanced: bool, tol: float, max_
     scikit-learn's (STOP_SHARE)."""
     from scipy import optimize
     from sklearn.exceptions import ConvergenceWarning
+    from sklearn.utils.class_weight import compute_class_weight
 
     classes, y_idx = np.unique(y, return_inverse=True)
     if len(classes) < 2:
         raise ValueError(f"logistic regression needs rows of at least 2 classes; got {len(classes)}")
     k = 1 if len(classes) == 2 else len(classes)
-    weight = class_weights(y_idx, len(classes), balanced)
+    weight = (compute_class_weight("balanced", classes=np.arange(len(classes)), y=y_idx)[y_idx] if balanced
+              else np.ones(len(y)))  # each row's: scikit-learn's 'balanced' is n / (classes x rows of the class)
     penalty = 1.0 / (C * weight.sum())
     f = objective(z, y_idx, k, weight, penalty)
     to_w = Preconditioner(z, weight).inverse_root(penalty)
