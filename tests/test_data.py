@@ -461,6 +461,22 @@ def test_headerless_shapes(tmp_path):
         read_table(p)
 
 
+def test_a_headerless_file_of_texts_cut_by_their_delimiter_is_an_error_not_half_texts(tmp_path):
+    """One column of texts, each holding one comma (or ';', or a tab) unquoted, reads as two
+    columns of phrases: taking either as the texts would drop half of every text."""
+    texts = ["Call me later, I am busy", "Win a free prize now, text WIN", "See you at 5, ok then"]
+    for name, delimiter in (("c.csv", ","), ("s.csv", ";"), ("t.tsv", "\t")):
+        p = write(tmp_path, name, "".join(t.replace(",", delimiter) + "\n" for t in texts))
+        for read in (iter_texts, read_table):
+            with pytest.raises(DataError, match=r"line 1: has two columns and no header, and neither holds labels"):
+                list(read(p))
+    # ids beside texts, and labels that recur, are read as before
+    assert list(iter_texts(write(tmp_path, "ids.csv", "1,Call me later\n2,Win a prize\n3,See you\n"))) == [
+        ["Call me later", "Win a prize", "See you"]]
+    assert list(iter_texts(write(tmp_path, "l.csv", "Call me later,not spam\nWin now,spam\nSee you,not spam\n"))) == [
+        ["Call me later", "Win now", "See you"]]
+
+
 def test_format_detection_and_errors(tmp_path):
     p = write(tmp_path, "SMSlike", "ham\thello\nspam\twin\n")
     assert data.detect_format(p) == "tsv"

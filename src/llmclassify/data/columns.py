@@ -144,6 +144,16 @@ def _headerless_columns(rows: Sequence[list[str]]) -> tuple[int, int]:
     return 1 - label, label
 
 
+def _holds_no_labels(rows: Sequence[list[str]], label: int) -> bool:
+    """Whether the `label` column that _headerless_columns picked holds phrases, not labels: on
+    three rows or more no value recurs and most hold a space inside. Then both columns are text,
+    and the likelier file is one column of texts, each cut in two by the delimiter it holds
+    ('Call me later, I am busy'): reading on would keep half of every text."""
+    values = [r[label].strip() for r in rows if len(r) > label]
+    return (len(values) >= 3 and len(set(values)) == len(values)
+            and 2 * sum(any(c.isspace() for c in v) for v in values) > len(values))
+
+
 def _is_header(first_row: list[str], text_column, label_column) -> bool:
     """Whether a CSV / TSV file's first row is its header by the names: a column was named, or
     a field is a well-known column name."""

@@ -36,6 +36,9 @@ Reading rules:
   Otherwise the file is headerless and must have one column (texts, unlabelled) or two; of two
   columns the label column is the one with fewer distinct values (ties: the one with shorter
   values, then the first), so both `label<TAB>text` (SMSSpamCollection) and `text,label` work.
+  Where that column holds no label (on three rows or more no value recurs and most are
+  phrases: columns._holds_no_labels), the file is more likely one column of texts each cut in
+  two by the delimiter it holds: an error, not half of every text.
   A two-column file's first row is its header after all when its label is no other row's while
   every other label recurs ('phrase,feeling' over rows of joy and sadness; logged; text-only
   reading judges on its sample of rows, so `predict` reads such a file as `train` does). A first
@@ -70,6 +73,7 @@ from .columns import (
     TEXT_JOIN,
     _header_by_labels,
     _headerless_columns,
+    _holds_no_labels,
     _is_header,
     _resolve_columns,
     _resolve_text_column,
@@ -494,6 +498,16 @@ def _headerless_records(path, fmt, opt: ReadOptions, first, rows_iter) -> Record
     sample = [first, *itertools.islice(rows_iter, n_more)]
     sample_rows = [r for _, r in sample]
     ti, li = (0, None) if ncols == 1 else _headerless_columns(sample_rows)
+    if li is not None and _holds_no_labels(sample_rows, li):
+        delimiter = "a tab" if fmt == "tsv" else f"'{_csv_delimiter(path, opt)}'"
+        raise DataError(
+            f"has two columns and no header, and neither holds labels (no value of column {li + 1} "
+            f"recurs, and most are phrases: '{row0[li].strip()[:40]}'); if each line is one text, "
+            f"quote the texts that hold {delimiter} or save them one per line as .txt; else add a header "
+            "naming the columns",
+            file=path,
+            line=line0,
+        )
     if li is not None and _header_by_labels(sample_rows, li):
         log.warning("%s: line %d ('%s') is read as the header: '%s' is no other row's label; name the "
                     "columns with --text-column and --label-column to say so", path, line0,
