@@ -257,11 +257,21 @@ def test_a_json_array_of_records_reads_like_its_jsonl_twin(tmp_path):
     assert data.detect_format(write(tmp_path, "noext", json.dumps(records))) == "json"
     assert data.detect_format(write(tmp_path, "pretty", json.dumps(records, indent=1))) == "json"
     assert data.detect_format(write(tmp_path, "note", "[URGENT] call now\n")) == "txt"
-    # pandas' default to_json(): one object of columns, each {index: value}; or a dict of lists
+    # pandas' to_json() orientations as pandas 2.3 writes them: columns (the default; or a dict of
+    # lists), index, split, table
     columns = {k: {str(i): r[k] for i, r in enumerate(records)} for k in ("text", "label")}
-    for name, obj in [("pd.json", columns), ("lists.json", {k: list(v.values()) for k, v in columns.items()})]:
+    split = {"columns": ["text", "label"], "index": [0, 1, 2], "data": [[r["text"], r["label"]] for r in records]}
+    table = {"schema": {"fields": [{"name": "index", "type": "integer"}, {"name": "text", "type": "string"},
+                                   {"name": "label", "type": "string"}], "primaryKey": ["index"]},
+             "data": [{"index": i, "text": r["text"], "label": r["label"]} for i, r in enumerate(records)]}
+    by_row = {str(i): {"text": r["text"], "label": r["label"]} for i, r in enumerate(records)}
+    unnamed = {str(i): {"words": r["text"], "tag": r["label"]} for i, r in enumerate(records)}  # more rows than columns
+    for name, obj in [("pd.json", columns), ("lists.json", {k: list(v.values()) for k, v in columns.items()}),
+                      ("split.json", split), ("table.json", table), ("index.json", by_row)]:
         t = read_table(write(tmp_path, name, json.dumps(obj)))
         assert (t.texts, t.labels, t.lines) == (jsonl.texts, jsonl.labels, [1, 2, 3])
+    t = read_table(write(tmp_path, "unnamed.json", json.dumps(unnamed)), text_column="words", label_column="tag")
+    assert (t.texts, t.labels) == (jsonl.texts, jsonl.labels)
     arr = write(tmp_path, "t.json", json.dumps([{"sentence": "a"}, {"sentence": "b"}]))
     assert list(iter_texts(arr)) == [["a", "b"]]
     for bad, match in [('[{"text": "a", "label": "x"},\n 7]', r"b\.json, line 2: expected an array of JSON objects"),

@@ -6,8 +6,9 @@ Reading rules:
 
 - Format from `fmt` or the extension: `.csv` CSV, `.tsv`/`.tab` TSV, `.jsonl`/`.ndjson` JSON
   lines, `.json` a JSON array of objects (or JSON lines, as `datasets` writes them, or one
-  object of columns, as pandas' `to_json()` does), `.parquet` Parquet (needs pyarrow), `.txt`
-  one text per line (unlabelled, for `iter_texts` only). Any other extension: sniffed from
+  object in any table orientation of pandas' `to_json`: columns, index, split, table),
+  `.parquet` Parquet (needs pyarrow), `.txt` one text per line (unlabelled, for
+  `iter_texts` only). Any other extension: sniffed from
   the first non-blank line (`{` -> JSONL, `[{` -> JSON, a tab -> TSV, a comma -> CSV,
   otherwise plain text). A gzip file (`data.csv.gz`) is read decompressed,
   its format that of the name without `.gz`; a ZIP archive (an `.xlsx` workbook) or an `.xls`

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import DataError, UserError
+from .columns import KNOWN_COLUMN_NAMES
 
 STDIN = "-"  # a path of "-" reads standard input (one text per line unless a format is given)
 
@@ -267,20 +268,51 @@ def _json_rows(path, encoding, stats: dict | None = None) -> Iterator[tuple[int,
 
 
 def _columns_or_lines(rows: Iterator[tuple[int, dict]], path) -> Iterator[tuple[int, dict]]:
-    """JSON lines as they are; or, when the file is one object whose every value is an object
-    or a list (pandas' `to_json()`: {"text": {"0": ..., "1": ...}, "label": {...}}; or a dict of
-    lists), its columns as rows, each row's "line" its number."""
+    """JSON lines as they are; or, when the file is one object that is a table as pandas'
+    `to_json` writes one (`_pandas_table`), its rows, each row's "line" its number."""
     first = next(rows, None)
     second = next(rows, None) if first is not None else None
-    columns = first[1] if first is not None and second is None else {}
-    if not columns or not all(isinstance(v, (dict, list)) for v in columns.values()):
+    table = _pandas_table(first[1]) if first is not None and second is None else None
+    if table is None:
         yield from (r for r in (first, second) if r is not None)
         yield from rows
         return
-    as_dicts = {k: v if isinstance(v, dict) else dict(enumerate(v)) for k, v in columns.items()}
+    yield from enumerate(table, 1)
+
+
+def _pandas_table(obj: dict) -> list[dict] | None:
+    """The rows of one JSON object in an orientation of pandas' `to_json`, or None: `columns`
+    (the default: {"text": {"0": ..., "1": ...}, "label": {...}}; or a dict of lists), `index`
+    ({"0": {"text": ..., "label": ...}, ...}), `split` ({"columns": [...], "index": [...],
+    "data": [[...], ...]}) and `table` ({"schema": {...}, "data": [{...}, ...]}, the index a
+    column beside the others)."""
+    data = obj.get("data")
+    if isinstance(data, list) and set(obj) in ({"schema", "data"}, {"columns", "data"}, {"columns", "index", "data"}):
+        if "schema" in obj and all(isinstance(r, dict) for r in data):
+            return data
+        if isinstance(obj.get("columns"), list) and all(isinstance(r, list) for r in data):
+            return [dict(zip(map(str, obj["columns"]), r)) for r in data]
+    if not obj or not all(isinstance(v, (dict, list)) for v in obj.values()):
+        return None
+    as_dicts = {k: v if isinstance(v, dict) else dict(enumerate(v)) for k, v in obj.items()}
+    if _keyed_by_row(as_dicts):
+        return list(as_dicts.values())
     index = list(dict.fromkeys(i for v in as_dicts.values() for i in v))  # pandas' index, in order
-    for n, i in enumerate(index, 1):
-        yield n, {k: v.get(i) for k, v in as_dicts.items()}
+    return [{k: v.get(i) for k, v in as_dicts.items()} for i in index]
+
+
+def _keyed_by_row(obj: dict[str, dict]) -> bool:
+    """Whether an object of objects is pandas' `index` orientation (rows of columns), not its
+    `columns` one (columns of rows): by where the well-known column names are, else by which
+    side is longer (a table has more rows than columns)."""
+    inner = {str(k) for v in obj.values() for k in v}
+
+    def named(keys) -> bool:
+        return any(str(k).strip().lower() in KNOWN_COLUMN_NAMES for k in keys)
+
+    if named(obj) != named(inner):
+        return named(inner)
+    return len(obj) > len(inner)
 
 
 def _skip_space(text: str, pos: int) -> int:
