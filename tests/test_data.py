@@ -322,7 +322,7 @@ def test_a_folder_of_class_folders_is_a_labelled_table(tmp_path):
         read_table(root)
     assert read_table(root, encoding="latin-1").texts[0] == "café"
     (root / "dataset_dict.json").write_text('{"splits": ["train", "test"]}')  # datasets' save_to_disk
-    with pytest.raises(DataError, match="corpus: is a Hugging Face datasets folder"):
+    with pytest.raises(DataError, match=r"corpus: is a Hugging Face datasets folder .* Dataset.to_parquet"):
         read_table(root)
     (tmp_path / "flat").mkdir()
     (tmp_path / "flat" / "a.txt").write_text("a text")
@@ -512,6 +512,49 @@ def test_parquet_without_pyarrow(tmp_path):
     else:
         with pytest.raises(DataError):
             read_table(p)
+
+
+def test_parquet_reads_like_its_jsonl_twin(tmp_path):
+    import pyarrow as pa  # the test extra installs it
+    import pyarrow.parquet as pq
+
+    records = [{"text": "hi, there", "label": "ham"}, {"text": None, "label": "spam"},
+               {"text": "WIN now", "label": "spam"}, {"text": "a\nb", "label": None}, {"text": "ok", "label": "ham"}]
+    jsonl = read_table(write(tmp_path, "d.jsonl", "".join(json.dumps(r) + "\n" for r in records)))
+    p = tmp_path / "d.parquet"
+    pq.write_table(pa.Table.from_pylist(records), p, row_group_size=2)  # rows read across batches
+    t = read_table(p)
+    assert (t.texts, t.labels, t.lines, t.skipped) == (jsonl.texts, jsonl.labels, jsonl.lines, jsonl.skipped)
+    assert list(iter_texts(p, chunk_size=2)) == [["hi, there", ""], ["WIN now", "a\nb"], ["ok"]]
+
+
+# What `datasets` 5.2.0 writes in a Parquet file's schema (Dataset.to_parquet, as the Hub's files):
+# a ClassLabel column, and a list of ClassLabels (multi-label).
+HF_FEATURES = {"text": {"dtype": "string", "_type": "Value"},
+               "label": {"names": ["negative", "positive"], "_type": "ClassLabel"},
+               "tags": {"feature": {"names": ["a", "b"], "_type": "ClassLabel"}, "_type": "List"}}
+
+
+def test_parquet_from_hugging_face_datasets_reads_the_class_label_names(tmp_path):
+    """Integer labels become the names the file declares; -1 (no label) is a row without one."""
+    import pyarrow as pa  # the test extra installs it
+    import pyarrow.parquet as pq
+
+    def parquet(name, labels, tags, features=HF_FEATURES):
+        table = pa.table({"text": [f"text {i}" for i in range(len(labels))], "label": labels, "tags": tags})
+        table = table.replace_schema_metadata({b"huggingface": json.dumps({"info": {"features": features}})})
+        pq.write_table(table, tmp_path / name)
+        return tmp_path / name
+
+    p = parquet("hf.parquet", [1, 0, -1, 1], [[0], [1, 0], [], [1]])
+    t = read_table(p)
+    assert (t.texts, t.labels, t.skipped["missing_label"]) == (["text 0", "text 1", "text 3"],
+                                                               ["positive", "negative", "positive"], 1)
+    assert read_table(p, label_column="tags").labels == [["a"], ["a", "b"], ["b"]]
+    plain = parquet("plain.parquet", [1, 0, 1], [[0], [1], [0]], features={})  # no names: the integers
+    assert read_table(plain).labels == ["1", "0", "1"]
+    with pytest.raises(DataError, match=r"bad\.parquet, line 2, field 'label': label 2 is past the 2 names"):
+        read_table(parquet("bad.parquet", [1, 2], [[0], [1]]))
 
 
 def test_unbalanced_quote_in_csv_is_an_error_or_one_row(tmp_path):

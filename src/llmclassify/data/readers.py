@@ -62,6 +62,7 @@ from __future__ import annotations
 import codecs
 import csv
 import itertools
+import json
 import logging
 import os
 from collections import Counter
@@ -312,7 +313,8 @@ def _folder_records(path, opt: ReadOptions) -> Records:
     root = Path(path)
     if any((root / name).is_file() for name in HF_DATASET_FILES):
         raise DataError("is a Hugging Face datasets folder (save_to_disk), not a folder of texts: write "
-                        "each split with Dataset.to_json('train.jsonl') and pass that file", file=path)
+                        "each split with Dataset.to_parquet('train.parquet') (it keeps the label names) "
+                        "and pass that file", file=path)
     if opt.labelled:
         classes = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
         if not classes:
@@ -352,7 +354,9 @@ def _import_pyarrow_parquet(path):
 
 
 def _parquet_records(path, opt: ReadOptions) -> Records:
-    """Parquet: read in record batches, only the needed columns; `line` is the row number."""
+    """Parquet: read in record batches, only the needed columns; `line` is the row number.
+    Integer labels of a column that a Hugging Face `datasets` file declares a ClassLabel (the
+    Hub's Parquet files) are read as its names (`class_label_names`)."""
     pq = _import_pyarrow_parquet(path)
     _check_file(path)
     try:
@@ -362,6 +366,7 @@ def _parquet_records(path, opt: ReadOptions) -> Records:
         raise DataError(f"cannot read Parquet: {e}", file=path) from None
     text_cols, label_col = _pick_columns(path, columns, opt)
     wanted = list(text_cols) + ([] if label_col is None else [label_col])
+    names = None if label_col is None else class_label_names(pf.schema_arrow.metadata, label_col, path)
 
     def rows():
         n = 0
@@ -370,9 +375,40 @@ def _parquet_records(path, opt: ReadOptions) -> Records:
             labels = batch.column(len(text_cols)).to_pylist() if label_col is not None else [None] * len(fields)
             for values, label in zip(fields, labels):
                 n += 1
-                yield n, _joined(list(values), path, n, text_cols), label
+                yield n, _joined(list(values), path, n, text_cols), label if names is None else names(label, n)
 
     return Records(columns, _text_name(text_cols), label_col, True, rows())
+
+
+HF_METADATA_KEY = b"huggingface"  # where `datasets` keeps a table's features in its Arrow schema
+
+
+def class_label_names(metadata: dict | None, column: str, path=None):
+    """For a label column that `datasets` declared a ClassLabel (or a list of them: multi-label)
+    in an Arrow schema's `metadata`, a function (value, line) -> its name(s): HF's -1 (no label,
+    as test splits without labels hold) is None, an integer outside the names a DataError. None
+    where the file declares no names for `column`."""
+    try:
+        feature = json.loads((metadata or {})[HF_METADATA_KEY])["info"]["features"][column]
+    except (KeyError, TypeError, ValueError):
+        return None
+    if isinstance(feature, dict) and feature.get("_type") in ("Sequence", "List", "LargeList"):
+        feature = feature.get("feature")
+    if not isinstance(feature, dict) or feature.get("_type") != "ClassLabel" or not feature.get("names"):
+        return None
+    names = [str(n) for n in feature["names"]]
+
+    def name(value, line: int):
+        if isinstance(value, list):
+            return [n for n in (name(v, line) for v in value) if n is not None]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            return None if value in (-1, None) else value
+        if value >= len(names):
+            raise DataError(f"label {value} is past the {len(names)} names the file declares for it",
+                            file=path, line=line, field=column)
+        return names[value]
+
+    return name
 
 
 def _delimited_rows(path, fmt: str, opt: ReadOptions):
