@@ -1,7 +1,7 @@
 """Smoke test of benchmarks/bench.py's code paths on the tiny model (seconds, no timings):
 HF parity, and the three training paths (reference-style loop, Hugging Face, ours) giving
-the same training trajectory when they see the same batches; and first_token.py's pooling
-against its definition."""
+the same training trajectory when they see the same batches; and the pooling variants of
+first_token.py, position_weighted.py and echo.py against their definitions."""
 
 from __future__ import annotations
 
@@ -101,6 +101,30 @@ def test_first_token_variant_leaves_each_sequences_first_real_token_out_of_the_m
         got = features.pool(hidden, mask, "mean")
         last = features.pool(hidden, mask, "last")
     want = torch.stack([hidden[0, 1:3].mean(0), hidden[1, 0], hidden[2, 3:].mean(0), hidden[3, 1:].mean(0)])
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(last, pool(hidden, mask, "last"))
+    assert features.pool is pool
+
+
+def test_position_weighted_variant_weights_each_real_token_by_its_rank():
+    """benchmarks/position_weighted.py's `weighted` pooling, against its definition (token k of
+    T real tokens weighted k / (1 + ... + T)): right and left padding, one token, `last`
+    unchanged, the rule's pooling restored."""
+    import torch
+
+    from llmclassify import features
+    from llmclassify.heads import pool
+
+    sys.path.insert(0, str(BENCH))
+    import position_weighted
+
+    hidden = torch.randn(3, 4, 2)
+    mask = torch.tensor([[1, 1, 1, 0], [0, 0, 1, 1], [1, 0, 0, 0]])
+    with position_weighted.mean_weighted_by_position():
+        got = features.pool(hidden, mask, "mean")
+        last = features.pool(hidden, mask, "last")
+    want = torch.stack([(1 * hidden[0, 0] + 2 * hidden[0, 1] + 3 * hidden[0, 2]) / 6,
+                        (1 * hidden[1, 2] + 2 * hidden[1, 3]) / 3, hidden[2, 0]])
     torch.testing.assert_close(got, want)
     torch.testing.assert_close(last, pool(hidden, mask, "last"))
     assert features.pool is pool
