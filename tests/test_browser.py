@@ -204,6 +204,9 @@ def test_model_line_shows_the_baseline_beside_the_run(page, clf):
     base_acc = clf.metrics["baseline"]["splits"]["test"]["accuracy"]
     assert f"test accuracy {100 * test_acc:.2f}%" in line
     assert f"TF-IDF baseline {100 * base_acc:.2f}%" in line
+    gap = clf.metrics["baseline"]["test_difference"]
+    assert (f"difference {gap['macro_f1_difference']:+.3f}, 95% interval {gap['interval'][0]:+.3f} to "
+            f"{gap['interval'][1]:+.3f}") in line
     assert f"recipe: {clf.spec.recipe}" in line
 
 

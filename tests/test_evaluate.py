@@ -152,3 +152,38 @@ def test_a_wide_confusion_matrix_is_numbered_then_summarised():
     assert len(listed) == TOP_CONFUSIONS
     assert listed[0] == f"  {names[3]} -> {names[4]}: 4"  # 4 texts: classes 3, 7, 11, ..., first by class
     assert [int(x.rsplit(": ", 1)[1]) for x in listed] == [4] * TOP_CONFUSIONS
+
+
+def test_paired_difference_is_the_macro_f1_gap_with_a_bootstrap_interval_over_the_same_texts():
+    """paired_difference: the point is compute_metrics's macro-F1 of one minus the other (a
+    class absent from the texts included); its interval is what resampling the texts with
+    replacement, the same draw for both, gives (checked against that loop); identical
+    predictions give 0 and p 1; McNemar's p is the exact binomial tail."""
+    import math
+
+    from llmclassify.evaluate import mcnemar_p, paired_difference
+
+    rng = np.random.default_rng(3)
+    n, c = 400, 4
+    y = rng.integers(0, c - 1, n)  # class 3 never occurs
+    a = np.where(rng.random(n) < 0.85, y, rng.integers(0, c, n))
+    b = np.where(rng.random(n) < 0.75, y, rng.integers(0, c, n))
+    names = [str(i) for i in range(c)]
+    d = paired_difference(y, a, b, c)
+    want = compute_metrics(y, a, label_names=names)["macro_f1"] - compute_metrics(y, b, label_names=names)["macro_f1"]
+    assert d["macro_f1_difference"] == pytest.approx(want, abs=1e-12)
+    assert d == paired_difference(y, a, b, c)  # seeded
+    naive = []
+    for _ in range(2000):
+        i = rng.integers(0, n, n)
+        naive.append(compute_metrics(y[i], a[i], label_names=names)["macro_f1"]
+                     - compute_metrics(y[i], b[i], label_names=names)["macro_f1"])
+    lo, hi = np.quantile(naive, [0.025, 0.975])
+    assert d["interval"][0] == pytest.approx(lo, abs=0.01) and d["interval"][1] == pytest.approx(hi, abs=0.01)
+    assert d["interval"][0] < want < d["interval"][1] and d["interval"][1] - d["interval"][0] > 0.05
+    assert (d["a_only_right"], d["b_only_right"]) == (int(np.sum((a == y) & (b != y))), int(np.sum((b == y) & (a != y))))
+    same = paired_difference(y, a, a, c)
+    assert (same["macro_f1_difference"], same["interval"], same["mcnemar_p"]) == (0.0, [0.0, 0.0], 1.0)
+    for k, m in ((0, 6), (4, 14), (9, 20)):
+        exact = 2 * sum(math.comb(m, i) for i in range(k + 1)) / 2**m
+        assert mcnemar_p(k, m - k) == pytest.approx(min(1.0, exact))

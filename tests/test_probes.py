@@ -402,6 +402,12 @@ def test_evaluate_reports_the_test_metrics_training_printed_with_a_tuned_thresho
     _, m = evaluate_run(run)
     for k in ("accuracy", "macro_f1", "balanced_accuracy", "confusion_matrix", "per_class"):
         assert m[k] == s["splits"]["test"][k]
+    # the gap to the baseline, text by text, is that of the figures reported, in train and evaluate
+    gap = s["baseline"]["test_difference"]
+    assert gap["macro_f1_difference"] == pytest.approx(
+        s["splits"]["test"]["macro_f1"] - s["baseline"]["splits"]["test"]["macro_f1"], abs=1e-12)
+    assert gap["n"] == s["splits"]["test"]["n"] and gap["interval"][0] <= gap["macro_f1_difference"] <= gap["interval"][1]
+    assert m["baseline_difference"] == gap
 
 
 @pytest.mark.parametrize("n_spam, tuned", [(40, True), (60, False)])

@@ -122,6 +122,11 @@ def cmd_train(a) -> int:
     if base:
         print(f"baseline (TF-IDF + logistic regression, same split): test accuracy {base['accuracy']:.4f}  "
               f"macro-F1 {base['macro_f1']:.4f}  balanced accuracy {base['balanced_accuracy']:.4f}")
+    difference = (summary.get("baseline") or {}).get("test_difference")
+    if difference:
+        from .evaluate import format_difference
+
+        print(format_difference(difference, "test"))
     print(f"run saved to {summary['run_dir']}")
     return 0
 
@@ -151,6 +156,10 @@ def cmd_evaluate(a) -> int:
                                  fmt=a.data_format, encoding=a.encoding)
     base = metrics.get("baseline")
     print(format_table({name: metrics}, baseline={name: base} if base else None))
+    if metrics.get("baseline_difference"):
+        from .evaluate import format_difference
+
+        print(format_difference(metrics["baseline_difference"], name))
     if a.json_out:
         from .checkpoint import atomic_write_json
 

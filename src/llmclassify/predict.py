@@ -470,8 +470,13 @@ def evaluate_run(run_dir, *, data: str | None = None, text_column=None, label_co
 
         y = multi_hot(y, len(clf.labels)).numpy()
     metrics = score(probs, y, clf.labels, multi_label=clf.multi_label, threshold=clf.decision_threshold())
-    if clf.baseline is not None and not clf.multi_label:  # the baseline on the same texts
-        metrics["baseline"] = score(clf.baseline.proba(texts), y, clf.labels)
+    if clf.baseline is not None and not clf.multi_label:  # the baseline on the same texts, and how far apart
+        from .evaluate import paired_difference
+
+        p_base = clf.baseline.proba(texts)
+        metrics["baseline"] = score(p_base, y, clf.labels)
+        metrics["baseline_difference"] = paired_difference(
+            y, decide(probs, threshold=clf.decision_threshold()), decide(p_base), len(clf.labels))
     metrics["truncated"] = int(sum(truncated))
     if metrics["truncated"]:
         log.warning("%s: %d of %d texts are longer than %d tokens and were truncated", where,

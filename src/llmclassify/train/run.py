@@ -25,7 +25,7 @@ from ..heads import SequenceClassifier
 from ..inputs import TEMPLATE_AUTO, apply_padding, encode_texts, label_question
 from ..model import Decoder
 from ..resume import STATE_FILE, GracefulStop, read_state
-from ..scoring import logit_metrics
+from ..scoring import decide, logit_metrics, probabilities
 from ..search import TIE
 from .config import SPLITS, TrainConfig, parse_padding
 from .finetune import Features, finetune_caches, fit_top, targets
@@ -492,12 +492,14 @@ def _report_and_save(run: Run, fitted: Fitted, base, feats: dict) -> dict:
                                 threshold=threshold) for s in SPLITS}
     if held_out and metrics["val"] is not None:
         metrics["val"]["held_out"] = "out-of-fold (the model was refitted on train + validation)"
+    test_pred = None if run.multi else decide(probabilities(fitted.logits["test"], temperature=temperature),
+                                              threshold=threshold)  # beside the baseline's, text by text
     n_train, n_total = count_parameters(fitted.clf)
     template, _, truncated = chosen_inputs(run, fitted)
     run.seconds["total"] = time.perf_counter() - run.t_start
     summary = {
         "splits": metrics,
-        "baseline": baseline_metrics(run, base),
+        "baseline": baseline_metrics(run, base, test_pred),
         "recipe": {"requested": cfg.recipe, "chosen": fitted.chosen, "candidates": fitted.candidates,
                    "refit_on": "train+val" if fitted.spec_fields["recipe"] != "finetune" else "train"},
         "best_epoch": fitted.best_epoch,

@@ -158,18 +158,26 @@ def refit_probe(run: Run, pick, pooled: dict, y_pool, base, report: list) -> Fit
                   chosen=pick.name, held_out_logits={"train": oof[:n_train], "val": oof[n_train:]})
 
 
-def baseline_metrics(run: Run, base) -> dict | None:
-    """The baseline scored on every split with the same scoring path as the run."""
+def baseline_metrics(run: Run, base, test_pred: np.ndarray | None = None) -> dict | None:
+    """The baseline scored on every split with the same scoring path as the run; given the
+    run's decisions on the test texts, `test_difference`: the run's test macro-F1 minus the
+    baseline's, with its paired bootstrap interval (evaluate.paired_difference)."""
     from .. import baseline
+    from ..evaluate import paired_difference
+    from ..scoring import decide
 
     if base is None:
         return None
-    splits = {s: score(ngram_proba(base, run, s), np.asarray(getattr(run.prep, s).labels), run.names)
-              for s in ("train", "test")}
+    p_test = ngram_proba(base, run, "test")
+    y_test = np.asarray(run.prep.test.labels)
+    splits = {"train": score(ngram_proba(base, run, "train"), np.asarray(run.prep.train.labels), run.names),
+              "test": score(p_test, y_test, run.names)}
     # refitted on train + validation: its validation figures are the out-of-fold ones
     splits["val"] = score(base["oof"][len(run.prep.train.labels):], np.asarray(run.prep.val.labels), run.names)
     out = {"name": baseline.NAME, "C": base["C"], "cv_macro_f1": base["cv_macro_f1"], "refit_on": "train+val",
            "seconds": run.seconds.get("baseline"), "splits": splits}
+    if test_pred is not None and len(y_test):
+        out["test_difference"] = paired_difference(y_test, test_pred, decide(p_test), len(run.names))
     if "partner" in base:  # what the hybrid averages in; its test figure only scored, as the baseline's
         partner = base["partner"]
         test = score(ngram_proba(partner, run, "test"), np.asarray(run.prep.test.labels), run.names)
