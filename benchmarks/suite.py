@@ -161,6 +161,8 @@ def run_record(metrics: dict, child: dict, command: str) -> dict:
                        for c in cands],
         "test_macro_f1": test["macro_f1"],
         "test_accuracy": test["accuracy"],
+        # the run's test macro-F1 minus the baseline's, its paired bootstrap interval and McNemar's p
+        "baseline_difference": (metrics.get("baseline") or {}).get("test_difference"),
         "val_macro_f1": val["macro_f1"],
         "truncated": metrics.get("truncated"),
         "max_length": metrics.get("max_length"),
@@ -230,6 +232,14 @@ def delta(entry: dict, recipe: str = "auto") -> float | None:
     return run["test_macro_f1"] - base["test_macro_f1"]
 
 
+def _interval(run: dict) -> str:
+    """The gap's 95% paired bootstrap interval and McNemar's p, where the run recorded them."""
+    d = run.get("baseline_difference")
+    if not d:
+        return ""
+    return f"; 95% {d['interval'][0]:+.4f} to {d['interval'][1]:+.4f}, p {d['mcnemar_p']:.2g}"
+
+
 def markdown(report: dict) -> str:
     """The suite's tables: data sets, one summary row per data set, one row per run."""
     recipes = [r for r in RECIPES if any(r in e.get("runs", {}) for e in report["datasets"].values())]
@@ -259,7 +269,7 @@ def markdown(report: dict) -> str:
         cells = []
         for r in recipes:
             run = e.get("runs", {}).get(r)
-            gain = f" ({_f(delta(e, r), '{:+.4f}')})" if r in SEARCHES and run and "error" not in run else ""
+            gain = f" ({_f(delta(e, r), '{:+.4f}')}{_interval(run)})" if r in SEARCHES and run and "error" not in run else ""
             cells.append("failed" if run and "error" in run else
                          f"{_f(run and run['test_macro_f1'])} / {_f(run and run['test_accuracy'])}{gain}")
         b = e.get("baseline")

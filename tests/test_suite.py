@@ -281,6 +281,7 @@ def test_records_and_tables_from_metrics_json(mods):
              {"name": "finetune last-block, last token", "kind": "finetune", "cv_macro_f1": None}]
     child = {"rc": 0, "wall_s": 12.5, "cpu_s": 20.0, "peak_rss_mib": 1234.0}
     auto_m = json.loads(json.dumps(_metrics(0.95, 0.96, "hybrid mean@16 + TF-IDF", cands, base_f1=0.90)))
+    auto_m["baseline"]["test_difference"] = {"macro_f1_difference": 0.05, "interval": [-0.0125, 0.1], "mcnemar_p": 0.5}
     auto = suite.run_record(auto_m, child, "llmclassify train ...")
     assert auto["chosen_kind"] == "hybrid" and auto["cv_macro_f1_best_probe"] == 0.91
     assert auto["splits"] == {"train": 14, "val": 2, "test": 4} and auto["peak_rss_mib"] == 1234.0
@@ -298,7 +299,8 @@ def test_records_and_tables_from_metrics_json(mods):
                                            "baseline": None, "data": entry["data"]}}}
     md = suite.markdown(report)
     row = next(line for line in md.splitlines() if line.startswith("| movie-reviews | 0.9500"))
-    assert "0.9500 / 0.9600 (+0.0500) | 0.8000 / 0.8200 | 0.9000 / 0.8500 |" in row  # finetune: no difference
+    assert ("0.9500 / 0.9600 (+0.0500; 95% -0.0125 to +0.1000, p 0.5) | 0.8000 / 0.8200 | 0.9000 / 0.8500 |"
+            in row)  # finetune: no difference
     assert row.endswith("| auto: hybrid (hybrid mean@16 + TF-IDF) |")
     assert "| rt-polarity | failed | - / - | - / - | - |" in md  # a failed run and no baseline
     assert "1,500, --max-train 14" in md and "870" in md and "88.0%" in md and "14 / 2 / 4" in md
