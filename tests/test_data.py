@@ -851,6 +851,30 @@ def test_prepare_undersample_train_only():
     assert p.report["splits"]["test"] == {"a": 80, "b": 20}
 
 
+def test_max_texts_splits_a_stratified_sample_that_keeps_every_class_splittable():
+    """--max-texts: about N texts, every class its share and at least one text per split, the
+    same sample for the same seed; a test file stays whole; single-label only."""
+    texts = [f"t{i}" for i in range(1000)]
+    t = make_table(texts, ["a"] * 800 + ["b"] * 195 + ["c"] * 5)
+    p = prepare(t, seed=7, max_texts=100)
+    assert p.report["sampled"] == {"from": 1000, "to": 102}  # 'c': 0.5 of a share, topped up to 3
+    counts = {c: sum(p.report["splits"][s][c] for s in ("train", "val", "test")) for c in "abc"}
+    assert counts == {"a": 79, "b": 20, "c": 3} and all(p.report["splits"][s]["c"] == 1 for s in ("train", "val", "test"))
+    assert prepare(t, seed=7, max_texts=100).train.texts == p.train.texts
+    assert prepare(t, seed=8, max_texts=100).train.texts != p.train.texts
+    assert set(p.train.texts + p.val.texts + p.test.texts) < set(texts)
+    assert prepare(t, max_texts=1000).report["sampled"] is None  # no more texts than asked: all of them
+    test = make_table(["u1", "u2", "u3"], ["a", "b", "c"])
+    q = prepare(t, max_texts=100, test_table=test)
+    assert q.test.texts == ["u1", "u2", "u3"] and len(q.train) + len(q.val) == 101  # "c": one per split, 2
+    with pytest.raises(UserError, match="--max-texts must be a positive number"):
+        prepare(t, max_texts=0)
+    multi = make_table(texts[:60], [["x"], ["y"], ["x", "y"]] * 20)
+    multi.multi_label = True
+    with pytest.raises(UserError, match="--max-texts is not supported for multi-label"):
+        prepare(multi, max_texts=30)
+
+
 def test_prepare_multi_label():
     labels = [["x"], ["y"], ["x", "y"]] * 20
     t = make_table([f"t{i}" for i in range(60)], labels)

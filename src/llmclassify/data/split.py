@@ -98,6 +98,7 @@ def prepare(
     balance: str = "none",
     min_per_class: int | None = None,
     test_table: Table | None = None,
+    max_texts: int | None = None,
 ) -> Prepared:
     """Clean and split a table: conflicts, duplicates, label map, stratified split, balancing.
 
@@ -115,20 +116,27 @@ def prepare(
       be trained and measured: single-label, it is left out (its rows with it), with a warning
       naming it, as AutoGluon does with a label too rare to split (multi-label: an error naming
       it). A table with one class left is an error.
+    - `max_texts` (`--max-texts`): where more texts than that remain after the above, a
+      stratified sample of that many is split instead (`_sample`): every class keeps its share
+      and at least what one text per split needs; single-label only. With `test_table` it
+      samples `table` (train and validation) and the test file stays whole.
     - `test_table` (a file of its own, `--test-data`) is the test split as it is, cleaned by the
       same rule; `table` then gives train and validation only, in the ratio of the split's first
       two fractions, less (with `dedupe`) any text that is also a test text. A test label that
       `table` lacks is an error naming the file.
 
     `report` holds rows_read, skipped, conflicting_texts, conflicting_rows_removed,
-    duplicates_removed, rows_used, class_counts, splits (per-class counts per split), balance
-    and undersampled ({"before": ..., "after": ...} of train, or None); with `test_table`, also
+    duplicates_removed, sampled ({"from": ..., "to": ...} texts, or None), rows_used,
+    class_counts, splits (per-class counts per split), balance and undersampled ({"before":
+    ..., "after": ...} of train, or None); with `test_table`, also
     test_source, test_rows_read, test_duplicates_removed, test_conflicting_rows_removed and
     test_texts_removed_from_training.
     """
     fracs = parse_split(split) if isinstance(split, str) else parse_split(list(split))
     if balance not in ("none", "undersample"):
         raise UserError(f"unknown balance '{balance}' (choose none or undersample)")
+    if max_texts is not None and max_texts < 1:
+        raise UserError(f"--max-texts must be a positive number of texts, got {max_texts}")
     test_texts: set[str] = set()
     if test_table is not None:
         fracs = (fracs[0] / (fracs[0] + fracs[1]), fracs[1] / (fracs[0] + fracs[1]), 0.0)
@@ -138,6 +146,14 @@ def prepare(
     in_test = [i for i in keep if table.texts[i] in test_texts] if test_texts else []
     if in_test:  # a test text in training inflates the test figures: the test file keeps it
         keep = [i for i in keep if table.texts[i] not in test_texts]
+    rng = np.random.default_rng(seed)  # one generator: the sample, the split, then the undersampling
+    sampled = None
+    if max_texts is not None and len(keep) > max_texts:
+        if table.multi_label:
+            raise UserError("--max-texts is not supported for multi-label data")
+        sampled = {"from": len(keep)}
+        keep = _sample(table, keep, max_texts, _texts_needed(fracs, min_per_class), rng)
+        sampled["to"] = len(keep)
     kept_labels = [table.labels[i] for i in keep]
     class_counts: Counter = Counter()  # rows per class (per label, multi-label)
     for lab in kept_labels:
@@ -153,7 +169,6 @@ def prepare(
                     "" if len(left_out) == 1 else "es", why, _named(left_out), "it" if len(left_out) == 1 else "them")
 
     ids = label_map.encode(kept_labels)
-    rng = np.random.default_rng(seed)  # one generator: the split, then the undersampling
     parts = _stratified_parts(ids, fracs, rng, table.multi_label)
     undersampled = None
     if balance == "undersample":
@@ -180,6 +195,7 @@ def prepare(
         "conflicting_texts": n_conflicting,
         "conflicting_rows_removed": conflict_rows,
         "duplicates_removed": duplicates,
+        "sampled": sampled,
         "rows_used": len(keep),
         "class_counts": {n: class_counts[n] for n in label_map.names},
         "split": list(fracs),
@@ -250,13 +266,35 @@ LEFT_OUT_MAX = 0.1
 LEFT_OUT_SHOWN = 10  # classes a message names of those left out (the report holds every one)
 
 
+def _texts_needed(fracs, min_per_class: int | None) -> int:
+    """The texts a class needs to be trained and measured: `min_per_class`, by default one per
+    non-empty split."""
+    return sum(f > 0 for f in fracs) if min_per_class is None else int(min_per_class)
+
+
+def _sample(table: Table, keep: list[int], n_max: int, need: int, rng) -> list[int]:
+    """A stratified sample of about `n_max` of the rows `keep` (positions in `table`), in the
+    file's order: each class its share (largest remainder), and at least `need` rows (or all it
+    has) so that it can still be split; so a little over `n_max` where rare classes are topped up."""
+    by_class: dict = defaultdict(list)
+    for i in keep:
+        by_class[table.labels[i]].append(i)
+    names = sorted(by_class)
+    shares = _allocate(n_max, [len(by_class[c]) / len(keep) for c in names])
+    chosen: list[int] = []
+    for c, share in zip(names, shares):
+        rows = by_class[c]
+        chosen += [rows[j] for j in rng.choice(len(rows), size=min(len(rows), max(share, need)), replace=False)]
+    return sorted(chosen)
+
+
 def _too_small(table: Table, counts: Counter, n_rows: int, fracs, dedupe: bool, min_per_class: int | None
                ) -> tuple[dict[str, int], str]:
     """({class: rows}, why) of the classes with fewer rows than `min_per_class` (default: one
     per non-empty split), which a single-label table leaves out while they hold at most
     LEFT_OUT_MAX of its rows (past it an error asks whether the label column is one); in a
     multi-label table (a text holds several labels) an error naming the first."""
-    need = sum(f > 0 for f in fracs) if min_per_class is None else int(min_per_class)
+    need = _texts_needed(fracs, min_per_class)
     small = {name: counts[name] for name in sorted(counts, key=lambda n: (counts[n], n)) if counts[name] < need}
     if not small:
         return {}, ""

@@ -120,6 +120,9 @@ class TrainConfig:
     dedupe: bool = option(True, "keep exact duplicate texts (they leak test texts into training)",
                           flags=("--no-dedupe",), const=False)
     balance: str = option("none", "undersample: undersample the training split only", choices=("none", "undersample"))
+    max_texts: int | None = option(None, "split a stratified sample of this many texts of --data (after duplicates are "
+                                   "removed; every class keeps its share): a first run on a large data set in minutes", type=int,
+                                   metavar="N")
     split_method: str = option("stratified")  # stratified | reference (the book's exact split; --preset reference)
     label_sep: str | None = option(None, "multi-label: the separator between a text's labels, e.g. '|' "
                                    "(JSONL label lists need none)")

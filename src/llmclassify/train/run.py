@@ -70,6 +70,8 @@ def describe_report(r: dict) -> str:
              + (f" (text: {r['text_column']})" if " + " in (r.get("text_column") or "") else "")]
     if r.get("duplicates_removed"):
         parts.append(f"{r['duplicates_removed']} exact duplicates removed")
+    if r.get("sampled"):
+        parts.append(f"a stratified sample of {r['sampled']['to']} of {r['sampled']['from']} texts (--max-texts)")
     if r.get("conflicting_texts"):
         parts.append(f"{r['conflicting_texts']} texts with conflicting labels dropped "
                      f"({r.get('conflicting_rows_removed', '?')} rows)")
@@ -112,7 +114,7 @@ def _prepare_data(cfg: TrainConfig):
     if reference:
         return data.reference_split(table, seed=cfg.seed)
     return data.prepare(table, split=cfg.split, seed=cfg.seed, dedupe=cfg.dedupe, balance=cfg.balance,
-                        test_table=read(cfg.test_data) if cfg.test_data else None)
+                        test_table=read(cfg.test_data) if cfg.test_data else None, max_texts=cfg.max_texts)
 
 
 def default_output_dir(cfg: TrainConfig) -> str:
