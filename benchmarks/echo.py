@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from probe_candidates import add_row, data_label, pooled_features, start, write_report
-from search_variants import pass_cells, pass_picks, stage_on_each_pass
+from search_variants import mean_changes, pass_cells, pass_picks, stage_on_each_pass
 
 
 @contextlib.contextmanager
@@ -73,10 +73,7 @@ def main(argv=None) -> int:
     for r in rows:
         s = r["seconds"]
         md.append(f"| {r['data']} | " + " | ".join(pass_cells(r)) + f" | {s['rule'] or 0:.0f} / {s['echo'] or 0:.0f} |")
-    for part in ("pick", "llm"):
-        diffs = [r["runs"]["echo"][part]["test"] - r["runs"]["rule"][part]["test"] for r in rows]
-        md += ["", f"Mean change of the {'pick' if part == 'pick' else 'LLM-only answer'}'s test macro-F1: "
-               f"{sum(diffs) / len(diffs):+.4f} over {len(diffs)} splits."]
+    md += mean_changes(rows, "rule", "echo")
     md += pass_picks(rows)
     write_report(Path(a.out), md, rows)
     return 0

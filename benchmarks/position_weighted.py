@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 from probe_candidates import add_row, data_label, pooled_features, start, write_report
-from search_variants import pass_cells, pass_picks, stage_on_each_pass
+from search_variants import mean_changes, pass_cells, pass_picks, stage_on_each_pass
 
 
 def position_weighted_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -70,9 +70,7 @@ def main(argv=None) -> int:
           "| data | mean: pick | weighted: pick | mean: LLM-only | weighted: LLM-only | TF-IDF |",
           "|---|---|---|---|---|---|"]
     md += [f"| {r['data']} | " + " | ".join(pass_cells(r)) + " |" for r in rows]
-    for part, what in (("pick", "pick"), ("llm", "LLM-only answer")):
-        diffs = [r["runs"]["weighted"][part]["test"] - r["runs"]["mean"][part]["test"] for r in rows]
-        md += ["", f"Mean change of the {what}'s test macro-F1: {sum(diffs) / len(diffs):+.4f} over {len(diffs)} splits."]
+    md += mean_changes(rows, "mean", "weighted")
     md += pass_picks(rows)
     write_report(Path(a.out), md, rows)
     return 0

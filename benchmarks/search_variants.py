@@ -233,6 +233,17 @@ def pass_picks(rows: list[dict]) -> list[str]:
                                  for r in rows for name, x in r["runs"].items()]
 
 
+def mean_changes(rows: list[dict], rule: str, variant: str) -> list[str]:
+    """Markdown lines: the mean change, `variant`'s pass against `rule`'s, of the pick's and of
+    the LLM-only answer's test macro-F1 over stage_on_each_pass rows."""
+    lines = []
+    for part, what in (("pick", "pick"), ("llm", "LLM-only answer")):
+        diffs = [r["runs"][variant][part]["test"] - r["runs"][rule][part]["test"] for r in rows]
+        lines += ["", f"Mean change of the {what}'s test macro-F1: {sum(diffs) / len(diffs):+.4f} over {len(diffs)} "
+                  "splits."]
+    return lines
+
+
 def score_of(p_test, y_test, names) -> float:
     from llmclassify.scoring import score
 
