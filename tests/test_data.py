@@ -257,7 +257,7 @@ def test_a_json_array_of_records_reads_like_its_jsonl_twin(tmp_path):
     assert data.detect_format(write(tmp_path, "noext", json.dumps(records))) == "json"
     assert data.detect_format(write(tmp_path, "pretty", json.dumps(records, indent=1))) == "json"
     assert data.detect_format(write(tmp_path, "note", "[URGENT] call now\n")) == "txt"
-    # pandas' to_json() orientations as pandas 2.3 writes them: columns (the default; or a dict of
+    # pandas' to_json() orientations as pandas 3.1 writes them: columns (the default; or a dict of
     # lists), index, split, table
     columns = {k: {str(i): r[k] for i, r in enumerate(records)} for k in ("text", "label")}
     split = {"columns": ["text", "label"], "index": [0, 1, 2], "data": [[r["text"], r["label"]] for r in records]}
