@@ -272,6 +272,8 @@ def test_a_json_array_of_records_reads_like_its_jsonl_twin(tmp_path):
         assert (t.texts, t.labels, t.lines) == (jsonl.texts, jsonl.labels, [1, 2, 3])
     t = read_table(write(tmp_path, "unnamed.json", json.dumps(unnamed)), text_column="words", label_column="tag")
     assert (t.texts, t.labels) == (jsonl.texts, jsonl.labels)
+    one_row = {"words": ["hi there"], "tag": ["x"], "id": [1]}  # lists are always columns, however few rows
+    assert list(iter_texts(write(tmp_path, "one.json", json.dumps(one_row)), text_column="words")) == [["hi there"]]
     arr = write(tmp_path, "t.json", json.dumps([{"sentence": "a"}, {"sentence": "b"}]))
     assert list(iter_texts(arr)) == [["a", "b"]]
     for bad, match in [('[{"text": "a", "label": "x"},\n 7]', r"b\.json, line 2: expected an array of JSON objects"),

@@ -295,7 +295,7 @@ def _pandas_table(obj: dict) -> list[dict] | None:
     if not obj or not all(isinstance(v, (dict, list)) for v in obj.values()):
         return None
     as_dicts = {k: v if isinstance(v, dict) else dict(enumerate(v)) for k, v in obj.items()}
-    if _keyed_by_row(as_dicts):
+    if all(isinstance(v, dict) for v in obj.values()) and _keyed_by_row(as_dicts):  # lists are columns
         return list(as_dicts.values())
     index = list(dict.fromkeys(i for v in as_dicts.values() for i in v))  # pandas' index, in order
     return [{k: v.get(i) for k, v in as_dicts.items()} for i in index]
