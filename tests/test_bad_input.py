@@ -360,12 +360,12 @@ def test_predict_records_holds_one_chunk_at_a_time(tiny_run):
         nonlocal pulled
         for i in range(1, 2001):
             pulled += 1
-            yield i, f"text {i}"
+            yield i, f"text {i}", {"id": i}
 
     report = StreamReport()
-    for line, _pred in clf.predict_records(source(), report=report, chunk=100):
+    for line, kept, _pred in clf.predict_records(source(), report=report, chunk=100):
         yielded += 1
-        assert line == yielded
+        assert line == yielded and kept == {"id": line}
         lead = max(lead, pulled - yielded)
     assert yielded == report.rows == 2000 and lead < 100
 

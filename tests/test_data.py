@@ -195,7 +195,7 @@ def test_a_tsv_quoted_by_csv_rules_is_read_by_them(tmp_path):
     t = read_table(p)
     assert t.texts == ["first line\nsecond line", "plain one", 'has "quotes" inside', "tab\there"]
     assert t.labels == ["a", "b", "a", "b"] and t.lines == [2, 4, 5, 6]
-    assert [x for chunk in data.iter_records(p) for _, x in chunk] == t.texts  # predict reads it so too
+    assert [x for chunk in data.iter_records(p) for _, x, _ in chunk] == t.texts  # predict reads it so too
     with pytest.raises(DataError, match="line 6: expected 2 fields, found 3"):  # quoting off, as asked
         read_table(p, quoting=False)
     # a quote that closes after a run of rows is raw text, not a quoted field
@@ -441,7 +441,7 @@ def test_a_title_column_is_read_above_the_text_and_text_columns_may_be_named_tog
     t = read_table(p)
     assert t.texts == ["Wall St rallies\nStocks rose, sharply", "The home side won"]  # a blank title: the text alone
     assert t.text_column == "title + description"
-    assert [x for chunk in data.iter_records(p) for _, x in chunk] == t.texts  # predict reads it so too
+    assert [x for chunk in data.iter_records(p) for _, x, _ in chunk] == t.texts  # predict reads it so too
     assert read_table(p, text_column="description").texts == ["Stocks rose, sharply", "The home side won"]
     assert read_table(p, text_column="description,title").texts[0] == "Stocks rose, sharply\nWall St rallies"
     assert read_table(p, text_column="title").texts == ["Wall St rallies"]  # a blank text is skipped
@@ -940,3 +940,18 @@ def test_random_text_never_crashes(tmp_path, content, fmt, quoting):
             assert all(isinstance(x, str) for x in chunk)
     except UserError:
         pass
+
+
+def test_text_only_reading_keeps_the_id_columns_or_the_columns_named():
+    """Which input columns `predict` carries beside each text: by default those whose one-word
+    name holds id (or uid, guid, uuid) as a word, never a text column; `keep` names others."""
+    from llmclassify.data.columns import _kept_columns
+
+    cols = ["Tweet-ID", "text", "valid", "idea", "video_id", "user uuid", "label"]
+    assert _kept_columns("f.csv", cols, None, ("text",)) == ("Tweet-ID", "video_id")
+    assert _kept_columns("f.csv", ["id", "text"], None, ("id",)) == ()  # the text column itself is not kept
+    assert _kept_columns("f.csv", cols, "none", ("text",)) == ()
+    assert _kept_columns("f.csv", cols, "LABEL, idea,label", ("text",)) == ("label", "idea")
+    assert _kept_columns("f.csv", ["a,b", "text"], "a,b", ("text",)) == ("a,b",)
+    with pytest.raises(DataError, match="no column 'vid'"):
+        _kept_columns("f.csv", cols, "vid", ("text",))

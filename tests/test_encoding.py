@@ -52,7 +52,7 @@ def test_cp1252_and_utf16(tmp_path):
     txt = tmp_path / "u16.txt"
     txt.write_bytes("one\n\ntwo\n".encode("utf-16-le"))
     stats: dict = {}
-    assert list(iter_records(txt, encoding="utf-16-le", stats=stats)) == [[(1, "one"), (3, "two")]]
+    assert list(iter_records(txt, encoding="utf-16-le", stats=stats)) == [[(1, "one", {}), (3, "two", {})]]
     assert stats == {"blank_lines": 1}
 
 

@@ -379,6 +379,52 @@ def test_a_folder_trains_and_its_files_are_named_beside_their_predictions(tiny_m
                                                                   enumerate(zip(spam, printed), 1)]
 
 
+def test_predictions_carry_the_input_id_column_and_the_columns_asked_for(tiny_run, tmp_path, capsys):
+    """`predict` copies an input's id column beside each prediction (a submission file's
+    `id,label`), in every output form and format; `--keep` names other columns (a labelled file's
+    true label comes out as input_label beside the predicted label) or none; a column that is not
+    there, or a file without a header, is a one-line error before the model loads."""
+    import pyarrow as pa  # the test extra installs it
+    import pyarrow.parquet as pq
+
+    texts = ["win a free prize now", "see you at lunch", "call to claim your cash", "ok thanks"]
+    ids = [907, 3, 55, 12]  # not the row order: the id must come from the row, not be counted
+    csv_in = tmp_path / "in.csv"
+    csv_in.write_text("doc_id,text,label\n" + "".join(f'{i},"{t}",ham\n' for i, t in zip(ids, texts)))
+    jsonl_in = tmp_path / "in.jsonl"
+    jsonl_in.write_text("".join(json.dumps({"text": t, "ID": i}) + "\n" for i, t in zip(ids, texts)))
+    parquet_in = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"uid": ids, "sentence": texts}), parquet_in)
+
+    def predicted(*args) -> list:
+        capsys.readouterr()
+        assert main(["predict", str(tiny_run), *args]) == 0
+        return capsys.readouterr().out.strip().splitlines()
+
+    labels = [line.split("\t")[0] for line in predicted(*texts)]
+    assert predicted("-i", str(csv_in)) == [f"{i}\t{line}" for i, line in zip(ids, predicted(*texts))]
+    for src, column in ((csv_in, "doc_id"), (jsonl_in, "ID"), (parquet_in, "uid")):
+        out = tmp_path / f"{src.stem}-{src.suffix[1:]}.jsonl"
+        predicted("-i", str(src), "-o", str(out))
+        rows = [json.loads(x) for x in out.read_text().splitlines()]
+        assert [list(r)[:3] for r in rows] == [["line", column, "label"]] * 4
+        want = [str(i) for i in ids] if src is csv_in else ids  # as the file holds them
+        assert [(r[column], r["label"]) for r in rows] == list(zip(want, labels))
+    table = tmp_path / "out.csv"
+    predicted("-i", str(csv_in), "--keep", "label,doc_id", "-o", str(table))
+    header, *rows = [r.split(",") for r in table.read_text().splitlines()]
+    assert header[:4] == ["line", "input_label", "doc_id", "label"]
+    assert [r[:4] for r in rows] == [[str(n), "ham", str(i), lab] for n, i, lab in zip(range(2, 6), ids, labels)]
+    assert predicted("-i", str(csv_in), "--keep", "none") == predicted(*texts)
+    (tmp_path / "in.txt").write_text("\n".join(texts) + "\n")
+    for args, message in ((["-i", str(csv_in), "--keep", "doc-id"], "no column 'doc-id'; did you mean 'doc_id'?"),
+                          (["-i", str(tmp_path / "in.txt"), "--keep", "id"], "has no header row, so no column 'id'")):
+        capsys.readouterr()
+        assert main(["predict", str(tmp_path / "no-such-run"), *args]) == 2  # the input's error comes first
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+
+
 def test_int8_prediction_quantizes_every_linear_and_keeps_labels(tiny_run):
     """`--quantize int8`: every Linear of the loaded run (head included) becomes an int8 one
     (precision.Int8Linear), and the labels stay those of float32 on nearly every text."""

@@ -54,7 +54,8 @@ def _read_everything(p: Path, fmt) -> None:
     try:
         for chunk in iter_records(p, fmt=fmt, chunk_size=4):
             assert 0 < len(chunk) <= 4
-            assert all(isinstance(line, int) and isinstance(text, str) for line, text in chunk)
+            assert all(isinstance(line, int) and isinstance(text, str) and isinstance(kept, dict)
+                       for line, text, kept in chunk)
     except UserError:
         pass
 

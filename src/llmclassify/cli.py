@@ -193,8 +193,11 @@ def add_predict(sub) -> None:
     p.add_argument("--format", dest="data_format", choices=DATA_FORMATS)
     p.add_argument("--encoding", default="utf-8", help="text encoding of the file: utf-8 (default), latin-1, cp1252, utf-16, ...")
     p.add_argument("--output", "-o", help="write the predictions here, one row per input row with its input "
-                                          "line: a table with a column per class's probability where the name "
-                                          "ends .csv or .tsv, else JSON lines (default: print)")
+                                          "line and kept columns: a table with a column per class's probability "
+                                          "where the name ends .csv or .tsv, else JSON lines (default: print)")
+    p.add_argument("--keep", metavar="COLUMNS",
+                   help="input columns to copy beside each prediction: one, or several with commas (id,date), "
+                        "or none (default: the id columns, such as id or doc_id, and a folder's file names)")
     p.add_argument("--threshold", type=_probability,
                    help="two classes: probability of the second label needed to pick it")
     p.add_argument("--batch-size", type=_positive_int, default=32)
@@ -225,24 +228,19 @@ def _predict(a, main: bool = True, shared: bool = False) -> int:
         from .checkpoint import check_output_file
 
         check_output_file(Path(a.output))
-    files = None  # a folder's files, row n the n-th: named in the output beside their predictions
-    if a.input and a.input != "-":
-        from .data import FOLDER, detect_format, folder_files
-
-        # a missing or unreadable file fails before the model loads
-        if detect_format(a.input, a.data_format, a.encoding) == FOLDER:
-            files = [str(f.relative_to(a.input)) for f in folder_files(a.input)]
-    clf = open_classifier(a.run, dtype=a.dtype, quantize=a.quantize)
     stats: dict = {}
     if a.input:
         from itertools import chain
 
         from .data import iter_records
 
-        records = chain.from_iterable(iter_records(a.input, text_column=a.text_column, fmt=a.data_format,
-                                                   stats=stats, encoding=a.encoding))
+        chunks = iter_records(a.input, text_column=a.text_column, fmt=a.data_format, stats=stats,
+                              encoding=a.encoding, keep=a.keep)
+        first = next(chunks, [])  # a missing file, or a column not there, fails before the model loads
+        records = chain(first, chain.from_iterable(chunks))
     else:
-        records = enumerate(a.texts, 1)
+        records = ((line, text, {}) for line, text in enumerate(a.texts, 1))
+    clf = open_classifier(a.run, dtype=a.dtype, quantize=a.quantize)
     report = StreamReport()
     preds = clf.predict_records(records, report=report, threshold=a.threshold, batch_size=a.batch_size)
     if not main:
@@ -252,11 +250,11 @@ def _predict(a, main: bool = True, shared: bool = False) -> int:
     if a.output:
         from .predict import write_predictions
 
-        n = write_predictions(Path(a.output), preds, files)
+        n = write_predictions(Path(a.output), preds)
         print(f"wrote {n} predictions to {a.output}")
     else:
-        for line, pr in preds:
-            print((f"{files[line - 1]}\t" if files else "") + f"{pr.label}\t{printed_probabilities(pr.probabilities)}"
+        for line, kept, pr in preds:
+            print("".join(f"{v}\t" for v in kept.values()) + f"{pr.label}\t{printed_probabilities(pr.probabilities)}"
                   + ("\t(truncated)" if pr.truncated else ""))
     src = (a.input if a.input != "-" else "<stdin>") if a.input else "arguments"
     if stats.get("blank_lines"):

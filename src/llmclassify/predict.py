@@ -213,29 +213,30 @@ class Predictor:
 
         yield from distributed.sharded_map(lambda buf: self.predict(buf, **kw), texts, chunk)
 
-    def predict_records(self, records: Iterable[tuple[int, str]], *, report: StreamReport | None = None,
-                        chunk: int = 1024, **kw) -> Iterator[tuple[int, Prediction]]:
-        """`predict_stream` over `(line, text)` pairs (as `data.iter_records` gives them), yielding
-        `(line, prediction)` in order and counting truncated and empty texts into `report`. An
-        empty text is scored as the pad token alone; the count lets the caller say so."""
+    def predict_records(self, records: Iterable[tuple[int, str, dict]], *, report: StreamReport | None = None,
+                        chunk: int = 1024, **kw) -> Iterator[tuple[int, dict, Prediction]]:
+        """`predict_stream` over `(line, text, kept columns)` records (as `data.iter_records`
+        gives them), yielding `(line, kept columns, prediction)` in order and counting truncated
+        and empty texts into `report`. An empty text is scored as the pad token alone; the count
+        lets the caller say so."""
         report = report if report is not None else StreamReport()
-        lines: deque[int] = deque()  # at most `chunk` lines wait for their prediction
+        waiting: deque[tuple[int, dict]] = deque()  # at most `chunk` records wait for their prediction
 
         def texts():
-            for line, text in records:
+            for line, text, kept in records:
                 if not text.strip():
                     report.empty += 1
                     report.first_empty = report.first_empty or line
-                lines.append(line)
+                waiting.append((line, kept))
                 yield text
 
         for pred in self.predict_stream(texts(), chunk=chunk, **kw):
-            line = lines.popleft()
+            line, kept = waiting.popleft()
             report.rows += 1
             if pred.truncated:
                 report.truncated += 1
                 report.first_truncated = report.first_truncated or line
-            yield line, pred
+            yield line, kept, pred
 
     def info(self) -> dict:
         sp = self.spec
@@ -360,20 +361,25 @@ PROBABILITY_COLUMN = "p_{}"  # a table's column of one class's probability
 LABELS_JOIN = "|"  # a table's cell of a multi-label decision: the labels joined
 
 
-def prediction_rows(preds: Iterable[Prediction | tuple[int, Prediction]], files: list[str] | None = None
-                    ) -> Iterator[dict]:
+def prediction_rows(preds: Iterable[Prediction | tuple[int, dict, Prediction]]) -> Iterator[dict]:
     """What `--output` writes of each prediction: `label`, `probabilities`, `truncated` (and the
-    decision `labels` of a multi-label run). Items may be `(line, prediction)` pairs (from
-    `predict_records`); then each row also records the input line it belongs to, and with
-    `files` (a folder's, `data.folder_files`: row n the n-th) the file it was read from."""
+    decision `labels` of a multi-label run). Items may be `(line, kept columns, prediction)`
+    (from `predict_records`); then each row also records the input line it belongs to and the
+    input columns kept beside it (after the line; KEPT_CLASH_PREFIX)."""
     for item in preds:
-        line, p = item if isinstance(item, tuple) else (None, item)
+        line, kept, p = item if isinstance(item, tuple) else (None, {}, item)
         row = {"label": p.label, "probabilities": p.probabilities, "truncated": p.truncated}
         if p.labels is not None:  # multi-label: the decision
             row["labels"] = p.labels
         if line is not None:
-            row = {"line": line, **({"file": files[line - 1]} if files else {}), **row}
+            own = {"line", *row, *(PROBABILITY_COLUMN.format(c) for c in p.probabilities)}
+            row = {"line": line, **{KEPT_CLASH_PREFIX + k if k in own else k: v for k, v in kept.items()}, **row}
         yield row
+
+
+# A kept input column named as a field of the prediction row (or of its table: p_spam) gets this
+# prefix: a labelled file's true label kept as `input_label` beside the predicted `label`.
+KEPT_CLASH_PREFIX = "input_"
 
 
 def table_row(row: dict) -> dict:
@@ -387,8 +393,7 @@ def table_row(row: dict) -> dict:
     return flat
 
 
-def write_predictions(path: Path, preds: Iterable[Prediction | tuple[int, Prediction]],
-                      files: list[str] | None = None) -> int:
+def write_predictions(path: Path, preds: Iterable[Prediction | tuple[int, dict, Prediction]]) -> int:
     """Stream predictions to `path` via a temporary file renamed at the end, so an interrupted
     run leaves no partial file: a CSV / TSV table where the name ends so (TABLE_DELIMITERS;
     table_row), else JSON lines (prediction_rows). The number of rows written."""
@@ -402,7 +407,7 @@ def write_predictions(path: Path, preds: Iterable[Prediction | tuple[int, Predic
     n = 0
     with atomic_open(path, "w") as f:
         table = None
-        for row in prediction_rows(preds, files):
+        for row in prediction_rows(preds):
             if delimiter is None:
                 f.write(json.dumps(row) + "\n")
             else:

@@ -30,6 +30,11 @@ KNOWN_COLUMN_NAMES = frozenset(TEXT_COLUMN_NAMES + LABEL_COLUMN_NAMES)
 # review's title over its text (Amazon, Yelp), an article's title over its content (DBpedia).
 TITLE_COLUMN_NAMES = ("title", "headline", "subject")
 TEXT_JOIN = "\n"  # between the fields of a text read from several columns
+# Columns that name a row rather than say anything of it: text-only reading (`predict`) carries
+# them to each row's prediction (an input's id beside its label, as a submission file needs),
+# unless `keep` names other columns, or KEEP_NONE.
+ID_COLUMN_WORDS = frozenset({"id", "uid", "guid", "uuid"})
+KEEP_NONE = "none"
 
 
 def _close(name: str, choices: Sequence[str]) -> str | None:
@@ -69,6 +74,19 @@ def _text_columns(path, columns, wanted: str | None, label_col: str | None) -> t
     title = _find_column(path, [c for c in columns if c not in (col, label_col)], None, TITLE_COLUMN_NAMES, "", "",
                          by_word=False)
     return (col,) if title is None else (title, col)
+
+
+def _kept_columns(path, columns, keep: str | None, text_cols: Sequence[str]) -> tuple[str, ...]:
+    """The input columns carried beside each text: `keep` names them (a column, or several with
+    commas: 'id,date'; KEEP_NONE: none), found as `_find_column` finds a column; not given, the id
+    columns: those whose one-word name holds a word of ID_COLUMN_WORDS (id, doc_id, Tweet-ID),
+    the text columns aside."""
+    if keep is None:
+        return tuple(c for c in columns if c not in text_cols and name_words(c) & ID_COLUMN_WORDS)
+    if keep.strip().lower() == KEEP_NONE:
+        return ()
+    wanted = [keep] if keep in columns else [k.strip() for k in keep.split(",") if k.strip()]
+    return tuple(dict.fromkeys(_find_column(path, columns, k, (), "", "--keep") for k in wanted))
 
 
 IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,39}\Z")  # a column name written as one word: review_text

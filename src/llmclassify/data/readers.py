@@ -1,6 +1,7 @@
-"""Readers: one per format, each yielding records `(line, text, label)`, used both for labelled
-reading (`read_table`, training and evaluation) and for text-only reading (`iter_texts` /
-`iter_records`, prediction input). No torch here.
+"""Readers: one per format, each yielding records `(line, text, label, kept values)`, used both
+for labelled reading (`read_table`, training and evaluation) and for text-only reading
+(`iter_texts` / `iter_records`, prediction input, which carries some columns beside each text:
+the kept ones). No torch here.
 
 Reading rules:
 
@@ -50,6 +51,9 @@ Reading rules:
   A title column (`TITLE_COLUMN_NAMES`: title, headline, subject) beside the text column found
   so is read with it, above it (`title\ndescription`); `text_column="a,b"` names several
   columns, read in that order (columns._text_columns).
+- Text-only reading keeps the id columns (columns.ID_COLUMN_WORDS: id, doc_id, ...) of a file
+  with a header, or the columns `keep` names ('none': none), and a folder's file names, so that
+  each prediction can name its input row beyond its line (columns._kept_columns).
 - Rows with an empty or whitespace-only text, or no label, are skipped and counted
   (`Table.skipped`, one logged warning); if every row is skipped that is an error. Blank lines
   are ignored. Labels are stripped of surrounding spaces; texts are kept exactly as written.
@@ -72,11 +76,13 @@ from pathlib import Path
 
 from ..errors import DataError, UserError
 from .columns import (
+    KEEP_NONE,
     TEXT_JOIN,
     _header_by_labels,
     _headerless_columns,
     _holds_no_labels,
     _is_header,
+    _kept_columns,
     _resolve_columns,
     _resolve_text_column,
     _warn_near_miss,
@@ -216,18 +222,21 @@ class ReadOptions:
     # Headerless two-column text-only files: rows used to pick the text column (None: all).
     sample_size: int | None = None
     stats: dict | None = None  # counts skipped blank lines as `blank_lines`
+    keep: str | None = None  # text-only: the columns carried beside each text (columns._kept_columns)
 
 
 @dataclass
 class Records:
-    """What a reader found: the columns, which hold the texts (and labels), and the rows as
-    `(line, raw text, raw label or None)`, lazily, in file order."""
+    """What a reader found: the columns, which hold the texts (and labels) and which are kept,
+    and the rows as `(line, raw text, raw label or None, the kept columns' values)`, lazily, in
+    file order."""
 
     columns: list[str]
     text_column: str
     label_column: str | None
     header: bool
-    rows: Iterator[tuple[int, object, object]]
+    rows: Iterator[tuple[int, object, object, tuple]]
+    kept: tuple[str, ...] = ()
 
 
 def open_records(path: str, fmt: str, opt: ReadOptions) -> Records:
@@ -248,6 +257,19 @@ def _pick_columns(path, columns: list[str], opt: ReadOptions) -> tuple[tuple[str
     if opt.labelled:
         return _resolve_columns(path, columns, opt.text_column, opt.label_column)
     return _resolve_text_column(path, columns, opt.text_column), None
+
+
+def _pick_kept(path, columns: list[str], text_cols: tuple[str, ...], opt: ReadOptions) -> tuple[str, ...]:
+    """The columns text-only reading carries beside each text (columns._kept_columns); none when
+    labelled."""
+    return _kept_columns(path, columns, opt.keep, text_cols) if not opt.labelled else ()
+
+
+def _no_columns_to_keep(path, opt: ReadOptions) -> None:
+    """A file without a header has no named columns: `keep` naming some is an error."""
+    if not opt.labelled and opt.keep is not None and opt.keep.strip().lower() != KEEP_NONE:
+        raise DataError(f"has no header row, so no column '{opt.keep}' to keep; name the columns in a "
+                        "header row", file=path)
 
 
 def _joined(values: list, path, line: int, text_cols: tuple[str, ...]):
@@ -273,10 +295,12 @@ def _no_rows(path, opt: ReadOptions, header: bool) -> Records:
 def _txt_records(path, opt: ReadOptions) -> Records:
     """Plain text: one text per line, blank lines skipped (and counted)."""
 
+    _no_columns_to_keep(path, opt)
+
     def rows():
         for i, line in _decoded_lines(path, opt.encoding):
             if line.strip():
-                yield i, _strip_eol(line), None
+                yield i, _strip_eol(line), None, ()
             else:
                 _count_blank(opt.stats)
 
@@ -292,13 +316,14 @@ def _json_records(path, fmt: str, opt: ReadOptions) -> Records:
         return _no_rows(path, opt, True)
     columns = [str(k) for k in first[1]]
     text_cols, label_col = _pick_columns(path, columns, opt)
+    kept = _pick_kept(path, columns, text_cols, opt)
 
     def rows():
         for line, obj in itertools.chain([first], rows_iter):
             yield (line, _joined([obj.get(c) for c in text_cols], path, line, text_cols),
-                   obj.get(label_col) if label_col is not None else None)
+                   obj.get(label_col) if label_col is not None else None, tuple(obj.get(c) for c in kept))
 
-    return Records(columns, _text_name(text_cols), label_col, True, rows())
+    return Records(columns, _text_name(text_cols), label_col, True, rows(), kept)
 
 
 HF_DATASET_FILES = ("dataset_dict.json", "state.json", "dataset_info.json")  # what save_to_disk writes
@@ -308,8 +333,9 @@ def _folder_records(path, opt: ReadOptions) -> Records:
     """A directory, read as scikit-learn's `load_files` and Keras' `text_dataset_from_directory`
     read one: each file a text (its trailing line ends dropped), labelled by the name of the
     folder under `path` that holds it (`path/spam/0001.txt` -> spam). Text-only reading takes
-    every file below `path`. Names starting with '.' are skipped; files in name order; a row's
-    "line" is its number. A file that does not decode is an error naming it."""
+    every file below `path`, and keeps each one's name (under `path`) as the column FILE_COLUMN.
+    Names starting with '.' are skipped; files in name order; a row's "line" is its number. A file
+    that does not decode is an error naming it."""
     root = Path(path)
     if any((root / name).is_file() for name in HF_DATASET_FILES):
         raise DataError("is a Hugging Face datasets folder (save_to_disk), not a folder of texts: write "
@@ -326,11 +352,18 @@ def _folder_records(path, opt: ReadOptions) -> Records:
         if not files:
             raise DataError("is a folder without files: each file below it is one text", file=path)
 
+    columns = ["text", "label"] if opt.labelled else [FILE_COLUMN, "text"]
+    kept = _pick_kept(path, columns, ("text",), replace(opt, keep=FILE_COLUMN if opt.keep is None else opt.keep))
+
     def rows():
         for n, (f, label) in enumerate(files, 1):
-            yield n, "".join(line for _, line in _decoded_lines(f, opt.encoding)).rstrip("\r\n"), label
+            text = "".join(line for _, line in _decoded_lines(f, opt.encoding)).rstrip("\r\n")
+            yield n, text, label, (str(f.relative_to(root)),) if kept else ()
 
-    return Records(["text", "label"], "text", "label" if opt.labelled else None, False, rows())
+    return Records(columns, "text", "label" if opt.labelled else None, False, rows(), kept)
+
+
+FILE_COLUMN = "file"  # a folder's column of file names, kept beside each text by text-only reading
 
 
 def folder_files(folder) -> list[Path]:
@@ -365,19 +398,21 @@ def _parquet_records(path, opt: ReadOptions) -> Records:
     except Exception as e:  # pyarrow raises its own exception types
         raise DataError(f"cannot read Parquet: {e}", file=path) from None
     text_cols, label_col = _pick_columns(path, columns, opt)
-    wanted = list(text_cols) + ([] if label_col is None else [label_col])
+    kept = _pick_kept(path, columns, text_cols, opt)
+    wanted = list(dict.fromkeys(list(text_cols) + ([] if label_col is None else [label_col]) + list(kept)))
     names = None if label_col is None else class_label_names(pf.schema_arrow.metadata, label_col, path)
 
     def rows():
         n = 0
         for batch in pf.iter_batches(columns=wanted):
-            fields = list(zip(*(batch.column(i).to_pylist() for i in range(len(text_cols)))))
-            labels = batch.column(len(text_cols)).to_pylist() if label_col is not None else [None] * len(fields)
-            for values, label in zip(fields, labels):
+            column = {name: batch.column(name).to_pylist() for name in wanted}
+            for i in range(batch.num_rows):
                 n += 1
-                yield n, _joined(list(values), path, n, text_cols), label if names is None else names(label, n)
+                label = column[label_col][i] if label_col is not None else None
+                yield (n, _joined([column[c][i] for c in text_cols], path, n, text_cols),
+                       label if names is None else names(label, n), tuple(column[c][i] for c in kept))
 
-    return Records(columns, _text_name(text_cols), label_col, True, rows())
+    return Records(columns, _text_name(text_cols), label_col, True, rows(), kept)
 
 
 HF_METADATA_KEY = b"huggingface"  # where `datasets` keeps a table's features in its Arrow schema
@@ -500,16 +535,18 @@ def _delimited_records(path, fmt: str, opt: ReadOptions) -> Records:
 def _header_records(path, fmt, opt: ReadOptions, row0: list[str], rows_iter) -> Records:
     columns = [c.strip() for c in row0]
     text_cols, label_col = _pick_columns(path, columns, opt)
-    tis, ncols = [columns.index(c) for c in text_cols], len(columns)
+    kept = _pick_kept(path, columns, text_cols, opt)
+    tis, kis, ncols = [columns.index(c) for c in text_cols], [columns.index(c) for c in kept], len(columns)
     li = columns.index(label_col) if label_col is not None else None
     allow_join = fmt == "tsv" and not opt.quoting
 
     def rows():
         for line, row in rows_iter:
             row = _cells(path, fmt, row, ncols, tis[-1], line, allow_join)
-            yield line, _joined([row[i] for i in tis], path, line, text_cols), (row[li] if li is not None else None)
+            yield (line, _joined([row[i] for i in tis], path, line, text_cols), (row[li] if li is not None else None),
+                   tuple(row[i] for i in kis))
 
-    return Records(columns, _text_name(text_cols), label_col, True, rows())
+    return Records(columns, _text_name(text_cols), label_col, True, rows(), kept)
 
 
 def _headerless_records(path, fmt, opt: ReadOptions, first, rows_iter) -> Records:
@@ -552,6 +589,7 @@ def _headerless_records(path, fmt, opt: ReadOptions, first, rows_iter) -> Record
         named = replace(opt, text_column=row0[ti].strip(), label_column=row0[li].strip() if opt.labelled else None)
         return _header_records(path, fmt, named, row0, itertools.chain(sample[1:], rows_iter))
     _warn_near_miss(row0, path, line0)
+    _no_columns_to_keep(path, opt)
     if not opt.labelled:
         li = None
     columns = ["column1", "column2"][:ncols]
@@ -560,7 +598,7 @@ def _headerless_records(path, fmt, opt: ReadOptions, first, rows_iter) -> Record
     def rows():
         for line, row in itertools.chain(sample, rows_iter):
             row = _cells(path, fmt, row, ncols, ti, line, allow_join)
-            yield line, row[ti], (row[li] if li is not None else None)
+            yield line, row[ti], (row[li] if li is not None else None), ()
 
     label_col = columns[li] if li is not None else None
     return Records(columns, columns[ti], label_col, False, rows())
@@ -607,7 +645,7 @@ def _table(path: str, records: Records, label_sep: str | None) -> Table:
     multi = label_sep is not None
     n_rows = 0
     text_col, label_col = records.text_column, records.label_column
-    for line, text, label in records.rows:
+    for line, text, label, _ in records.rows:
         n_rows += 1
         text = _text_value(text, path, line, text_col)
         label = _label_value(label, label_sep, path, line, label_col)
@@ -688,7 +726,7 @@ def iter_texts(
     not rows and are skipped (`iter_records` gives each text's line). `path` "-" reads stdin.
     """
     for chunk in iter_records(path, text_column, fmt, chunk_size, quoting, encoding=encoding):
-        yield [text for _, text in chunk]
+        yield [text for _, text, _ in chunk]
 
 
 def iter_records(
@@ -699,9 +737,12 @@ def iter_records(
     quoting: bool | None = None,
     stats: dict | None = None,
     encoding: str = "utf-8",
-) -> Iterator[list[tuple[int, str]]]:
-    """`iter_texts` with the line (record start; row number for Parquet) of each text:
-    lists of `(line, text)`. `stats`, if given, counts skipped blank lines as `blank_lines`."""
+    keep: str | None = None,
+) -> Iterator[list[tuple[int, str, dict]]]:
+    """`iter_texts` with the line (record start; row number for Parquet and folders) of each
+    text and the columns kept beside it (by name: the id columns, a folder's file names, or the
+    columns `keep` names; see columns._kept_columns): lists of `(line, text, kept)`. `stats`, if
+    given, counts skipped blank lines as `blank_lines`."""
     if chunk_size < 1:
         raise ValueError("chunk_size must be >= 1")
     path = os.fspath(path)
@@ -709,11 +750,11 @@ def iter_records(
     if fmt == "parquet" and path == STDIN:
         raise UserError("Parquet cannot be read from standard input; pass the file's path")
     opt = ReadOptions(text_column, None, labelled=False, quoting=quoting, encoding=encoding,
-                      sample_size=chunk_size, stats=stats)
+                      sample_size=chunk_size, stats=stats, keep=keep)
     records = open_records(path, fmt, opt)
-    chunk: list[tuple[int, str]] = []
-    for line, text, _ in records.rows:
-        chunk.append((line, _text_value(text, path, line, records.text_column)))
+    chunk: list[tuple[int, str, dict]] = []
+    for line, text, _, kept in records.rows:
+        chunk.append((line, _text_value(text, path, line, records.text_column), dict(zip(records.kept, kept))))
         if len(chunk) >= chunk_size:
             yield chunk
             chunk = []
