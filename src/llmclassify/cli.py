@@ -253,7 +253,7 @@ def _predict(a, main: bool = True, shared: bool = False) -> int:
         n = write_predictions(Path(a.output), preds)
         print(f"wrote {n} predictions to {a.output}")
     else:
-        for line, kept, pr in preds:
+        for _line, kept, pr in preds:
             print("".join(f"{v}\t" for v in kept.values()) + f"{pr.label}\t{printed_probabilities(pr.probabilities)}"
                   + ("\t(truncated)" if pr.truncated else ""))
     src = (a.input if a.input != "-" else "<stdin>") if a.input else "arguments"
