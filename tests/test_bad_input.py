@@ -303,8 +303,9 @@ def test_predict_output_table_by_suffix(tmp_path, capsys, tiny_run):
         assert rc == 0 and "wrote 3 predictions" in stdout, err
         with open(tmp_path / name, newline="") as fh:
             rows = list(csv.DictReader(fh, delimiter=delimiter))
-        assert list(rows[0]) == ["line", "label", *(f"p_{lab}" for lab in labels), "truncated"]
+        assert list(rows[0]) == ["line", "id", "label", *(f"p_{lab}" for lab in labels), "truncated"]
         assert [int(r["line"]) for r in rows] == [w["line"] for w in want] == [2, 3, 4]
+        assert [r["id"] for r in rows] == [w["id"] for w in want] == ["1", "2", "3"]
         assert [r["label"] for r in rows] == [w["label"] for w in want]
         for r, w in zip(rows, want):
             assert [float(r[f"p_{lab}"]) for lab in labels] == pytest.approx(list(w["probabilities"].values()),
