@@ -410,6 +410,65 @@ def test_evaluate_reports_the_test_metrics_training_printed_with_a_tuned_thresho
     assert m["baseline_difference"] == gap
 
 
+def test_evaluate_compares_two_runs_on_the_same_texts_text_by_text(tiny_model_dir, small_data, tmp_path, capsys,
+                                                                    caplog):
+    """`evaluate A --compare B`: B's figures are those `evaluate B` gives, the gap is A's macro-F1
+    minus B's, and the texts each alone gets right are counted from their own predictions (each
+    run's threshold applied); a run split otherwise, or of other classes, is a one-line error;
+    on a labelled file each run's training texts among it are counted in a warning."""
+    from llmclassify.data import read_table
+
+    from .cli_helpers import assert_one_line_error, cli
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    train(tiny_train_config(tiny_model_dir, small_data, a, tune_threshold="precision", target_precision=0.99))
+    train(tiny_train_config(tiny_model_dir, small_data, b, recipe="probe", probe="last@2", baseline="none"))
+    _, ma = evaluate_run(a)
+    _, mb = evaluate_run(b)
+    _, m = evaluate_run(a, compare=b)
+    assert m["macro_f1"] == ma["macro_f1"]
+    for k in ("accuracy", "macro_f1", "confusion_matrix", "per_class"):
+        assert m["comparison"]["metrics"][k] == mb[k]
+    d = m["comparison"]["difference"]
+    assert d["macro_f1_difference"] == pytest.approx(ma["macro_f1"] - mb["macro_f1"], abs=1e-12)
+    test = json.loads((a / "split.json").read_text())["test"]
+    clf_a = Classifier.load(a)
+    truth = [clf_a.labels[i] for i in test["labels"]]
+    right_a = [p.label == t for p, t in zip(clf_a.predict(test["texts"]), truth)]
+    right_b = [p.label == t for p, t in zip(Classifier.load(b).predict(test["texts"]), truth)]
+    assert (d["a_only_right"], d["b_only_right"]) == (sum(x and not y for x, y in zip(right_a, right_b)),
+                                                      sum(y and not x for x, y in zip(right_a, right_b)))
+    assert d["n"] == len(truth)
+
+    rc, out, err = cli(capsys, "evaluate", a, "--compare", b, "--json", tmp_path / "m.json")
+    assert rc == 0, err
+    assert f"test macro-F1, {a} - {b}: {d['macro_f1_difference']:+.4f}" in out and "test b" in out.splitlines()[0]
+    assert json.loads((tmp_path / "m.json").read_text())["comparison"]["difference"] == json.loads(json.dumps(d))
+
+    other_split, other_classes = tmp_path / "c", tmp_path / "d"
+    train(tiny_train_config(tiny_model_dir, small_data, other_split, recipe="probe", probe="last@2",
+                            baseline="none", seed=8))
+    t = read_table(small_data)
+    renamed = tmp_path / "renamed.jsonl"
+    renamed.write_text("".join(json.dumps({"text": x, "label": "junk" if y == "spam" else y}) + "\n"
+                               for x, y in zip(t.texts, t.labels)))
+    train(tiny_train_config(tiny_model_dir, renamed, other_classes, recipe="probe", probe="last@2", baseline="none"))
+    assert_one_line_error(*cli(capsys, "evaluate", a, "--compare", other_split)[::2], "its test split is not")
+    assert_one_line_error(*cli(capsys, "evaluate", a, "--compare", other_classes)[::2],
+                          "its labels (ham, junk) are not")
+
+    caplog.clear()
+    _, m = evaluate_run(a, data=str(small_data), compare=other_split)  # texts both runs trained on
+    for run in (a, other_split):
+        split = json.loads((run / "split.json").read_text())
+        seen = {x for part in ("train", "val") for x in split[part]["texts"]}
+        n = sum(x in seen for x in t.texts)
+        assert 0 < n < len(t.texts)
+        assert any(f"{n} of its {len(t.texts)} texts are among {run}'s training" in r.getMessage()
+                   for r in caplog.records), [r.getMessage() for r in caplog.records]
+    assert m["comparison"]["difference"]["n"] == len(t.texts)
+
+
 @pytest.mark.parametrize("n_spam, tuned", [(40, True), (60, False)])
 def test_auto_threshold_is_tuned_out_of_fold_where_two_classes_are_unbalanced(
         tiny_model_dir, tmp_path, n_spam, tuned):

@@ -141,6 +141,9 @@ def add_evaluate(sub) -> None:
     p.add_argument("--format", dest="data_format", choices=LABELLED_FORMATS)
     p.add_argument("--encoding", default="utf-8", help="text encoding of the file: utf-8 (default), latin-1, cp1252, utf-16, ...")
     p.add_argument("--json", dest="json_out", help="also write the metrics to this JSON file")
+    p.add_argument("--compare", metavar="RUN_B",
+                   help="a second run scored on the same texts, beside the first, with the difference between "
+                        "them and how sure it is (on the first run's test split, RUN_B must share that split)")
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -153,13 +156,16 @@ def cmd_evaluate(a) -> int:
 
         check_output_file(Path(a.json_out))
     name, metrics = evaluate_run(a.run, data=a.data, text_column=a.text_column, label_column=a.label_column,
-                                 fmt=a.data_format, encoding=a.encoding)
-    base = metrics.get("baseline")
-    print(format_table({name: metrics}, baseline={name: base} if base else None))
-    if metrics.get("baseline_difference"):
-        from .evaluate import format_difference
+                                 fmt=a.data_format, encoding=a.encoding, compare=a.compare)
+    base, other = metrics.get("baseline"), metrics.get("comparison")
+    columns = {name: metrics, **({f"{name} {Path(a.compare).name}": other["metrics"]} if other else {})}
+    print(format_table(columns, baseline={name: base} if base else None))
+    from .evaluate import format_difference
 
+    if metrics.get("baseline_difference"):
         print(format_difference(metrics["baseline_difference"], name))
+    if other:
+        print(format_difference(other["difference"], name, a_name=a.run, b_name=a.compare))
     if a.json_out:
         from .checkpoint import atomic_write_json
 

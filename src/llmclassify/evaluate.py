@@ -176,9 +176,10 @@ def mcnemar_p(a_only: int, b_only: int) -> float:
 def format_difference(d: dict, split: str, a_name: str = "this run", b_name: str = "TF-IDF") -> str:
     """paired_difference as one line of a report."""
     lo, hi = d["interval"]
+    a_alone = "here" if a_name == "this run" else f"by {a_name}"
     return (f"{split} macro-F1, {a_name} - {b_name}: {d['macro_f1_difference']:+.4f} ({100 * d['level']:.0f}% "
             f"interval {lo:+.4f} to {hi:+.4f}, {d['resamples']:,} paired bootstrap resamples of the {d['n']:,} "
-            f"texts); right only here: {d['a_only_right']}, only by {b_name}: {d['b_only_right']} "
+            f"texts); right only {a_alone}: {d['a_only_right']}, only by {b_name}: {d['b_only_right']} "
             f"(McNemar p {d['mcnemar_p']:.2g})")
 
 

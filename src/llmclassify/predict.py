@@ -421,14 +421,17 @@ def write_predictions(path: Path, preds: Iterable[Prediction | tuple[int, dict, 
 
 
 def evaluate_run(run_dir, *, data: str | None = None, text_column=None, label_column=None, fmt=None,
-                 batch_size: int = 32, encoding: str = "utf-8") -> tuple[str, dict]:
+                 batch_size: int = 32, encoding: str = "utf-8", compare=None) -> tuple[str, dict]:
     """Metrics of a saved run on a labelled file, or on its own test split (from split.json).
 
-    Warns (logging) when texts were truncated or a run label is absent from the data; the
-    metrics record `truncated` (how many texts were cut to the run's max length)."""
+    Warns (logging) when texts were truncated, a run label is absent from the data, or texts of
+    a labelled file are among the run's own training texts; the metrics record `truncated` (how
+    many texts were cut to the run's max length). `compare`: a second run scored on the same
+    texts (compare_runs), in `comparison`."""
     from .data import LabelMap, load_dataset
 
     clf = Classifier.load(run_dir)
+    other = Classifier.load(compare) if compare is not None else None
     if data is None:
         split, split_path = read_split(run_dir), Path(run_dir) / "split.json"
         if split is None:
@@ -468,6 +471,8 @@ def evaluate_run(run_dir, *, data: str | None = None, text_column=None, label_co
                     "and ROC-AUC may be undefined", where, len(absent), len(clf.labels), ", ".join(absent))
     if not texts:
         raise UserError(f"{where}: no texts to evaluate")
+    if other is not None:  # before either run scores a text
+        check_comparable(clf, run_dir, other, compare, test_texts=texts if data is None else None)
     ids, truncated = clf.encode(texts)
     probs = clf._proba(ids, batch_size, texts)
     if clf.multi_label:
@@ -486,4 +491,56 @@ def evaluate_run(run_dir, *, data: str | None = None, text_column=None, label_co
     if metrics["truncated"]:
         log.warning("%s: %d of %d texts are longer than %d tokens and were truncated", where,
                     metrics["truncated"], len(texts), clf.max_length)
+    if data is not None:
+        warn_seen_in_training(run_dir, texts, where)
+    if other is not None:
+        if data is not None:
+            warn_seen_in_training(compare, texts, where)
+        metrics["comparison"] = compare_runs(clf, other, compare, texts, y, probs, batch_size)
     return name, metrics
+
+
+def warn_seen_in_training(run_dir, texts: Sequence[str], where) -> int:
+    """How many of `texts` are among the run's train + validation texts (split.json), logged
+    as a warning when any: the figures on those are not held out."""
+    split = read_split(run_dir) or {}
+    seen = {t for part in ("train", "val") for t in (split.get(part) or {}).get("texts", [])}
+    n = sum(t in seen for t in texts)
+    if n:
+        log.warning("%s: %d of its %d texts are among %s's training or validation texts; its figures on "
+                    "them are not held out", where, n, len(texts), run_dir)
+    return n
+
+
+def check_comparable(clf: Classifier, run_dir, other: Classifier, other_dir, test_texts: Sequence[str] | None
+                     ) -> None:
+    """Two runs compare (compare_runs) when both are single-label runs of the same classes (in
+    the same order: runs sort their label names) and,
+    on the first run's own test split (`test_texts`), the second was trained on the same split:
+    else the first one's test texts may be the second one's training texts. A labelled file
+    both are scored on compares runs split differently."""
+    if clf.multi_label or other.multi_label:
+        raise UserError(f"{other_dir}: runs are compared on single-label runs; score multi-label runs with "
+                        "evaluate each")
+    if other.labels != clf.labels:
+        raise UserError(f"{other_dir}: its labels ({', '.join(other.labels)}) are not {run_dir}'s "
+                        f"({', '.join(clf.labels)}); runs are compared on the same classes")
+    if test_texts is not None and ((read_split(other_dir) or {}).get("test") or {}).get("texts") != list(test_texts):
+        raise UserError(f"{other_dir}: its test split is not {run_dir}'s; pass --data FILE, texts neither run "
+                        "was trained on, to compare them")
+
+
+def compare_runs(clf: Classifier, other: Classifier, other_dir, texts: Sequence[str], y, probs: np.ndarray,
+                 batch_size: int) -> dict:
+    """A second run (check_comparable) on the texts `clf` was scored on (true label ids `y`, its
+    probabilities `probs`): its metrics (decided by its own threshold), and the paired difference
+    `clf` minus it (evaluate.paired_difference)."""
+    from .evaluate import paired_difference
+
+    ids, truncated = other.encode(texts)
+    p_other = other._proba(ids, batch_size, texts)
+    metrics = score(p_other, y, other.labels, threshold=other.decision_threshold())
+    metrics["truncated"] = int(sum(truncated))
+    difference = paired_difference(y, decide(probs, threshold=clf.decision_threshold()),
+                                   decide(p_other, threshold=other.decision_threshold()), len(clf.labels))
+    return {"run": str(other_dir), "metrics": metrics, "difference": difference}
