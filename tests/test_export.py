@@ -218,6 +218,28 @@ def test_predict_cli_takes_an_onnx_directory(tiny_run, exported, capsys, tmp_pat
     assert [r["line"] for r in rows] == [1, 2] and [r["label"] for r in rows] == [_numbers(x)[0] for x in from_run[:2]]
 
 
+def test_evaluate_scores_an_onnx_directory_beside_its_run(tiny_run, exported, small_data, capsys, tmp_path):
+    """`evaluate` takes an export as `predict` does: on a labelled file it scores what the run
+    scores, and `--compare` between the two finds no text either alone gets right; an export
+    keeps no split, so without --data it is a one-line error saying to pass one."""
+    from llmclassify.predict import evaluate_run
+
+    from .cli_helpers import assert_one_line_error, cli
+
+    pytest.importorskip("onnxruntime")
+    out = exported(tiny_run, "onnx")
+    _, from_run = evaluate_run(tiny_run, data=str(small_data))
+    _, from_onnx = evaluate_run(out, data=str(small_data), compare=tiny_run)
+    for k in ("accuracy", "macro_f1", "confusion_matrix"):
+        assert from_onnx[k] == from_run[k] == from_onnx["comparison"]["metrics"][k]
+    d = from_onnx["comparison"]["difference"]
+    assert (d["macro_f1_difference"], d["a_only_right"], d["b_only_right"], d["n"]) == (0.0, 0, 0, from_run["n"])
+    assert "baseline" not in from_onnx  # the TF-IDF model stays with the run
+    assert_one_line_error(*cli(capsys, "evaluate", out)[::2], "split.json: missing (an export keeps no split)",
+                          "--data")
+    assert_one_line_error(*cli(capsys, "evaluate", tiny_run, "--compare", out)[::2], "has no split.json")
+
+
 def test_predict_on_an_onnx_directory_does_not_import_torch(tiny_run, exported):
     pytest.importorskip("onnxruntime")
     out = exported(tiny_run, "onnx")

@@ -134,7 +134,7 @@ def cmd_train(a) -> int:
 # --- evaluate -------------------------------------------------------------------------------
 def add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="metrics of a saved run on its test split or any labelled file")
-    p.add_argument("run", help="run directory")
+    p.add_argument("run", help="run directory, or a directory written by export --format onnx (with --data)")
     p.add_argument("--data", help="labelled file (default: the run's own test split)")
     p.add_argument("--text-column", help=TEXT_COLUMN_HELP)
     p.add_argument("--label-column")
@@ -142,8 +142,9 @@ def add_evaluate(sub) -> None:
     p.add_argument("--encoding", default="utf-8", help="text encoding of the file: utf-8 (default), latin-1, cp1252, utf-16, ...")
     p.add_argument("--json", dest="json_out", help="also write the metrics to this JSON file")
     p.add_argument("--compare", metavar="RUN_B",
-                   help="a second run scored on the same texts, beside the first, with the difference between "
-                        "them and how sure it is (on the first run's test split, RUN_B must share that split)")
+                   help="a second run (or ONNX export) scored on the same texts, beside the first, with the "
+                        "difference between them and how sure it is (on the first run's test split, RUN_B must "
+                        "share that split)")
     p.set_defaults(func=cmd_evaluate)
 
 

@@ -141,6 +141,7 @@ class Predictor:
     `runtime`."""
 
     runtime: str
+    baseline = None  # baseline.Baseline where the TF-IDF model is saved beside the predictor (a run's)
 
     def __init__(self, tokenizer: Tokenizer, config: dict, metrics: dict | None, source: Path | None = None):
         self.tokenizer = tokenizer
@@ -422,7 +423,8 @@ def write_predictions(path: Path, preds: Iterable[Prediction | tuple[int, dict, 
 
 def evaluate_run(run_dir, *, data: str | None = None, text_column=None, label_column=None, fmt=None,
                  batch_size: int = 32, encoding: str = "utf-8", compare=None) -> tuple[str, dict]:
-    """Metrics of a saved run on a labelled file, or on its own test split (from split.json).
+    """Metrics of a saved run (or an ONNX export: open_classifier) on a labelled file, or on a
+    run's own test split (from split.json).
 
     Warns (logging) when texts were truncated, a run label is absent from the data, or texts of
     a labelled file are among the run's own training texts; the metrics record `truncated` (how
@@ -430,12 +432,13 @@ def evaluate_run(run_dir, *, data: str | None = None, text_column=None, label_co
     texts (compare_runs), in `comparison`."""
     from .data import LabelMap, load_dataset
 
-    clf = Classifier.load(run_dir)
-    other = Classifier.load(compare) if compare is not None else None
+    clf = open_classifier(run_dir)
+    other = open_classifier(compare) if compare is not None else None
     if data is None:
         split, split_path = read_split(run_dir), Path(run_dir) / "split.json"
         if split is None:
-            raise UserError(f"{split_path}: missing; pass --data FILE to evaluate on a labelled file")
+            raise UserError(f"{split_path}: missing (an export keeps no split); pass --data FILE to evaluate on a "
+                            "labelled file")
         texts, labels, name = split["test"]["texts"], split["test"]["labels"], "test"
         if not texts:
             raise UserError(f"{run_dir}: the run was trained without a test split; pass --data FILE to evaluate "
@@ -512,7 +515,7 @@ def warn_seen_in_training(run_dir, texts: Sequence[str], where) -> int:
     return n
 
 
-def check_comparable(clf: Classifier, run_dir, other: Classifier, other_dir, test_texts: Sequence[str] | None
+def check_comparable(clf: Predictor, run_dir, other: Predictor, other_dir, test_texts: Sequence[str] | None
                      ) -> None:
     """Two runs compare (compare_runs) when both are single-label runs of the same classes (in
     the same order: runs sort their label names) and,
@@ -525,12 +528,15 @@ def check_comparable(clf: Classifier, run_dir, other: Classifier, other_dir, tes
     if other.labels != clf.labels:
         raise UserError(f"{other_dir}: its labels ({', '.join(other.labels)}) are not {run_dir}'s "
                         f"({', '.join(clf.labels)}); runs are compared on the same classes")
-    if test_texts is not None and ((read_split(other_dir) or {}).get("test") or {}).get("texts") != list(test_texts):
-        raise UserError(f"{other_dir}: its test split is not {run_dir}'s; pass --data FILE, texts neither run "
-                        "was trained on, to compare them")
+    if test_texts is None:
+        return
+    split = read_split(other_dir)
+    if split is None or split["test"]["texts"] != list(test_texts):
+        what = "has no split.json (an export keeps none)" if split is None else f"its test split is not {run_dir}'s"
+        raise UserError(f"{other_dir}: {what}; pass --data FILE, texts neither run was trained on, to compare them")
 
 
-def compare_runs(clf: Classifier, other: Classifier, other_dir, texts: Sequence[str], y, probs: np.ndarray,
+def compare_runs(clf: Predictor, other: Predictor, other_dir, texts: Sequence[str], y, probs: np.ndarray,
                  batch_size: int) -> dict:
     """A second run (check_comparable) on the texts `clf` was scored on (true label ids `y`, its
     probabilities `probs`): its metrics (decided by its own threshold), and the paired difference
