@@ -28,8 +28,6 @@ Variants (`--variants`, comma-separated; `now` always runs first):
                     those predictions, not at argmax: the decision the saved run makes
   hybrid-char       the hybrid averages in a TF-IDF model over words and character 2-5 grams
                     (`--hybrid-ngrams words+chars`, baseline.HYBRID_NGRAMS), not the baseline
-  cold-growth       a C past the grid's top (search.cross_validate_c) is fitted from zero in each
-                    fold, not from the fold's fit at the grid's top (probes.out_of_fold's paths)
 
 Features: a .pt of probe_candidates.pooled_features (one trunk pass; made when missing). The
 rule's kept layers are those from 8 up (features.probe_layers(30) for SmolLM2); `from-N` reads
@@ -61,10 +59,9 @@ from llmclassify.baseline import HYBRID_NGRAMS
 RULE_START = 8  # the lowest layer features.probe_layers keeps on a 30-layer model
 VARIANTS = ("now", "ensemble-2", "ensemble-5", "shortlist-5", "layer-average", "hybrid-geometric", "all-weighted",
             "from-2", "from-4", "joint", "repeats-1", "folds-3", "repeats-3", "threshold-cv",
-            "hybrid-char", "cold-growth")
+            "hybrid-char")
 FOLD_VARIANTS = {"repeats-1": {"REPEATS": 1}, "folds-3": {"REPEATS": 1, "FOLDS": 3},  # search.py's settings
                  "repeats-3": {"REPEATS": 3}}
-TIMED = (*FOLD_VARIANTS, "cold-growth")  # variants whose point is the seconds: a column of them in the report
 AVERAGE = 100  # the layer number the layer-average vectors are filed under
 JOINT_SCALES = (0.5, 1.0, 2.0)
 JOINT_C = (1.0, 10.0, 100.0)
@@ -122,9 +119,6 @@ def variant_context(name: str):
         return patched(search, **FOLD_VARIANTS[name])
     if name == "threshold-cv":
         return patched(search, _macro_f1=thresholded_macro_f1(search._macro_f1))
-    if name == "cold-growth":
-        rule = probes.out_of_fold
-        return patched(probes, out_of_fold=lambda *args, paths=None, **kw: rule(*args, **kw))
     return contextlib.nullcontext()
 
 
@@ -350,10 +344,10 @@ def main(argv=None) -> int:
         diffs = [r["runs"][v]["pick"]["test"] - r["runs"]["now"]["pick"]["test"] for r in rows if v in r["runs"]]
         means.append("" if v == "now" else f"{np.mean(diffs):+.4f} over {len(diffs)}")
     md.append("| mean difference | " + " | ".join(means) + " |")
-    timed = [v for v in shown if v in TIMED]
+    timed = [v for v in shown if v in FOLD_VARIANTS]
     if timed:  # what the fold variants are for: the seconds of the probe stage and of the baseline
         md += ["", "Seconds of the probe stage + the baseline's CV and refit, and the baseline's test macro-F1, "
-               "under `now` and the variants timed (one BLAS thread):", "",
+               "under `now` and the fold variants (one BLAS thread):", "",
                "| data | pool | " + " | ".join(["now"] + timed) + " |", "|---|---:|" + "---:|" * (1 + len(timed))]
         for r in rows:
             cells = [f"{x['seconds']:.0f} + {x['base_seconds']:.0f} s (TF-IDF {x['base_test']:.4f})"

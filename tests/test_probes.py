@@ -154,35 +154,6 @@ def test_out_of_fold_predictions_never_come_from_a_model_that_saw_their_rows(C):
         assert _macro_f1(oof[C], y, ["a", "b", "c"]) < 0.45
 
 
-def test_a_grid_grown_upward_goes_on_along_each_folds_path():
-    """The search grows a C grid past its end (search.cross_validate_c): with the folds' paths
-    kept, a larger C's fits go on from each fold's last solution, giving what one path over the
-    grown grid gives; a C below the grid starts afresh, as the grid's own first fit does. Random
-    labels too: every path is the fold's own, never a model that saw the held-out rows."""
-    from llmclassify.probes import out_of_fold, stratified_folds
-    from llmclassify.search import _macro_f1
-
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 4, 240)
-    x = (rng.normal(0, 1.0, (4, 80))[y] + rng.normal(0, 3.0, (240, 80))).astype(np.float32)
-    folds = stratified_folds(y, 5, 0)
-    paths: dict = {}
-    out_of_fold(x, y, 4, folds, (0.003, 0.03, 0.3), paths=paths)
-    assert len(paths) == len(folds) and {p.C for p in paths.values()} == {0.3}
-    up = out_of_fold(x, y, 4, folds, (3.0,), paths=paths)
-    one_path = out_of_fold(x, y, 4, folds, (0.003, 0.03, 0.3, 3.0))
-    np.testing.assert_allclose(up[3.0], one_path[3.0], rtol=1e-6, atol=1e-7)
-    cold = out_of_fold(x, y, 4, folds, (3.0,))
-    assert np.abs(cold[3.0] - one_path[3.0]).max() > 1e-5  # so the comparison above can tell them apart
-    down = out_of_fold(x, y, 4, folds, (0.0003,), paths=paths)
-    np.testing.assert_allclose(down[0.0003], out_of_fold(x, y, 4, folds, (0.0003,))[0.0003], rtol=1e-6, atol=1e-7)
-    assert {p.C for p in paths.values()} == {0.0003}
-    noise = rng.integers(0, 4, 240)
-    paths = {}
-    out_of_fold(x, noise, 4, folds, (0.3,), paths=paths)
-    assert _macro_f1(out_of_fold(x, noise, 4, folds, (30.0,), paths=paths)[30.0], noise, list("abcd")) < 0.4
-
-
 @pytest.mark.parametrize("features", ["dense", "sparse"])
 def test_a_kept_probe_is_solved_to_its_optimum(features):
     """fit_logistic (a refit, the baseline: the models a run keeps) stops where the gradient of

@@ -132,7 +132,6 @@ class LogisticPath:
         self.n_classes = n_classes
         self.lr = LogisticRegression(max_iter=MAX_ITER, tol=tol, warm_start=True,
                                      class_weight="balanced" if balanced else None)
-        self.C: float | None = None  # the last C fitted
 
     def fit(self, z, y: np.ndarray, C: float) -> tuple[np.ndarray, np.ndarray]:
         """(weight (n_classes, F), bias (n_classes,)) for every class even when the rows lack
@@ -161,7 +160,6 @@ class LogisticPath:
             icpt = np.array([-icpt[0] / 2, icpt[0] / 2])
         weight[lr.classes_] = coef
         bias[lr.classes_] = icpt
-        self.C = C
         return weight, bias
 
 
@@ -282,12 +280,9 @@ def softmax(z: np.ndarray) -> np.ndarray:
 
 
 def out_of_fold(x: np.ndarray, y: np.ndarray, n_classes: int, folds: list[np.ndarray], C_grid,
-                balanced: bool = False, mix: int = 0, paths: dict | None = None) -> dict[float, np.ndarray]:
+                balanced: bool = False, mix: int = 0) -> dict[float, np.ndarray]:
     """{C: (N, n_classes) probabilities} for every C of `C_grid`, each row from a probe fitted
-    without that row's fold; along the grid each fold's fits are one LogisticPath (warm starts).
-    `paths` keeps each fold's path between calls (by the fold's rows): a grid above the fold's
-    last C (search.cross_validate_c growing it upward) goes on from that C's solution, as one
-    path over the grown grid would; a grid reaching below it starts afresh."""
+    without that row's fold; along the grid each fold's fits are one LogisticPath (warm starts)."""
     mean, scale = standardiser(x)  # unsupervised: no labels used
     z = ((x - mean) / scale).astype(np.float32)
     probs = {C: np.zeros((len(y), n_classes), dtype=np.float64) for C in C_grid}
@@ -295,11 +290,6 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, n_classes: int, folds: list[np.nda
         keep = np.ones(len(y), dtype=bool)
         keep[held] = False
         fit = fitter(n_classes, balanced, mix)
-        if paths is not None and not mix:
-            path = paths.get(held.tobytes())
-            if path is None or min(C_grid) <= path.C:
-                path = paths[held.tobytes()] = LogisticPath(n_classes, balanced)
-            fit = path.fit
         for C in sorted(C_grid):
             w, b = fit(z[keep], y[keep], C)
             probs[C][held] = softmax(z[held] @ w.T + b)

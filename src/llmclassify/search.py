@@ -202,9 +202,8 @@ def _logistic_candidate(pooled, y, names, folds, val_rows, picks, balanced: bool
     t0 = time.perf_counter()
     x = pooled.matrix(list(picks))
     n_mixed = len(picks) if mix else 0
-    paths: dict = {}  # each fold's fits along C, kept while the grid grows (cross_validate_c)
-    C, f1, oof = cross_validate_c(lambda f, grid: probes.out_of_fold(x, y, len(names), f, grid, balanced, n_mixed,
-                                                                     paths=paths), y, names, folds, probes.C_GRID)
+    C, f1, oof = cross_validate_c(lambda f, grid: probes.out_of_fold(x, y, len(names), f, grid, balanced, n_mixed),
+                                  y, names, folds, probes.C_GRID)
     depth = max(layer for layer, _ in picks)
     name = "probe " + (probes.MIX if mix else "") + probes.probe_name(picks) + (" balanced" if balanced else "")
     cand = Candidate(name, "probe", f1, _macro_f1(oof[val_rows], y[val_rows], names),
