@@ -327,6 +327,7 @@ def _json_records(path, fmt: str, opt: ReadOptions) -> Records:
 
 
 HF_DATASET_FILES = ("dataset_dict.json", "state.json", "dataset_info.json")  # what save_to_disk writes
+FILE_COLUMN = "file"  # a folder's column of file names, kept beside each text by text-only reading
 
 
 def _folder_records(path, opt: ReadOptions) -> Records:
@@ -358,12 +359,11 @@ def _folder_records(path, opt: ReadOptions) -> Records:
     def rows():
         for n, (f, label) in enumerate(files, 1):
             text = "".join(line for _, line in _decoded_lines(f, opt.encoding)).rstrip("\r\n")
-            yield n, text, label, (str(f.relative_to(root)),) if kept else ()
+            values = {FILE_COLUMN: str(f.relative_to(root)), "text": text}
+            yield n, text, label, tuple(values[c] for c in kept)
 
     return Records(columns, "text", "label" if opt.labelled else None, False, rows(), kept)
 
-
-FILE_COLUMN = "file"  # a folder's column of file names, kept beside each text by text-only reading
 
 
 def folder_files(folder) -> list[Path]:
