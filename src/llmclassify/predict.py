@@ -518,10 +518,10 @@ def warn_seen_in_training(run_dir, texts: Sequence[str], where) -> int:
 def check_comparable(clf: Predictor, run_dir, other: Predictor, other_dir, test_texts: Sequence[str] | None
                      ) -> None:
     """Two runs compare (compare_runs) when both are single-label runs of the same classes (in
-    the same order: runs sort their label names) and,
-    on the first run's own test split (`test_texts`), the second was trained on the same split:
-    else the first one's test texts may be the second one's training texts. A labelled file
-    both are scored on compares runs split differently."""
+    the same order: runs sort their label names) and, on the first run's own test split
+    (`test_texts`), the second was trained on the same split: else the first one's test texts
+    may be the second one's training texts. A labelled file both are scored on compares runs
+    split differently."""
     if clf.multi_label or other.multi_label:
         raise UserError(f"{other_dir}: runs are compared on single-label runs; score multi-label runs with "
                         "evaluate each")
