@@ -453,6 +453,7 @@ def test_evaluate_compares_two_runs_on_the_same_texts_text_by_text(tiny_model_di
     renamed.write_text("".join(json.dumps({"text": x, "label": "junk" if y == "spam" else y}) + "\n"
                                for x, y in zip(t.texts, t.labels)))
     train(tiny_train_config(tiny_model_dir, renamed, other_classes, recipe="probe", probe="last@2", baseline="none"))
+    capsys.readouterr()  # what training logged
     assert_one_line_error(*cli(capsys, "evaluate", a, "--compare", other_split)[::2], "its test split is not")
     assert_one_line_error(*cli(capsys, "evaluate", a, "--compare", other_classes)[::2],
                           "its labels (ham, junk) are not")
