@@ -483,13 +483,13 @@ def evaluate_run(run_dir, *, data: str | None = None, text_column=None, label_co
 
         y = multi_hot(y, len(clf.labels)).numpy()
     metrics = score(probs, y, clf.labels, multi_label=clf.multi_label, threshold=clf.decision_threshold())
-    if clf.baseline is not None and not clf.multi_label:  # the baseline on the same texts, and how far apart
+    pred = None if clf.multi_label else decide(probs, threshold=clf.decision_threshold())  # what the run decides
+    if clf.baseline is not None and pred is not None:  # the baseline on the same texts, and how far apart
         from .evaluate import paired_difference
 
         p_base = clf.baseline.proba(texts)
         metrics["baseline"] = score(p_base, y, clf.labels)
-        metrics["baseline_difference"] = paired_difference(
-            y, decide(probs, threshold=clf.decision_threshold()), decide(p_base), len(clf.labels))
+        metrics["baseline_difference"] = paired_difference(y, pred, decide(p_base), len(clf.labels))
     metrics["truncated"] = int(sum(truncated))
     if metrics["truncated"]:
         log.warning("%s: %d of %d texts are longer than %d tokens and were truncated", where,
@@ -499,7 +499,7 @@ def evaluate_run(run_dir, *, data: str | None = None, text_column=None, label_co
     if other is not None:
         if data is not None:
             warn_seen_in_training(compare, texts, where)
-        metrics["comparison"] = compare_runs(clf, other, compare, texts, y, probs, batch_size)
+        metrics["comparison"] = compare_runs(clf, other, compare, texts, y, pred, batch_size)
     return name, metrics
 
 
@@ -536,10 +536,10 @@ def check_comparable(clf: Predictor, run_dir, other: Predictor, other_dir, test_
         raise UserError(f"{other_dir}: {what}; pass --data FILE, texts neither run was trained on, to compare them")
 
 
-def compare_runs(clf: Predictor, other: Predictor, other_dir, texts: Sequence[str], y, probs: np.ndarray,
+def compare_runs(clf: Predictor, other: Predictor, other_dir, texts: Sequence[str], y, pred: np.ndarray,
                  batch_size: int) -> dict:
     """A second run (check_comparable) on the texts `clf` was scored on (true label ids `y`, its
-    probabilities `probs`): its metrics (decided by its own threshold), and the paired difference
+    decisions `pred`): its metrics (decided by its own threshold), and the paired difference
     `clf` minus it (evaluate.paired_difference)."""
     from .evaluate import paired_difference
 
@@ -547,6 +547,5 @@ def compare_runs(clf: Predictor, other: Predictor, other_dir, texts: Sequence[st
     p_other = other._proba(ids, batch_size, texts)
     metrics = score(p_other, y, other.labels, threshold=other.decision_threshold())
     metrics["truncated"] = int(sum(truncated))
-    difference = paired_difference(y, decide(probs, threshold=clf.decision_threshold()),
-                                   decide(p_other, threshold=other.decision_threshold()), len(clf.labels))
+    difference = paired_difference(y, pred, decide(p_other, threshold=other.decision_threshold()), len(clf.labels))
     return {"run": str(other_dir), "metrics": metrics, "difference": difference}
