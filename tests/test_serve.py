@@ -101,8 +101,19 @@ def test_classify_matches_predictor(client, clf):
     assert set(body) == {"results", "model"} and isinstance(body["model"], str)
     assert_matches(body["results"], clf.predict(TEXTS))
     for res in body["results"]:
+        assert set(res) == {"label", "probabilities", "truncated"}  # no id where none was sent
         assert res["label"] in clf.labels
         assert math.isclose(sum(res["probabilities"].values()), 1.0, abs_tol=1e-5)
+
+
+def test_texts_sent_with_ids_come_back_with_them(client, clf):
+    items = [{"id": "msg-2", "text": SPAM}, HAM, {"id": 7, "text": TEXTS[2]}, {"text": "k", "id": "7"}]
+    r = client.post("/v1/classify", json={"texts": items})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert_matches(results, clf.predict([SPAM, HAM, TEXTS[2], "k"]))
+    # each id as sent (an integer stays one, "7" stays a string); none on the plain text
+    assert [res.get("id", "none sent") for res in results] == ["msg-2", "none sent", 7, "7"]
 
 
 def test_single_text_equals_same_text_in_a_batch(client):
@@ -254,6 +265,14 @@ def test_truncate_flag(clf, trained_with_truncation):
         (b'{"texts": [1, 2]}', "texts[0]"),
         (b'{"texts": [null]}', "texts[0]"),
         (b'{"texts": ["ok", {"a": 1}]}', "texts[1]"),
+        (b'{"texts": [{"text": "a"}]}', "texts[0].id: field required"),
+        (b'{"texts": [{"id": 1}]}', "texts[0].text: field required"),
+        (b'{"texts": [{"id": 1.5, "text": "a"}]}', "texts[0].id: must be a string or an integer"),
+        (b'{"texts": [{"id": true, "text": "a"}]}', "texts[0].id: must be a string or an integer"),
+        (b'{"texts": [{"id": 1, "text": "a", "lang": "en"}]}', "texts[0].lang: unknown field (allowed: id, text)"),
+        (b'{"texts": ["a", {"id": 1, "text": ""}]}', "texts[1]: empty"),
+        (b'{"texts": ["a", {"id": 1, "text": 5}]}', "texts[1].text: Input should be a valid string"),
+        (b'{"texts": ["a", 2]}', 'texts[1]: must be a string or an object {"id": ..., "text": ...}'),
         (b'{"texts": []}', "at least one"),
         (b'{"texts": [""]}', "texts[0]: empty"),
         (b'{"texts": ["a"], "threshold": "0.5"}', "threshold"),

@@ -22,12 +22,21 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StrictBool,
+    StrictStr,
+    Tag,
+    field_validator,
+)
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llmclassify import __version__
@@ -52,15 +61,50 @@ _BODY_METHODS = {"POST", "PUT", "PATCH"}
 # Request / response models (they also drive the OpenAPI page at /docs)
 
 
+class TextItem(BaseModel):
+    """One text with the caller's own id for it, answered back beside its result."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | int = Field(description="The caller's id of the text (a string or an integer), "
+                                      "returned unchanged with its result.")
+    text: StrictStr
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _string_or_integer(cls, value):
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise ValueError("must be a string or an integer")
+        return value
+
+
+def _item_kind(value) -> str:
+    return "object" if isinstance(value, (dict, TextItem)) else "string"
+
+
+# A text is a string, or {"id": ..., "text": ...}; the tags name the two forms in error locations.
+TextOrItem = Annotated[
+    Annotated[StrictStr, Tag("string")] | Annotated[TextItem, Tag("object")],
+    Discriminator(_item_kind),
+]
+_ITEM_TAGS = {"string", "object"}
+
+
 class ClassifyRequest(BaseModel):
     """Body of POST /v1/classify."""
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"texts": ["WINNER!! Claim your free prize now", "See you at 6?"]}]},
+        json_schema_extra={"examples": [
+            {"texts": ["WINNER!! Claim your free prize now", "See you at 6?"]},
+            {"texts": [{"id": "msg-17", "text": "WINNER!! Claim your free prize now"}]},
+        ]},
     )
 
-    texts: list[StrictStr] = Field(min_length=1, description="Messages to classify, in order.")
+    texts: list[TextOrItem] = Field(
+        min_length=1,
+        description='Messages to classify, in order: strings, or objects {"id": ..., "text": ...} '
+                    "whose id comes back with the result.")
     threshold: float | None = Field(
         default=None,
         ge=0.0,
@@ -78,6 +122,8 @@ class ClassifyRequest(BaseModel):
 
 
 class ClassifyResult(BaseModel):
+    id: str | int | None = Field(default=None, description="The text's id, where it was sent as "
+                                 '{"id": ..., "text": ...}.')
     label: str
     probabilities: dict[str, float]
     truncated: bool
@@ -332,7 +378,9 @@ class BodyLimitMiddleware:
 
 
 def _where(loc) -> str:
-    parts = [p for p in loc if p != "body"]
+    # Drop the body and the name of the form a text took (string / object) after its index.
+    parts = [p for i, p in enumerate(loc)
+             if p != "body" and not (p in _ITEM_TAGS and i and isinstance(loc[i - 1], int))]
     out = ""
     for p in parts:
         out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
@@ -358,7 +406,12 @@ def _validation_message(errors) -> str:
         elif kind == "missing":
             msgs.append(f"{where}: field required")
         elif kind == "extra_forbidden":
-            msgs.append(f"{where}: unknown field (allowed: texts, threshold, truncate)")
+            allowed = "id, text" if "object" in loc else "texts, threshold, truncate"
+            msgs.append(f"{where}: unknown field (allowed: {allowed})")
+        elif "string" in loc and kind == "string_type":  # a text neither a string nor an object
+            msgs.append(f'{where}: must be a string or an object {{"id": ..., "text": ...}}')
+        elif kind == "value_error":
+            msgs.append(f"{where}: {(err.get('ctx') or {}).get('error', err.get('msg'))}")
         elif where == "texts" and kind == "too_short":
             msgs.append("texts: must hold at least one text")
         else:
@@ -555,10 +608,11 @@ def create_app(
         """Labels, base model, training metrics and pooling of the served run, plus the limits."""
         return {**info, "labels": labels, "model": model_id, "limits": limits}
 
-    @app.post("/v1/classify", response_model=ClassifyResponse, responses=_ERRORS)
+    @app.post("/v1/classify", response_model=ClassifyResponse, response_model_exclude_none=True, responses=_ERRORS)
     async def classify(req: ClassifyRequest):
         """Classify texts. Concurrent requests are micro-batched into one model call."""
-        texts = req.texts
+        ids = [t.id if isinstance(t, TextItem) else None for t in req.texts]
+        texts = [t.text if isinstance(t, TextItem) else t for t in req.texts]
         if len(texts) > max_texts:
             raise ApiError(413, f"too many texts: {len(texts)} sent, the limit is {max_texts} per request")
         if req.threshold is not None and not (two_class or getattr(classifier, "multi_label", False)):
@@ -601,11 +655,12 @@ def create_app(
             raise ApiError(500, "internal server error: the model failed on this request") from None
         return {
             "results": [
-                {"label": p.label,
-                 "probabilities": {k: float(v) for k, v in p.probabilities.items()},
-                 "truncated": bool(p.truncated) or c}
+                ({"id": i} if i is not None else {})
+                | {"label": p.label,
+                   "probabilities": {k: float(v) for k, v in p.probabilities.items()},
+                   "truncated": bool(p.truncated) or c}
                 | ({"labels": p.labels} if p.labels is not None else {})
-                for p, c in zip(preds, cut)
+                for i, p, c in zip(ids, preds, cut)
             ],
             "model": model_id,
         }
