@@ -282,6 +282,7 @@ def test_truncate_flag(clf, trained_with_truncation):
         (b'{"texts": ["a"], "threshold": Infinity}', "threshold"),
         (b'{"texts": ["a"], "truncate": "yes"}', "truncate"),
         (b'{"texts": ["a"], "txets": ["b"]}', "txets: unknown field"),
+        (b'{"texts": ["a"], "object": 1}', "object: unknown field (allowed: texts, threshold, truncate)"),
     ],
 )
 def test_bad_requests_422(client, body, needle):

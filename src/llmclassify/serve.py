@@ -377,10 +377,17 @@ class BodyLimitMiddleware:
 # Validation messages a person can read
 
 
+def _is_item_tag(loc, i: int) -> bool:
+    """Whether loc[i] names the form a text took (string / object), right after its index."""
+    return loc[i] in _ITEM_TAGS and i > 0 and isinstance(loc[i - 1], int)
+
+
+def _item_form(loc) -> str | None:
+    return next((loc[i] for i in range(len(loc)) if _is_item_tag(loc, i)), None)
+
+
 def _where(loc) -> str:
-    # Drop the body and the name of the form a text took (string / object) after its index.
-    parts = [p for i, p in enumerate(loc)
-             if p != "body" and not (p in _ITEM_TAGS and i and isinstance(loc[i - 1], int))]
+    parts = [p for i, p in enumerate(loc) if p != "body" and not _is_item_tag(loc, i)]
     out = ""
     for p in parts:
         out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
@@ -406,9 +413,9 @@ def _validation_message(errors) -> str:
         elif kind == "missing":
             msgs.append(f"{where}: field required")
         elif kind == "extra_forbidden":
-            allowed = "id, text" if "object" in loc else "texts, threshold, truncate"
+            allowed = "id, text" if _item_form(loc) == "object" else "texts, threshold, truncate"
             msgs.append(f"{where}: unknown field (allowed: {allowed})")
-        elif "string" in loc and kind == "string_type":  # a text neither a string nor an object
+        elif _item_form(loc) == "string" and kind == "string_type":  # neither a string nor an object
             msgs.append(f'{where}: must be a string or an object {{"id": ..., "text": ...}}')
         elif kind == "value_error":
             msgs.append(f"{where}: {(err.get('ctx') or {}).get('error', err.get('msg'))}")
