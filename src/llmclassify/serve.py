@@ -79,15 +79,15 @@ class TextItem(BaseModel):
 
 
 def _item_kind(value) -> str:
-    return "object" if isinstance(value, (dict, TextItem)) else "string"
+    return OBJECT_FORM if isinstance(value, (dict, TextItem)) else STRING_FORM
 
 
 # A text is a string, or {"id": ..., "text": ...}; the tags name the two forms in error locations.
+STRING_FORM, OBJECT_FORM = "string", "object"
 TextOrItem = Annotated[
-    Annotated[StrictStr, Tag("string")] | Annotated[TextItem, Tag("object")],
+    Annotated[StrictStr, Tag(STRING_FORM)] | Annotated[TextItem, Tag(OBJECT_FORM)],
     Discriminator(_item_kind),
 ]
-_ITEM_TAGS = {"string", "object"}
 
 
 class ClassifyRequest(BaseModel):
@@ -379,7 +379,7 @@ class BodyLimitMiddleware:
 
 def _is_item_tag(loc, i: int) -> bool:
     """Whether loc[i] names the form a text took (string / object), right after its index."""
-    return loc[i] in _ITEM_TAGS and i > 0 and isinstance(loc[i - 1], int)
+    return loc[i] in (STRING_FORM, OBJECT_FORM) and i > 0 and isinstance(loc[i - 1], int)
 
 
 def _item_form(loc) -> str | None:
@@ -413,9 +413,10 @@ def _validation_message(errors) -> str:
         elif kind == "missing":
             msgs.append(f"{where}: field required")
         elif kind == "extra_forbidden":
-            allowed = "id, text" if _item_form(loc) == "object" else "texts, threshold, truncate"
+            fields = TextItem.model_fields if _item_form(loc) == OBJECT_FORM else ClassifyRequest.model_fields
+            allowed = ", ".join(fields)
             msgs.append(f"{where}: unknown field (allowed: {allowed})")
-        elif _item_form(loc) == "string" and kind == "string_type":  # neither a string nor an object
+        elif _item_form(loc) == STRING_FORM and kind == "string_type":  # neither a string nor an object
             msgs.append(f'{where}: must be a string or an object {{"id": ..., "text": ...}}')
         elif kind == "value_error":
             msgs.append(f"{where}: {(err.get('ctx') or {}).get('error', err.get('msg'))}")
