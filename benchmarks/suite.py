@@ -52,15 +52,17 @@ SEARCHES = {"auto", "windows", "head", "head-tail"}  # their hybrid candidate ne
 TRAIN_FRACTION = 0.7  # llmclassify train's default --split 0.7,0.1,0.2
 MIN_PER_CLASS = 3  # one text per split for every class, or train leaves the class out (data.prepare)
 
-# The child: llmclassify's CLI in-process, then its own wall time, CPU time and peak RSS
-# (ru_maxrss of this process alone, so every run's memory is its own).
+# The child: llmclassify's CLI in-process, then its own wall time, CPU time (with that of the
+# search's forked workers, llmclassify.cores) and peak RSS (ru_maxrss of this process alone, so
+# every run's memory is its own; the workers share its pages and add their own few).
 CHILD = (
     "import json, resource, sys, time\n"
     "from llmclassify.cli import main\n"
     "t = time.perf_counter()\n"
     "rc = main(sys.argv[2:])\n"
-    "r = resource.getrusage(resource.RUSAGE_SELF)\n"
-    "json.dump({'rc': rc, 'wall_s': time.perf_counter() - t, 'cpu_s': r.ru_utime + r.ru_stime,\n"
+    "r, w = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+    "json.dump({'rc': rc, 'wall_s': time.perf_counter() - t,\n"
+    "           'cpu_s': r.ru_utime + r.ru_stime + w.ru_utime + w.ru_stime,\n"
     "           'peak_rss_mib': r.ru_maxrss / 1024}, open(sys.argv[1], 'w'))\n"
     "sys.exit(rc)\n"
 )

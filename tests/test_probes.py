@@ -710,6 +710,47 @@ def test_out_of_fold_grid_warm_starts_to_the_fits_it_replaces():
     assert setting == 0.5 and np.array_equal(oof, np.eye(3)[y])
 
 
+@pytest.fixture
+def two_cores():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the folds fork where Linux forks")
+def test_cross_validation_fits_its_folds_in_forked_processes_and_equals_a_loop(two_cores):
+    """The search's folds run in processes forked from the run (cores.map_forked), in order, an
+    error in one raised here; the probabilities cross_validate assembles fold by fold equal
+    out_of_fold's over each repeat, and those of the same folds on one core, bit for bit."""
+    import os
+
+    from llmclassify.cores import map_forked, workers
+    from llmclassify.probes import C_GRID, out_of_fold, out_of_fold_fitter
+    from llmclassify.search import cross_validate, repeated_folds
+
+    assert workers(10) == 2 and workers(1) == 1
+    ran = map_forked(lambda i: (i, os.getpid()), list(range(6)))
+    assert [i for i, _ in ran] == list(range(6)) and os.getpid() not in {pid for _, pid in ran}
+    with pytest.raises(ZeroDivisionError):
+        map_forked(lambda i: 1 / i, [1, 0])
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(150, 12)) * rng.uniform(0.5, 3, size=12)
+    y = (x[:, :3].sum(1) + rng.normal(size=150) > 0).astype(int) + (x[:, 4] > 1.5)
+    names = ["a", "b", "c"]
+    repeats = repeated_folds(y, 7)
+    grid = C_GRID[:3]
+    fit_oof = out_of_fold_fitter(x, y, 3)
+    C, f1, oof = cross_validate(lambda f: fit_oof(f, grid), y, names, repeats)
+    loop = [out_of_fold(x, y, 3, folds, grid) for folds in repeats]
+    assert np.array_equal(oof, np.mean([o[C] for o in loop], 0))
+    torch.set_num_threads(1)
+    assert workers(10) == 1
+    assert np.array_equal(cross_validate(lambda f: fit_oof(f, grid), y, names, repeats)[2], oof)
+    assert len(repeats) == 2 and not np.array_equal(repeats[0][0], repeats[1][0])  # two shuffles, not one twice
+
+
 @pytest.mark.parametrize("peak, want, tried, grid", [
     (100.0, 100.0, [(0.1, 1.0, 10.0), (100.0,), (1000.0,)], (1.0, 0.1, 10.0)),  # past the top, until it stops gaining
     (1.0, 1.0, [(0.1, 1.0, 10.0)], (1.0, 0.1, 10.0)),  # inside the grid: nothing more is tried
@@ -737,7 +778,7 @@ def test_cross_validated_c_grows_past_the_end_it_chose(peak, want, tried, grid):
             out[C] = np.eye(2)[pred]
         return out
 
-    C, f1, oof = cross_validate_c(fit_oof, y, names, [None], grid)
+    C, f1, oof = cross_validate_c(fit_oof, y, names, [[np.arange(len(y))]], grid)  # one repeat, one fold: every row
     assert C == want and calls == [pytest.approx(t) for t in tried]
     assert f1 == pytest.approx(float(np.mean(oof.argmax(1) == y)), abs=0.02)  # balanced: macro-F1 ~ accuracy
 

@@ -283,17 +283,27 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, n_classes: int, folds: list[np.nda
                 balanced: bool = False, mix: int = 0) -> dict[float, np.ndarray]:
     """{C: (N, n_classes) probabilities} for every C of `C_grid`, each row from a probe fitted
     without that row's fold; along the grid each fold's fits are one LogisticPath (warm starts)."""
+    return out_of_fold_fitter(x, y, n_classes, balanced, mix)(folds, C_grid)
+
+
+def out_of_fold_fitter(x: np.ndarray, y: np.ndarray, n_classes: int, balanced: bool = False, mix: int = 0):
+    """out_of_fold's `(folds, C_grid) -> {C: probabilities}` with x standardised once, here: the
+    search calls it fold by fold (search.cross_validate)."""
     mean, scale = standardiser(x)  # unsupervised: no labels used
     z = ((x - mean) / scale).astype(np.float32)
-    probs = {C: np.zeros((len(y), n_classes), dtype=np.float64) for C in C_grid}
-    for held in folds:
-        keep = np.ones(len(y), dtype=bool)
-        keep[held] = False
-        fit = fitter(n_classes, balanced, mix)
-        for C in sorted(C_grid):
-            w, b = fit(z[keep], y[keep], C)
-            probs[C][held] = softmax(z[held] @ w.T + b)
-    return probs
+
+    def fit_out_of_fold(folds, C_grid):
+        probs = {C: np.zeros((len(y), n_classes), dtype=np.float64) for C in C_grid}
+        for held in folds:
+            keep = np.ones(len(y), dtype=bool)
+            keep[held] = False
+            fit = fitter(n_classes, balanced, mix)
+            for C in sorted(C_grid):
+                w, b = fit(z[keep], y[keep], C)
+                probs[C][held] = softmax(z[held] @ w.T + b)
+        return probs
+
+    return fit_out_of_fold
 
 
 RIDGE_ALPHAS = (1e-3, 1e-2, 1e-1, 1.0)  # times the number of training rows

@@ -57,6 +57,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from . import probes
+from .cores import map_forked
 from .evaluate import format_figure
 from .scoring import score
 
@@ -78,8 +79,15 @@ def repeated_folds(y: np.ndarray, seed: int) -> list[list[np.ndarray]]:
 def cross_validate(fit_oof, y: np.ndarray, names, repeats: list) -> tuple[float, float, np.ndarray]:
     """The best setting of `fit_oof(folds) -> {setting: (N, C) out-of-fold probabilities}` (a
     grid of C) by mean macro-F1 over the repeats; the first of the grid on a tie. Returns
-    (setting, its mean macro-F1, the mean of its probabilities over the repeats)."""
-    oofs = [fit_oof(folds) for folds in repeats]
+    (setting, its mean macro-F1, the mean of its probabilities over the repeats). Every fold of
+    every repeat is fitted on its own, the folds spread over the cores (cores.map_forked)."""
+    oofs = [{} for _ in repeats]
+    fitted = iter(map_forked(lambda held: {s: p[held] for s, p in fit_oof([held]).items()},
+                             [held for folds in repeats for held in folds]))
+    for oof, folds in zip(oofs, repeats):
+        for held in folds:
+            for setting, p in next(fitted).items():
+                oof.setdefault(setting, np.zeros((len(y), p.shape[1]), dtype=p.dtype))[held] = p
     scored = [(float(np.mean([_macro_f1(o[s], y, names) for o in oofs])), s) for s in oofs[0]]
     f1, setting = max(scored, key=lambda x: x[0])
     return setting, f1, np.mean([o[setting] for o in oofs], 0)
@@ -190,10 +198,9 @@ def ridge_screened(pooled, y: np.ndarray, names, folds: list[np.ndarray], single
     of `singles` on `folds` (one repeat), best first. `screen`: probes.ridge_screen (a benchmark
     passes the version it is compared with)."""
     n_classes = len(names)
-    scored = []
-    for picks in singles:
-        oof = screen(pooled.matrix(list(picks)), y, n_classes, folds)
-        scored.append((max(_macro_f1(np.eye(n_classes)[d], y, names) for d in oof.values()), picks))
+    decisions = map_forked(lambda picks: screen(pooled.matrix(list(picks)), y, n_classes, folds), singles)
+    scored = [(max(_macro_f1(np.eye(n_classes)[d], y, names) for d in oof.values()), picks)
+              for picks, oof in zip(singles, decisions)]
     return sorted(scored, key=lambda s: -s[0])
 
 
@@ -202,8 +209,8 @@ def _logistic_candidate(pooled, y, names, folds, val_rows, picks, balanced: bool
     t0 = time.perf_counter()
     x = pooled.matrix(list(picks))
     n_mixed = len(picks) if mix else 0
-    C, f1, oof = cross_validate_c(lambda f, grid: probes.out_of_fold(x, y, len(names), f, grid, balanced, n_mixed),
-                                  y, names, folds, probes.C_GRID)
+    C, f1, oof = cross_validate_c(probes.out_of_fold_fitter(x, y, len(names), balanced, n_mixed), y, names, folds,
+                                  probes.C_GRID)
     depth = max(layer for layer, _ in picks)
     name = "probe " + (probes.MIX if mix else "") + probes.probe_name(picks) + (" balanced" if balanced else "")
     cand = Candidate(name, "probe", f1, _macro_f1(oof[val_rows], y[val_rows], names),
