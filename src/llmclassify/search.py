@@ -47,6 +47,10 @@ Protocol (one trunk pass has already produced every candidate's features):
    the hybrid, then fine-tuning. A chosen probe or hybrid is refitted on the whole pool with
    its C (an ensemble: each member with its own; `refit`); the test split is scored once,
    for the chosen candidate alone.
+
+The cores: every fold of every repeat (cross_validate) and every candidate of the ridge screen
+is fitted on its own, in processes forked from the run (cores.map_forked), with the same
+results as one after another.
 """
 
 from __future__ import annotations

@@ -52,11 +52,12 @@ def one_blas_thread():
     weights; the baseline's sparse products are scipy's own) and the ridge screen, where
     handing each step's products to a second thread costs more than it saves: on the 2-core
     EPYC the book split's probe search took 21.4 s with OpenBLAS's two threads and 2.9 s with
-    one, the same choice (benchmarks/results/blas-threads.md). torch's arithmetic (MKL, oneDNN)
-    is not affected. A library loaded inside the limit keeps its own threads, so scipy's OpenBLAS
-    (a second library beside numpy's, what the solvers call) is loaded first: imported lazily
-    by the baseline, it ran every CLI run's fits on two threads, and the search's loose-tolerance
-    fits then differed from the benchmarks' (reuters-r8's question CV 0.9205 against 0.9214)."""
+    one, the same choice (benchmarks/results/blas-threads.md). The other cores fit other folds,
+    in processes (cores.map_forked). torch's arithmetic (MKL, oneDNN) is not affected. A
+    library loaded inside the limit keeps its own threads, so scipy's OpenBLAS (a second
+    library beside numpy's, what the solvers call) is loaded first: imported lazily by the
+    baseline, it ran every CLI run's fits on two threads, and the search's loose-tolerance fits
+    then differed from the benchmarks' (reuters-r8's question CV 0.9205 against 0.9214)."""
     import sklearn.linear_model  # noqa: F401  (loads scipy's BLAS before the limit)
     from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
 
