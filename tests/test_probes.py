@@ -751,6 +751,27 @@ def test_cross_validation_fits_its_folds_in_forked_processes_and_equals_a_loop(t
     assert len(repeats) == 2 and not np.array_equal(repeats[0][0], repeats[1][0])  # two shuffles, not one twice
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the folds fork where Linux forks")
+def test_a_forked_worker_ends_on_sigterm_under_the_runs_handler(two_cores):
+    """A run keeps SIGTERM for its next checkpoint (resume.py's handler); a worker must not
+    inherit that: SIGTERM ends it, and the parent hears of it (BrokenProcessPool) instead of
+    waiting on a worker that will not end."""
+    import os
+    import signal
+    from concurrent.futures.process import BrokenProcessPool
+
+    from llmclassify.cores import map_forked
+
+    kept = []
+    old = signal.signal(signal.SIGTERM, lambda signum, frame: kept.append(signum))
+    try:
+        with pytest.raises(BrokenProcessPool):
+            map_forked(lambda i: os.kill(os.getpid(), signal.SIGTERM) or i, [0, 1])
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    assert kept == []  # the parent's handler never ran
+
+
 @pytest.mark.parametrize("peak, want, tried, grid", [
     (100.0, 100.0, [(0.1, 1.0, 10.0), (100.0,), (1000.0,)], (1.0, 0.1, 10.0)),  # past the top, until it stops gaining
     (1.0, 1.0, [(0.1, 1.0, 10.0)], (1.0, 0.1, 10.0)),  # inside the grid: nothing more is tried
