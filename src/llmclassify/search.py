@@ -287,10 +287,14 @@ def hybrid_candidates(best_probe: Candidate, baseline_oof: np.ndarray, y, names,
 def refit(pick: Candidate, matrix, y: np.ndarray, n_classes: int) -> probes.LinearProbe:
     """A probe candidate (or the probe of a hybrid) fitted on the rows of `y` with its C:
     `matrix(picks)` gives those rows' vectors. An ensemble fits each member and averages them
-    into one probe on `pick.picks`, the union of theirs (probes.average_probes)."""
+    into one probe on `pick.picks`, the union of theirs (probes.average_probes); the members
+    fit on the cores (cores.map_forked)."""
+
+    def fit(m: Candidate) -> probes.LinearProbe:
+        return probes.fit_probe(matrix(m.picks), y, n_classes, m.C, m.balanced, mix=len(m.picks) if m.mix else 0)
+
     members = pick.members or (pick,)
-    parts = [(m.picks, probes.fit_probe(matrix(m.picks), y, n_classes, m.C, m.balanced,
-                                        mix=len(m.picks) if m.mix else 0)) for m in members]
+    parts = list(zip((m.picks for m in members), map_forked(fit, members)))
     return parts[0][1] if len(parts) == 1 else probes.average_probes(parts)
 
 
