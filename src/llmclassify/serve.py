@@ -662,12 +662,9 @@ def create_app(
             log.exception("classify failed for a batch")
             raise ApiError(500, "internal server error: the model failed on this request") from None
         return {
-            "results": [
-                ({"id": i} if i is not None else {})
-                | {"label": p.label,
-                   "probabilities": {k: float(v) for k, v in p.probabilities.items()},
-                   "truncated": bool(p.truncated) or c}
-                | ({"labels": p.labels} if p.labels is not None else {})
+            "results": [  # an id or labels that are None are left out (response_model_exclude_none)
+                {"id": i, "label": p.label, "probabilities": {k: float(v) for k, v in p.probabilities.items()},
+                 "truncated": bool(p.truncated) or c, "labels": p.labels}
                 for i, p, c in zip(ids, preds, cut)
             ],
             "model": model_id,
