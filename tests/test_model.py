@@ -198,19 +198,26 @@ def test_no_causal_mask_option():
     torch.testing.assert_close(one_causal[0, last], one_full[0, last])
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("side", ["right", "left"])
 @pytest.mark.parametrize("heads", [(6, 2), (4, 4)])
-def test_matmul_attention_equals_sdpa(heads, side, causal):
+def test_matmul_attention_equals_sdpa(heads, side, causal, dtype):
+    """In float32 exactly; in bfloat16 (scores and softmax in bfloat16) to its rounding, against
+    float32 SDPA on the same bfloat16 inputs; head_dim 12, so the scale is not a power of two."""
     n_heads, n_kv = heads
     g = torch.Generator().manual_seed(0)
     ids, mask = padded_batch(TEXTS, side=side)
     B, T = mask.shape
-    q = torch.randn(B, n_heads, T, 8, generator=g)
-    k, v = (torch.randn(B, n_kv, T, 8, generator=g) for _ in range(2))
+    q = torch.randn(B, n_heads, T, 12, generator=g).to(dtype)
+    k, v = (torch.randn(B, n_kv, T, 12, generator=g).to(dtype) for _ in range(2))
     allowed = attention_mask_bool(mask, causal)
-    want = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=allowed, enable_gqa=n_kv != n_heads)
-    torch.testing.assert_close(matmul_attention(q, k, v, attention_bias(allowed)), want)
+    want = torch.nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=allowed,
+                                                            enable_gqa=n_kv != n_heads)
+    got = matmul_attention(q, k, v, attention_bias(allowed, dtype))
+    assert got.dtype == dtype
+    tol = {} if dtype == torch.float32 else {"atol": 0.02, "rtol": 0.02}
+    torch.testing.assert_close(got.float(), want, **tol)
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
