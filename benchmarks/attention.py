@@ -9,7 +9,8 @@ what the pass runs up to `model.MATMUL_ATTENTION_MAX_TOKENS`).
 One process, the default model, the trunk pass of a run (layers 8, 10, ..., 30, pooled vectors)
 in bfloat16 over the texts of benchmarks/pass_batch.py (SMS texts whole; with `--long-data`,
 long texts in windows of the default `--window`), each way interleaved over `--repeats` rounds;
-the best round counts. Also how far each way's pooled vectors are from a float32 pass's
+the best round counts, and the median of the rounds' ratios (this machine's speed drifts within
+a run). Also how far each way's pooled vectors are from a float32 pass's
 (relative Frobenius distance over every layer kept) and whether two ways' vectors are the same
 bit for bit. Writes OUT.json and OUT.md with the command, commit, date and machine. Only
 meaningful on a CPU with AVX512-BF16 or AMX (elsewhere bfloat16 is emulated and no run uses it).
@@ -18,6 +19,7 @@ meaningful on a CPU with AVX512-BF16 or AMX (elsewhere bfloat16 is emulated and 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -37,6 +39,11 @@ def float32_softmax_attention(q, k, v, bias):
     scores = torch.matmul(q.reshape(B, n_kv, group * T, hd), k.transpose(-1, -2)).view(B, n_kv, group, T, T)
     p = torch.softmax(scores.float().mul_(hd**-0.5).add_(bias), dim=-1).to(q.dtype)
     return torch.matmul(p.view(B, n_kv, group * T, T), v).view(B, H, T, hd)
+
+
+def speedup(rates: dict, way: str, other: str) -> tuple[float, float]:
+    """`way` over `other`: best round over best round, and the median of the rounds' ratios."""
+    return max(rates[way]) / max(rates[other]), statistics.median(a / b for a, b in zip(rates[way], rates[other]))
 
 
 def main() -> None:
@@ -79,21 +86,22 @@ def main() -> None:
           f"Layers {','.join(map(str, layers))} kept; best of {a.repeats} interleaved rounds. Distance: relative "
           "Frobenius distance of the pooled vectors (mean and last token, every layer kept) from a float32 pass's.",
           "",
-          "| texts | " + " | ".join(f"{w} tokens/s" for w in WAYS) + " | now / before | now / fused | "
-          "distance fused / before / now | now = before bit for bit |",
+          "| texts | " + " | ".join(f"{w} tokens/s" for w in WAYS) + " | now / before (median of rounds) | "
+          "now / fused (median) | distance fused / before / now | now = before bit for bit |",
           "|---|" + "---:|" * (len(WAYS) + 2) + "---|---|"]
     for name, (ids, window) in sets.items():
         best = {w: max(rates[name][w]) for w in WAYS}
         dist = {w: ((feats[name][w] - ref[name]).norm() / ref[name].norm()).item() for w in WAYS}
         same = torch.equal(feats[name]["matmul (now)"], feats[name]["matmul, float32 softmax (before)"])
+        over_before, over_fused = (speedup(rates[name], "matmul (now)", other)
+                                   for other in ("matmul, float32 softmax (before)", "fused (SDPA)"))
         report["sets"][name] = {"texts": len(ids), "tokens": sum(map(len, ids)), "window": window,
                                 "tokens_per_s": rates[name], "distance_from_float32": dist,
-                                "now_over_before": best["matmul (now)"] / best["matmul, float32 softmax (before)"],
-                                "now_over_fused": best["matmul (now)"] / best["fused (SDPA)"],
+                                "now_over_before_best_median": over_before, "now_over_fused_best_median": over_fused,
                                 "now_equals_before": same}
         md.append(f"| {name} ({len(ids)} texts, {sum(map(len, ids)):,} tokens) | "
                   + " | ".join(f"{best[w]:,.0f}" for w in WAYS)
-                  + f" | {report['sets'][name]['now_over_before']:.3f}x | {report['sets'][name]['now_over_fused']:.2f}x"
+                  + f" | {over_before[0]:.3f}x ({over_before[1]:.3f}x) | {over_fused[0]:.2f}x ({over_fused[1]:.2f}x)"
                   f" | {' / '.join(f'{dist[w]:.4f}' for w in WAYS)} | {'yes' if same else 'no'} |")
     write_report(Path(a.out), report, md)
 
