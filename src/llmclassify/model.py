@@ -99,7 +99,7 @@ def attention_mask_bool(
     return allowed.expand(B, 1, allowed.shape[2], T)
 
 
-# Attention as two matmuls and a softmax where that beats the CPU's fused kernel:
+# Attention as two matmuls and a float32 softmax where that beats the CPU's fused kernel:
 # in bfloat16 on the CPU, F.scaled_dot_product_attention ran 2.2-3.1x slower than this at 32 to
 # 256 tokens (benchmarks/results/attention.md); in float32 and on GPUs the fused kernel is the
 # faster one, and past this many tokens the (B, H, T, T) scores it never holds grow too large.
@@ -111,26 +111,21 @@ def uses_matmul_attention(device: torch.device, dtype: torch.dtype, n_tokens: in
     return device.type == "cpu" and dtype in (torch.bfloat16, torch.float16) and n_tokens <= MATMUL_ATTENTION_MAX_TOKENS
 
 
-def attention_bias(allowed: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """The boolean mask (B, 1, T, T) as `matmul_attention` adds it: 0 / -inf in `dtype` (the
-    scores' dtype), (B, 1, 1, T, T) to broadcast over K/V heads and the query heads that share each."""
-    return torch.zeros(allowed.shape, device=allowed.device, dtype=dtype).masked_fill_(~allowed, float("-inf"))[:, :, None]
+def attention_bias(allowed: torch.Tensor) -> torch.Tensor:
+    """The boolean mask (B, 1, T, T) as `matmul_attention` adds it: 0 / -inf, float32,
+    (B, 1, 1, T, T) to broadcast over K/V heads and the query heads that share each."""
+    return torch.zeros(allowed.shape, device=allowed.device).masked_fill_(~allowed, float("-inf"))[:, :, None]
 
 
 def matmul_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """SDPA's output from two matmuls: q (B, H, T, hd); k, v (B, Hkv, T, hd), query head h
-    reading K/V head h // (H // Hkv) as with enable_gqa; bias from `attention_bias` in q's dtype.
-    Everything in q's dtype: PyTorch's CPU softmax of bfloat16 sums its exponentials in float32
-    inside, so a float32 copy of the scores, as this ran before, gave the default model's
-    windows of 256 the same pooled vectors bit for bit and its SMS texts the same distance from
-    a float32 pass (0.0127), at 0.91x and 0.99x the pass's seconds
-    (benchmarks/results/attention-softmax.md). The matmul already rounds the scores to q's
-    dtype; the scale rounds them once more where it is not a power of two (head_dim 64: 1/8)."""
+    reading K/V head h // (H // Hkv) as with enable_gqa; bias from `attention_bias`. The scores
+    and softmax are float32, the matmuls in q's dtype."""
     B, H, T, hd = q.shape
     n_kv = k.shape[1]
     group = H // n_kv
     scores = torch.matmul(q.reshape(B, n_kv, group * T, hd), k.transpose(-1, -2)).view(B, n_kv, group, T, T)
-    p = torch.softmax(scores.mul_(hd**-0.5).add_(bias), dim=-1)
+    p = torch.softmax(scores.float().mul_(hd**-0.5).add_(bias), dim=-1).to(q.dtype)
     return torch.matmul(p.view(B, n_kv, group * T, T), v).view(B, H, T, hd)
 
 
@@ -415,7 +410,7 @@ class Decoder(nn.Module):
         where blocks in `dtype` attend by `matmul_attention`) and rotary cos/sin."""
         ctx = {"mask": attention_mask_bool(mask, causal)}
         if uses_matmul_attention(mask.device, dtype, mask.shape[1]):
-            ctx["bias"] = attention_bias(ctx["mask"], dtype)
+            ctx["bias"] = attention_bias(ctx["mask"])
         if not self.cfg.is_gpt2:
             ctx["cos_sin"] = self.blocks[0].attn.rope_cos_sin(pos, dtype)
         return ctx
