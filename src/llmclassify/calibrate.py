@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UserError
+from .evaluate import precision_recall_f1
 
 OBJECTIVES = ("f1", "macro-f1", "precision")
 
@@ -42,9 +43,7 @@ def _binary_inputs(probs_pos, y) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _counts(tp, fp, fn, tn) -> dict:
-    prec = tp / (tp + fp) if tp + fp else 0.0
-    rec = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+    prec, rec, f1 = precision_recall_f1(tp, fp, fn)
     return {"precision": float(prec), "recall": float(rec), "f1": float(f1),
             "tp": int(tp), "fp": int(fp), "fn": int(fn), "tn": int(tn)}
 
@@ -91,16 +90,14 @@ def tune_threshold(probs_pos, y, objective: str = "f1",
             raise CalibrationError("target precision is only used with objective 'precision'")
         if n_pos == 0:
             raise CalibrationError("no positive examples in the validation data: F1 is 0 at every threshold")
-        f1 = 2 * tp / (tp + fp + n_pos)  # = 2PR / (P + R)
-        if objective == "macro-f1":  # the negative class's F1 from its own counts: tn = n_neg - fp
-            n_neg = n - n_pos
-            tn, fn = n_neg - fp, n_pos - tp
-            f1 = (f1 + np.where(n_neg > 0, 2 * tn / np.maximum(2 * tn + fn + fp, 1), 0.0)) / 2
+        f1 = precision_recall_f1(tp, fp, n_pos - tp)[2]
+        if objective == "macro-f1":  # the negative class's F1: its true positives tn = n_neg - fp
+            f1 = (f1 + precision_recall_f1(n - n_pos - fp, n_pos - tp, fp)[2]) / 2
         k = int(np.argmax(f1))  # first maximum = the highest threshold among ties
     else:
         if target_precision is None or not 0.0 < target_precision <= 1.0:
             raise CalibrationError(f"objective 'precision' needs a target precision in (0, 1] (got {target_precision})")
-        prec = tp / (tp + fp)
+        prec = precision_recall_f1(tp, fp, n_pos - tp)[0]
         ok = np.flatnonzero((prec >= target_precision - 1e-12) & (tp > 0))
         if ok.size == 0:
             raise CalibrationError(

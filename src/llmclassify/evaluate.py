@@ -41,8 +41,16 @@ def roc_auc(y_true_binary, scores) -> float | None:
     return float(u / (n_pos * n_neg))
 
 
-def _div(a, b):
-    return float(a) / float(b) if b else 0.0
+def precision_recall_f1(tp, fp, fn) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision tp / (tp + fp), recall tp / (tp + fn) and F1 2 tp / (2 tp + fp + fn) (= 2PR /
+    (P + R)) of counts, arrays of any shape (or numbers), each 0 where it is 0 / 0: the one
+    definition behind every report, the search's scores, the bootstrap and the threshold's tuning."""
+    tp, fp, fn = (np.asarray(v, dtype=np.float64) for v in (tp, fp, fn))
+
+    def ratio(a, b):
+        return np.divide(a, b, out=np.zeros(np.broadcast(a, b).shape), where=b > 0)
+
+    return ratio(tp, tp + fp), ratio(tp, tp + fn), ratio(2 * tp, 2 * tp + fp + fn)
 
 
 def compute_metrics(
@@ -77,23 +85,10 @@ def compute_metrics(
     np.add.at(cm, (yt, yp), 1)
     tp = np.diag(cm)
     support = cm.sum(axis=1)
-    predicted = cm.sum(axis=0)
-    per_class = {}
-    f1s = []
-    recalls_present = []
-    for i, name in enumerate(names):
-        p = _div(tp[i], predicted[i])
-        r = _div(tp[i], support[i])
-        f = _div(2 * p * r, p + r)
-        f1s.append(f)
-        if support[i] > 0:
-            recalls_present.append(r)
-        per_class[name] = {
-            "precision": p,
-            "recall": r,
-            "f1": f,
-            "support": int(support[i]),
-        }
+    precision, recall, f1 = precision_recall_f1(tp, cm.sum(axis=0) - tp, support - tp)
+    per_class = {name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                        "support": int(support[i])} for i, name in enumerate(names)}
+    present = support > 0
 
     auc = None
     if probs is not None and c == 2 and yt.size:
@@ -110,9 +105,9 @@ def compute_metrics(
 
     return {
         "n": int(yt.size),
-        "accuracy": _div(tp.sum(), yt.size),
-        "macro_f1": float(np.mean(f1s)) if f1s else 0.0,
-        "balanced_accuracy": float(np.mean(recalls_present)) if recalls_present else 0.0,
+        "accuracy": float(tp.sum() / yt.size) if yt.size else 0.0,
+        "macro_f1": float(f1.mean()) if c else 0.0,
+        "balanced_accuracy": float(recall[present].mean()) if present.any() else 0.0,
         "per_class": per_class,
         "confusion_matrix": cm.tolist(),
         "labels": names,
@@ -158,11 +153,9 @@ def paired_difference(y_true, pred_a, pred_b, n_classes: int, *, resamples: int 
 
 
 def _macro_f1(cm: np.ndarray) -> np.ndarray:
-    """Macro-F1 of (..., C, C) confusion matrices: compute_metrics's, per class
-    2 tp / (support + predicted), 0 where that is 0 / 0."""
+    """Macro-F1 of (..., C, C) confusion matrices, as compute_metrics gives it for one."""
     tp = np.diagonal(cm, axis1=-2, axis2=-1)
-    total = cm.sum(-2) + cm.sum(-1)
-    return np.divide(2 * tp, total, out=np.zeros_like(total, dtype=float), where=total > 0).mean(-1)
+    return precision_recall_f1(tp, cm.sum(-2) - tp, cm.sum(-1) - tp)[2].mean(-1)
 
 
 def mcnemar_p(a_only: int, b_only: int) -> float:

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UserError
+from .evaluate import precision_recall_f1
 
 
 class MultiLabelError(UserError, ValueError):
@@ -90,18 +91,10 @@ def multilabel_metrics(y_true, y_pred, label_names: Sequence[str] | None = None,
     tp = (T & P).sum(0)
     fp = (~T & P).sum(0)
     fn = (T & ~P).sum(0)
-
-    def prf(tp_, fp_, fn_):
-        p = tp_ / (tp_ + fp_) if tp_ + fp_ else 0.0
-        r = tp_ / (tp_ + fn_) if tp_ + fn_ else 0.0
-        return float(p), float(r), float(2 * p * r / (p + r) if p + r else 0.0)
-
-    per_label, f1s = {}, []
-    for j, name in enumerate(names):
-        p, r, f = prf(tp[j], fp[j], fn[j])
-        f1s.append(f)
-        per_label[name] = {"precision": p, "recall": r, "f1": f, "support": int(T[:, j].sum())}
-    mp, mr, mf = prf(tp.sum(), fp.sum(), fn.sum())
+    precision, recall, f1 = precision_recall_f1(tp, fp, fn)
+    per_label = {name: {"precision": float(precision[j]), "recall": float(recall[j]), "f1": float(f1[j]),
+                        "support": int(T[:, j].sum())} for j, name in enumerate(names)}
+    mp, mr, mf = (float(v) for v in precision_recall_f1(tp.sum(), fp.sum(), fn.sum()))
     return {
         "n": int(n),
         "subset_accuracy": float((T == P).all(1).mean()) if n else 0.0,
@@ -109,7 +102,7 @@ def multilabel_metrics(y_true, y_pred, label_names: Sequence[str] | None = None,
         "micro_precision": mp,
         "micro_recall": mr,
         "micro_f1": mf,
-        "macro_f1": float(np.mean(f1s)) if f1s else 0.0,
+        "macro_f1": float(f1.mean()) if n_labels else 0.0,
         "per_label": per_label,
         "labels": names,
         "loss": None if loss is None else float(loss),
