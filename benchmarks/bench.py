@@ -165,6 +165,41 @@ def select_best(params_named, state, val_loss):
         state["weights"] = {n: p.detach().clone() for n, p in params_named}
 
 
+def book_fit(spec: dict, named, opt, modules, n_train: int, batch_loss, evaluate) -> dict:
+    """The book's training as the reference-style loop and HF both run it: `spec["epochs"]`
+    epochs of batches in a seeded shuffle, one optimizer step each (`batch_loss(rows)`: the loss
+    of those training rows), validation after each epoch, the weights of the epoch with the
+    lowest validation loss restored (select_best), then the test split. `modules` are put in
+    train / eval mode around each epoch. Returns the fit and test seconds, the test accuracy
+    and the per-epoch history."""
+    import torch
+
+    gen = torch.Generator().manual_seed(spec["seed"])
+    best, history = {"loss": math.inf, "weights": None}, []
+    t_fit = time.perf_counter()
+    for epoch in range(1, spec["epochs"] + 1):
+        for m in modules:
+            m.train()
+        perm = torch.randperm(n_train, generator=gen).tolist()
+        for i in range(0, len(perm), spec["batch_size"]):
+            loss = batch_loss(perm[i : i + spec["batch_size"]])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        for m in modules:
+            m.eval()
+        vl, va = evaluate("val")
+        history.append({"epoch": epoch, "val_loss": vl, "val_accuracy": va})
+        select_best(named, best, vl)
+    fit_s = time.perf_counter() - t_fit
+    with torch.no_grad():
+        for n, p in named:
+            p.copy_(best["weights"][n])
+    t_test = time.perf_counter()
+    _, test_acc = evaluate("test")
+    return {"fit_s": fit_s, "test_s": time.perf_counter() - t_test, "test_accuracy": test_acc, "history": history}
+
+
 # ------------------------------------------------------------------------------------------
 # (0) parity: HF logits == ours before training; token counts for the floor
 # ------------------------------------------------------------------------------------------
@@ -273,34 +308,14 @@ def run_reference(spec: dict) -> dict:
                          for i in range(0, len(input_ids), spec["batch_size"])])
         return float(F.cross_entropy(out, labels[split])), accuracy(out, labels[split])
 
+    def batch_loss(rows):
+        return F.cross_entropy(logits_of(data["train"][0][rows], data["train"][1][rows]), labels["train"][rows])
+
     setup_s = time.perf_counter() - t0
-    gen = torch.Generator().manual_seed(spec["seed"])
-    best, history = {"loss": math.inf, "weights": None}, []
-    t_fit = time.perf_counter()
-    for epoch in range(1, spec["epochs"] + 1):
-        dec.train(), head.train()
-        perm = torch.randperm(len(labels["train"]), generator=gen)
-        for i in range(0, len(perm), spec["batch_size"]):
-            b = perm[i : i + spec["batch_size"]]
-            loss = F.cross_entropy(logits_of(data["train"][0][b], data["train"][1][b]), labels["train"][b])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        dec.eval(), head.eval()
-        vl, va = evaluate("val")
-        history.append({"epoch": epoch, "val_loss": vl, "val_accuracy": va})
-        select_best(named, best, vl)
-    fit_s = time.perf_counter() - t_fit
-    with torch.no_grad():
-        for n, p in named:
-            p.copy_(best["weights"][n])
-    t_test = time.perf_counter()
-    _, test_acc = evaluate("test")
-    test_s = time.perf_counter() - t_test
+    fit = book_fit(spec, named, opt, (dec, head), len(labels["train"]), batch_loss, evaluate)
     return {
-        "total_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0, "setup_s": setup_s, "fit_s": fit_s, "test_s": test_s,
-        "pad_len": pad_len, "test_accuracy": test_acc, "history": history,
-        "n_train": len(labels["train"]), "epochs": spec["epochs"], "peak_rss_mib": peak_rss_mib(),
+        "total_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0, "setup_s": setup_s, **fit,
+        "pad_len": pad_len, "n_train": len(labels["train"]), "epochs": spec["epochs"], "peak_rss_mib": peak_rss_mib(),
     }
 
 
@@ -354,36 +369,15 @@ def run_hf(spec: dict) -> dict:
         out = torch.cat(out)
         return float(F.cross_entropy(out, labels[split])), accuracy(out, labels[split])
 
+    def batch_loss(rows):
+        input_ids, mask = hf_batch([ids["train"][j] for j in rows], tok.pad_id)
+        return F.cross_entropy(model(input_ids=input_ids, attention_mask=mask).logits, labels["train"][rows])
+
     setup_s = time.perf_counter() - t0
-    gen = torch.Generator().manual_seed(spec["seed"])
-    best, history = {"loss": math.inf, "weights": None}, []
-    t_fit = time.perf_counter()
-    for epoch in range(1, spec["epochs"] + 1):
-        model.train()
-        perm = torch.randperm(len(labels["train"]), generator=gen).tolist()
-        for i in range(0, len(perm), bs):
-            b = perm[i : i + bs]
-            input_ids, mask = hf_batch([ids["train"][j] for j in b], tok.pad_id)
-            logits = model(input_ids=input_ids, attention_mask=mask).logits
-            loss = F.cross_entropy(logits, labels["train"][b])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        model.eval()
-        vl, va = evaluate("val")
-        history.append({"epoch": epoch, "val_loss": vl, "val_accuracy": va})
-        select_best(named, best, vl)
-    fit_s = time.perf_counter() - t_fit
-    with torch.no_grad():
-        for n, p in named:
-            p.copy_(best["weights"][n])
-    t_test = time.perf_counter()
-    _, test_acc = evaluate("test")
-    test_s = time.perf_counter() - t_test
+    fit = book_fit(spec, named, opt, (model,), len(labels["train"]), batch_loss, evaluate)
     return {
-        "total_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0, "setup_s": setup_s, "fit_s": fit_s, "test_s": test_s,
-        "test_accuracy": test_acc, "history": history, "n_train": len(labels["train"]),
-        "epochs": spec["epochs"], "peak_rss_mib": peak_rss_mib(),
+        "total_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0, "setup_s": setup_s, **fit,
+        "n_train": len(labels["train"]), "epochs": spec["epochs"], "peak_rss_mib": peak_rss_mib(),
     }
 
 
