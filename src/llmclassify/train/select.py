@@ -123,7 +123,7 @@ def choose_recipe(run: Run, recipe: str, probe_cands: list, finetuned: Fitted | 
         log(f"  {ft.name:<40} val macro-F1 {f1:.4f} (epoch {finetuned.best_epoch} of {run.cfg.epochs})", run.cfg)
     score = (f"CV macro-F1 {pick.cv_macro_f1:.4f}" if pick.cv_macro_f1 is not None
              else f"validation macro-F1 {pick.val_macro_f1:.4f}")
-    llm = "LLM only" if pick is llm_only else f"the best LLM-only: {llm_only.name}, CV macro-F1 {llm_only.cv_macro_f1:.4f}"
+    llm = "LLM only" if pick is llm_only else f"best LLM-only answer: {llm_only.name}, CV macro-F1 {llm_only.cv_macro_f1:.4f}"
     log(f"recipe: {pick.name} ({score}; {llm})", run.cfg)
     report = [c.report() for c in cands]
     if pick.kind == "finetune":
