@@ -187,3 +187,16 @@ def test_paired_difference_is_the_macro_f1_gap_with_a_bootstrap_interval_over_th
     for k, m in ((0, 6), (4, 14), (9, 20)):
         exact = 2 * sum(math.comb(m, i) for i in range(k + 1)) / 2**m
         assert mcnemar_p(k, m - k) == pytest.approx(min(1.0, exact))
+
+
+def test_macro_f1_alone_is_compute_metrics_macro_f1_bit_for_bit():
+    """evaluate.macro_f1 (what the search scores by) against compute_metrics' report: the same
+    float, a class that never occurs and one never predicted included."""
+    from llmclassify.evaluate import macro_f1
+
+    rng = np.random.default_rng(5)
+    for n, c in ((50, 2), (400, 5), (7, 4)):
+        y = rng.integers(0, c - 1, n)  # class c-1 never occurs
+        p = np.where(rng.random(n) < 0.7, y, rng.integers(1, c, n))  # class 0 predicted only when right
+        names = [str(i) for i in range(c)]
+        assert macro_f1(y, p, c) == compute_metrics(y, p, label_names=names)["macro_f1"]

@@ -62,8 +62,7 @@ import numpy as np
 
 from . import probes
 from .cores import map_forked
-from .evaluate import format_figure
-from .scoring import score
+from .evaluate import format_figure, macro_f1
 
 # The hybrid's weights on the probe (the rest on TF-IDF). Both ends near 0 and 1: on 20 topics
 # with ~100 texts each the LLM-only probes trail n-grams by 0.07 macro-F1, and the grid before,
@@ -151,9 +150,9 @@ class Candidate:
 
 
 def _macro_f1(probs, y, names) -> float | None:
-    """None for no texts: the validation split may be empty (`--split 0.9,0,0.1`)."""
-    m = score(probs, y, names)
-    return None if m is None else float(m["macro_f1"])
+    """The macro-F1 of the most probable labels (scoring.decide without a threshold); None for
+    no texts: the validation split may be empty (`--split 0.9,0,0.1`)."""
+    return None if len(y) == 0 else macro_f1(y, np.asarray(probs).argmax(-1), len(names))
 
 
 SHORTLIST = 3  # candidates that go on from the ridge screen to logistic regression
@@ -203,7 +202,7 @@ def ridge_screened(pooled, y: np.ndarray, names, folds: list[np.ndarray], single
     passes the version it is compared with)."""
     n_classes = len(names)
     decisions = map_forked(lambda picks: screen(pooled.matrix(list(picks)), y, n_classes, folds), singles)
-    scored = [(max(_macro_f1(np.eye(n_classes)[d], y, names) for d in oof.values()), picks)
+    scored = [(max(macro_f1(y, d, n_classes) for d in oof.values()), picks)
               for picks, oof in zip(singles, decisions)]
     return sorted(scored, key=lambda s: -s[0])
 
